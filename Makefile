@@ -18,14 +18,13 @@ demo: $(STAMP)
 	$(PY) examples/seed_chapter.py
 
 protos: $(STAMP)
-	$(PY) -m grpc_tools.protoc -Iprotos --python_out=driver/ember/_proto --grpc_python_out=driver/ember/_proto protos/ember/v1/*.proto
-	$(PY) tools/fix_proto_imports.py driver/ember/_proto
+	$(PY) tools/protos.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check driver node operator tests bench examples tools
 
 test: $(STAMP)
-	$(PY) tools/check_protos.py
+	$(PY) tools/protos.py --check
 	$(VENV)/bin/ruff check driver node operator tests bench examples tools
 	$(PY) -m pytest -q -p no:cacheprovider tests
 

@@ -1,0 +1,57 @@
+"""Message type tags for the intra-host protocol (``_wire``); the first item of each tuple.
+
+Client (driver or worker) to agent:
+  HELLO(kind, pid, worker_id, info)            first message on a connection
+  REGISTER_FN(fn_id, blob, contained)          a function's pickled body, once per driver
+  SUBMIT(spec)                                 a task (see TaskSpec in ember_node.tasks)
+  PUT(obj_id, payload, contained)              a small value, inline
+  ALLOC(req_id, obj_id, size)                  reserve store space; REPLY(offset | error)
+  SEAL(obj_id, offset, size, contained)        the value is written at offset
+  FETCH(ids)                                   send OBJ for each id when it is ready
+  ADDREF(ids) / RELEASE(ids)                   this process started / stopped holding refs
+  UNPIN(ids)                                   this process no longer maps these store objects
+  BLOCKED / UNBLOCKED                          a worker waits in get/wait (gives its CPU back)
+  DONE(task_id, results, retry, duration)      a worker finished a task
+  BOUNCE(tasks)                                a blocked worker hands queued tasks back
+  CANCEL(task_id, force)                       cancel a task
+  REQUEST(req_id, what, arg)                   introspection; REPLY(req_id, value)
+  SHUTDOWN()                                   the embedded cluster's driver is done
+
+Agent to client:
+  OBJ(obj_id, kind, payload)                   a value: kind INLINE, STORE (offset, size) or ERROR
+  REPLY(req_id, value)
+  EXEC(task tuple)                             run a task (to a worker)
+  CANCEL(task_id)                              stop this task if it is running (to a worker)
+  EXIT()                                       the worker should exit
+"""
+
+HELLO = 1
+REGISTER_FN = 2
+SUBMIT = 3
+PUT = 4
+ALLOC = 5
+SEAL = 6
+FETCH = 7
+ADDREF = 8
+RELEASE = 9
+UNPIN = 10
+BLOCKED = 11
+UNBLOCKED = 12
+DONE = 13
+BOUNCE = 14
+CANCEL = 15
+REQUEST = 16
+SHUTDOWN = 17
+
+OBJ = 30
+REPLY = 31
+EXEC = 32
+EXIT = 33
+
+# object payload kinds
+INLINE = 0
+STORE = 1
+ERROR = 2
+
+# values above this size go to the shared-memory store instead of inline in messages
+INLINE_LIMIT = 100 * 1024

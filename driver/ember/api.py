@@ -1,0 +1,308 @@
+"""The public API: init, shutdown, remote, put, get, wait and friends (Ray's core API)."""
+
+from __future__ import annotations
+
+import atexit
+import inspect
+import logging
+import threading
+import time
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+from ember import _context
+from ember import _messages as M
+from ember._launcher import EmbeddedCluster
+from ember._runtime import CoreRuntime, SessionInfo
+from ember._wire import ClientConnection
+from ember.object_ref import ObjectRef
+from ember.remote_function import RemoteFunction
+
+log = logging.getLogger("ember")
+
+_init_lock = threading.RLock()
+_cluster: EmbeddedCluster | None = None
+_atexit_registered = False
+
+# Ray's init() keywords that have no meaning for ember's embedded cluster; accepted quietly.
+_ACCEPTED_INIT_KWARGS = {
+    "include_dashboard", "dashboard_host", "dashboard_port", "logging_level", "logging_format",
+    "log_to_driver", "configure_logging", "namespace", "runtime_env", "local_mode", "job_config",
+    "_system_config", "_temp_dir", "_plasma_directory", "storage", "_metrics_export_port",
+    "_node_ip_address", "labels", "_enable_object_reconstruction", "enable_resource_isolation",
+}
+
+
+class RuntimeInfo:
+    """What ``init`` returns (Ray returns a context object with the address)."""
+
+    def __init__(self, session: SessionInfo) -> None:
+        self.address_info = {"node_id": session.node_id, "session_dir": session.session_dir,
+                             "address": "local"}
+        self.dashboard_url = None
+
+    def __getitem__(self, key: str) -> Any:
+        return self.address_info[key]
+
+    def __enter__(self) -> RuntimeInfo:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        shutdown()
+
+
+def init(
+    address: str | None = None,
+    *,
+    num_cpus: float | None = None,
+    num_gpus: float | None = None,
+    resources: dict[str, float] | None = None,
+    object_store_memory: int | None = None,
+    token: str | None = None,
+    ignore_reinit_error: bool = False,
+    **kwargs: Any,
+) -> RuntimeInfo:
+    """Start an embedded cluster on this machine (no address) and connect to it.
+
+    ``num_cpus`` defaults to the machine's cores; tasks that sleep or wait on I/O do not need
+    physical cores, so ``num_cpus`` may exceed them. ``object_store_memory`` caps the
+    shared-memory object store (bytes; default 30% of RAM, at most half of /dev/shm).
+    """
+    global _cluster, _atexit_registered
+    unknown = set(kwargs) - _ACCEPTED_INIT_KWARGS
+    if unknown:
+        raise TypeError(f"init() got unexpected keyword arguments: {', '.join(sorted(unknown))}")
+    with _init_lock:
+        if _context.current_runtime() is not None:
+            if ignore_reinit_error:
+                return RuntimeInfo(_context.current_runtime().session)
+            raise RuntimeError(
+                "ember.init() was already called in this process; call ember.shutdown() first, "
+                "or pass ignore_reinit_error=True"
+            )
+        if address not in (None, "local"):
+            raise ValueError(
+                f"connecting to a running cluster (address={address!r}) is not available in this "
+                "version of ember; call ember.init() without an address for a local cluster"
+            )
+        _check_amount("num_cpus", num_cpus)
+        _check_amount("num_gpus", num_gpus)
+        if resources is not None:
+            if not isinstance(resources, dict):
+                raise TypeError("resources must be a dict of name -> amount")
+            for name, value in resources.items():
+                if name in ("CPU", "GPU"):
+                    raise ValueError(f"use num_cpus/num_gpus instead of resources={{'{name}': ...}}")
+                _check_amount(f"resources[{name!r}]", value)
+        if object_store_memory is not None and (not isinstance(object_store_memory, int) or object_store_memory < 1 << 20):
+            raise ValueError("object_store_memory must be an integer number of bytes, at least 1 MiB")
+        cluster = EmbeddedCluster(num_cpus, num_gpus, resources, object_store_memory)
+        try:
+            session = SessionInfo(cluster.session)
+            conn = ClientConnection.connect(session.socket_path)
+            rt = CoreRuntime(conn, session, "driver")
+            rt.send((M.HELLO, "driver", _pid(), None, None))
+        except BaseException:
+            cluster.stop(timeout=0)
+            raise
+        _cluster = cluster
+        _context.set_runtime(rt)
+        if not _atexit_registered:
+            atexit.register(shutdown)
+            _atexit_registered = True
+        return RuntimeInfo(session)
+
+
+def _pid() -> int:
+    import os
+
+    return os.getpid()
+
+
+def _check_amount(name: str, value: Any) -> None:
+    if value is None:
+        return
+    if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
+        raise ValueError(f"{name} must be a non-negative number, got {value!r}")
+
+
+def _auto_init() -> CoreRuntime:
+    """Ray starts a local cluster on first use; so do we."""
+    with _init_lock:
+        if _context.current_runtime() is None:
+            init()
+        return _context.current_runtime()
+
+
+def shutdown() -> None:
+    """Stop the embedded cluster (every worker, the agent, the shared memory) and disconnect."""
+    global _cluster
+    with _init_lock:
+        rt = _context.current_runtime()
+        if rt is None:
+            return
+        _context.set_runtime(None)
+        try:
+            rt.send((M.SHUTDOWN,))
+        except Exception:  # noqa: BLE001 - the agent may already be gone
+            pass
+        rt.close()
+        if _cluster is not None:
+            _cluster.stop()
+            _cluster = None
+
+
+def is_initialized() -> bool:
+    """True between ``init()`` and ``shutdown()``."""
+    return _context.current_runtime() is not None
+
+
+def remote(*args: Any, **options: Any) -> Any:
+    """Make a function a task, or a class an actor: ``@ember.remote`` or ``@ember.remote(num_cpus=2)``."""
+    if len(args) == 1 and not options and (inspect.isfunction(args[0]) or inspect.isclass(args[0])
+                                           or callable(args[0])):
+        return _make_remote(args[0], {})
+    if args:
+        raise TypeError("@ember.remote takes either no arguments or keyword options only, e.g. @ember.remote(num_cpus=2)")
+
+    def decorator(fn_or_class: Any) -> Any:
+        return _make_remote(fn_or_class, options)
+
+    return decorator
+
+
+def _make_remote(target: Any, options: dict[str, Any]) -> Any:
+    if inspect.isclass(target):
+        from ember.actor import ActorClass
+
+        return ActorClass(target, options)
+    if not callable(target):
+        raise TypeError(f"@ember.remote needs a function or a class, got {type(target).__name__}")
+    return RemoteFunction(target, options)
+
+
+def method(*args: Any, **options: Any) -> Any:
+    """Options for an actor method: ``@ember.method(num_returns=2)``."""
+    valid = {"num_returns", "concurrency_group", "max_task_retries", "retry_exceptions"}
+
+    def decorator(fn: Any) -> Any:
+        bad = set(options) - valid
+        if bad:
+            raise ValueError(f"invalid option(s) {sorted(bad)} for @ember.method; valid: {sorted(valid)}")
+        fn.__ember_method_options__ = options
+        return fn
+
+    if args:
+        if len(args) == 1 and callable(args[0]) and not options:
+            return decorator(args[0])
+        raise TypeError("@ember.method takes keyword options only, e.g. @ember.method(num_returns=2)")
+    return decorator
+
+
+def put(value: Any, *, _owner: Any = None) -> ObjectRef:
+    """Store ``value`` in the cluster; returns an ObjectRef to it."""
+    return _context.require_runtime().put(value)
+
+
+def get(object_refs: ObjectRef | Sequence[ObjectRef], *, timeout: float | None = None) -> Any:
+    """The value(s) of an ObjectRef or a list of them, in order; waits for them to be ready.
+
+    Raises the task's error if it failed, ``GetTimeoutError`` when ``timeout`` (seconds) passes.
+    """
+    if timeout is not None:
+        if not isinstance(timeout, int | float) or isinstance(timeout, bool) or timeout < 0:
+            raise ValueError(f"timeout must be a non-negative number of seconds or None, got {timeout!r}")
+    rt = _context.require_runtime()
+    if isinstance(object_refs, ObjectRef):
+        return rt.get([object_refs], timeout)[0]
+    if isinstance(object_refs, list | tuple):
+        for r in object_refs:
+            if not isinstance(r, ObjectRef):
+                raise TypeError(
+                    f"get() expects a list of ObjectRefs, but the list holds a {type(r).__name__}"
+                )
+        return rt.get(list(object_refs), timeout)
+    raise TypeError(
+        f"get() expects an ObjectRef or a list of ObjectRefs, got {type(object_refs).__name__}"
+    )
+
+
+def wait(
+    object_refs: list[ObjectRef],
+    *,
+    num_returns: int = 1,
+    timeout: float | None = None,
+    fetch_local: bool = True,
+) -> tuple[list[ObjectRef], list[ObjectRef]]:
+    """Wait until ``num_returns`` refs are ready or ``timeout`` passes: returns (ready, not_ready).
+
+    ``ready`` is in completion order, ``not_ready`` keeps the input order.
+    """
+    if isinstance(object_refs, ObjectRef):
+        raise TypeError("wait() expects a list of ObjectRefs, got a single ObjectRef; wrap it in a list")
+    if not isinstance(object_refs, list | tuple):
+        raise TypeError(f"wait() expects a list of ObjectRefs, got {type(object_refs).__name__}")
+    for r in object_refs:
+        if not isinstance(r, ObjectRef):
+            raise TypeError(f"wait() expects a list of ObjectRefs, but the list holds a {type(r).__name__}")
+    if len(set(object_refs)) != len(object_refs):
+        raise ValueError("wait() got duplicate ObjectRefs in its list; pass each ref once")
+    if not isinstance(num_returns, int) or isinstance(num_returns, bool) or num_returns < 0:
+        raise ValueError(f"num_returns must be a non-negative integer, got {num_returns!r}")
+    if num_returns > len(object_refs):
+        raise ValueError(
+            f"num_returns ({num_returns}) cannot exceed the number of refs passed ({len(object_refs)})"
+        )
+    if timeout is not None and (not isinstance(timeout, int | float) or timeout < 0):
+        raise ValueError(f"timeout must be a non-negative number of seconds or None, got {timeout!r}")
+    if not object_refs:
+        return [], []
+    rt = _context.require_runtime()
+    return rt.wait(list(object_refs), num_returns, timeout)
+
+
+def cancel(object_ref: ObjectRef, *, force: bool = False, recursive: bool = True) -> None:
+    """Cancel the task that produces ``object_ref``; ``get`` on it then raises TaskCancelledError.
+
+    A queued task is dropped; a running one is interrupted (``force=True`` kills its worker).
+    """
+    if not isinstance(object_ref, ObjectRef):
+        raise TypeError(f"cancel() expects an ObjectRef, got {type(object_ref).__name__}")
+    _context.require_runtime().cancel(object_ref, force, recursive)
+
+
+def _request(what: str, arg: Any = None) -> Any:
+    rt = _context.current_runtime()
+    if rt is None:
+        raise RuntimeError("ember is not initialized; call ember.init() first")
+    return rt.request(M.REQUEST, what, arg, timeout=30)
+
+
+def nodes() -> list[dict[str, Any]]:
+    """One dict per node: NodeID, Alive, NodeManagerAddress, Resources."""
+    return _request("nodes")
+
+
+def cluster_resources() -> dict[str, float]:
+    """Total resources of the cluster: {'CPU': 8.0, 'object_store_memory': ..., ...}."""
+    return _request("cluster_resources")
+
+
+def available_resources() -> dict[str, float]:
+    """Resources not held by running tasks or actors right now."""
+    return _request("available_resources")
+
+
+def _stats() -> dict[str, Any]:
+    """Internal counters of the local node (objects, store bytes, workers); for tests and tools."""
+    return _request("stats")
+
+
+def timeline(filename: str | None = None) -> list:
+    warnings.warn("ember does not record a task timeline yet", stacklevel=2)
+    return []
+
+
+def _now() -> float:
+    return time.monotonic()

@@ -1,0 +1,202 @@
+"""Exceptions raised by ember, with Ray's names so ``except ray.exceptions.X`` ports unchanged.
+
+Every error a user sees says what went wrong and, where there is one, what to do about it.
+"""
+
+from __future__ import annotations
+
+import traceback
+
+
+class RayError(Exception):
+    """Base class of every error ember raises for a remote failure."""
+
+
+class RaySystemError(RayError):
+    """The runtime itself failed (lost connection to the node agent, protocol error)."""
+
+
+class RayTaskError(RayError):
+    """A task or actor method raised an exception.
+
+    ``ray.get`` raises an instance that is *also* an instance of the user's exception type,
+    so ``except ValueError`` catches a remote ``ValueError``. ``str()`` carries the remote
+    traceback; ``cause`` is the original exception.
+    """
+
+    def __init__(
+        self,
+        function_name: str = "",
+        traceback_str: str = "",
+        cause: BaseException | None = None,
+        pid: int | None = None,
+    ) -> None:
+        self.function_name = function_name
+        self.traceback_str = traceback_str
+        self.cause = cause
+        self.pid = pid
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        where = f" (pid={self.pid})" if self.pid else ""
+        return f"{type(self.cause).__name__ if self.cause else 'Error'} in {self.function_name}{where}\n{self.traceback_str}".rstrip()
+
+    def __str__(self) -> str:
+        return self._message()
+
+    def __reduce__(self):
+        return (_rebuild_task_error, (self.function_name, self.traceback_str, self.cause, self.pid))
+
+    def as_instanceof_cause(self) -> RayTaskError:
+        """Return an exception that is an instance of both RayTaskError and the cause's type."""
+        cause = self.cause
+        if cause is None or isinstance(cause, RayTaskError):
+            return self
+        cause_cls = type(cause)
+        if not isinstance(cause, Exception):
+            return self
+        try:
+            cls = _dual_class(cause_cls)
+            err = cls.__new__(cls)
+            RayTaskError.__init__(err, self.function_name, self.traceback_str, cause, self.pid)
+            err.args = (self._message(),)
+            # keep the cause's attributes reachable (e.g. errno, custom fields)
+            for key, value in getattr(cause, "__dict__", {}).items():
+                err.__dict__.setdefault(key, value)
+            return err
+        except TypeError:
+            return self
+
+
+_DUAL_CACHE: dict[type, type] = {}
+
+
+def _dual_class(cause_cls: type) -> type:
+    cls = _DUAL_CACHE.get(cause_cls)
+    if cls is None:
+
+        def __str__(self: RayTaskError) -> str:
+            return RayTaskError._message(self)
+
+        cls = type(
+            f"RayTaskError({cause_cls.__name__})",
+            (RayTaskError, cause_cls),
+            {"__str__": __str__, "__module__": __name__, "__reduce__": RayTaskError.__reduce__},
+        )
+        _DUAL_CACHE[cause_cls] = cls
+    return cls
+
+
+def _rebuild_task_error(function_name, traceback_str, cause, pid):
+    return RayTaskError(function_name, traceback_str, cause, pid)
+
+
+def format_remote_traceback(exc: BaseException) -> str:
+    """The traceback text shipped with a task error (skipping ember's own frames)."""
+    lines = traceback.format_exception(type(exc), exc, exc.__traceback__)
+    return "".join(line for line in lines if "/ember/worker.py" not in line or "Traceback" in line)
+
+
+class RayActorError(RayError):
+    """An actor cannot run the call: it died, or its constructor failed."""
+
+    def __init__(self, message: str = "The actor died unexpectedly.", cause: BaseException | None = None) -> None:
+        self.cause = cause
+        super().__init__(message)
+
+
+class ActorDiedError(RayActorError):
+    """The actor's process is gone (crashed, killed, or its node died)."""
+
+
+class ActorUnavailableError(RayActorError):
+    """The actor is restarting and cannot take calls right now."""
+
+
+class WorkerCrashedError(RayError):
+    """The worker process running the task died (crash, signal, out of memory)."""
+
+
+class TaskCancelledError(RayError):
+    """The task was cancelled with ``ember.cancel``."""
+
+    def __init__(self, message: str = "The task was cancelled.", task_id: str | None = None) -> None:
+        self.task_id = task_id
+        super().__init__(message)
+
+
+class GetTimeoutError(RayError, TimeoutError):
+    """``ember.get`` timed out before the objects were ready."""
+
+
+class ObjectLostError(RayError):
+    """An object's value is gone (its owner freed it or the node holding it died)."""
+
+
+class ObjectFetchTimedOutError(ObjectLostError):
+    """An object could not be fetched in time."""
+
+
+class OwnerDiedError(ObjectLostError):
+    """The process that owned the object exited."""
+
+
+class ReferenceCountingAssertionError(ObjectLostError):
+    """An object was used after every reference to it had been dropped."""
+
+
+class ObjectStoreFullError(RayError):
+    """The shared-memory object store has no room, even after spilling to disk."""
+
+
+class OutOfDiskError(ObjectStoreFullError):
+    """Spilling to disk failed because the disk is full."""
+
+
+class OutOfMemoryError(RayError):
+    """The task's worker was killed because the node ran out of memory."""
+
+
+class NodeDiedError(RayError):
+    """The node running the task died."""
+
+
+class TaskUnschedulableError(RayError):
+    """No node in the cluster can ever satisfy the task's resource request."""
+
+
+class ActorUnschedulableError(RayError):
+    """No node in the cluster can ever satisfy the actor's resource request."""
+
+
+class RuntimeEnvSetupError(RayError):
+    """Runtime environments are not supported by ember yet."""
+
+
+class CrossLanguageError(RayError):
+    """Not used by ember (Python only); kept for name compatibility."""
+
+
+__all__ = [
+    "RayError",
+    "RaySystemError",
+    "RayTaskError",
+    "RayActorError",
+    "ActorDiedError",
+    "ActorUnavailableError",
+    "WorkerCrashedError",
+    "TaskCancelledError",
+    "GetTimeoutError",
+    "ObjectLostError",
+    "ObjectFetchTimedOutError",
+    "OwnerDiedError",
+    "ReferenceCountingAssertionError",
+    "ObjectStoreFullError",
+    "OutOfDiskError",
+    "OutOfMemoryError",
+    "NodeDiedError",
+    "TaskUnschedulableError",
+    "ActorUnschedulableError",
+    "RuntimeEnvSetupError",
+    "CrossLanguageError",
+]

@@ -1,0 +1,120 @@
+"""``@ember.remote`` on a function: a ``RemoteFunction`` whose ``.remote()`` runs it as a task."""
+
+from __future__ import annotations
+
+import functools
+import weakref
+from typing import Any
+
+from ember import _context
+from ember._resources import validate_request
+from ember._serialization import dumps_with_refs, serialize
+
+TASK_OPTIONS = {
+    "num_cpus", "num_gpus", "resources", "memory", "num_returns", "max_retries", "retry_exceptions",
+    "name", "scheduling_strategy", "runtime_env", "accelerator_type", "label_selector",
+    "placement_group", "placement_group_bundle_index", "placement_group_capture_child_tasks",
+    "_metadata", "enable_task_events",
+}
+_IGNORED = {"scheduling_strategy", "accelerator_type", "label_selector", "placement_group",
+            "placement_group_bundle_index", "placement_group_capture_child_tasks", "_metadata",
+            "enable_task_events"}
+
+
+def check_options(options: dict[str, Any], valid: set[str], what: str) -> None:
+    """Reject unknown options and bad values with a message naming the fix."""
+    for key in options:
+        if key not in valid:
+            raise ValueError(f"invalid option {key!r} for {what}; valid options are: {', '.join(sorted(valid))}")
+    n = options.get("num_returns")
+    if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 0):
+        raise ValueError(f"num_returns must be a non-negative integer, got {n!r}")
+    r = options.get("max_retries")
+    if r is not None and (not isinstance(r, int) or isinstance(r, bool) or r < -1):
+        raise ValueError(f"max_retries must be an integer >= -1 (-1 retries forever), got {r!r}")
+    rex = options.get("retry_exceptions")
+    if rex is not None and not isinstance(rex, bool):
+        if not isinstance(rex, list | tuple) or not all(isinstance(t, type) and issubclass(t, BaseException) for t in rex):
+            raise ValueError("retry_exceptions must be True, False, or a list of exception types")
+    env = options.get("runtime_env")
+    if env:
+        raise ValueError("runtime_env is not supported by ember yet; install dependencies on the nodes instead")
+    res = options.get("resources")
+    if res is not None and not isinstance(res, dict):
+        raise TypeError(f"resources must be a dict of name -> amount, got {type(res).__name__}")
+
+
+class RemoteFunction:
+    """A function that runs as a task: ``f.remote(*args)`` returns ObjectRef(s) immediately."""
+
+    def __init__(self, fn: Any, options: dict[str, Any]) -> None:
+        check_options(options, TASK_OPTIONS, "a remote function")
+        self._function = fn
+        self._options = options
+        self._name = getattr(fn, "__qualname__", getattr(fn, "__name__", "task"))
+        self._blob: bytes | None = None
+        self._contained: list[bytes] = []
+        self._registered: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        functools.update_wrapper(self, fn)
+        self._resolved = self._resolve(options)
+
+    def _resolve(self, options: dict[str, Any]) -> tuple:
+        resources = validate_request(options.get("num_cpus"), options.get("num_gpus"),
+                                     options.get("resources"), options.get("memory"), default_cpus=1.0)
+        rex = options.get("retry_exceptions", False)
+        if isinstance(rex, list | tuple):
+            rex = serialize(list(rex)).to_bytes()
+        return (options.get("num_returns", 1), resources, options.get("max_retries", 3), rex,
+                options.get("name") or self._name)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError(
+            f"remote function {self._name} cannot be called directly; "
+            f"use {self._name}.remote(...) to run it as a task"
+        )
+
+    def __reduce__(self):
+        return (RemoteFunction, (self._function, self._options))
+
+    def _fn_id(self, rt: Any) -> bytes:
+        fn_id = self._registered.get(rt)
+        if fn_id is None:
+            if self._blob is None:
+                try:
+                    self._blob, self._contained = dumps_with_refs(self._function)
+                except Exception as exc:
+                    raise TypeError(f"cannot pickle remote function {self._name}: {exc}") from exc
+            fn_id = rt.register_function(self._blob, self._contained)
+            self._registered[rt] = fn_id
+        return fn_id
+
+    def remote(self, *args: Any, **kwargs: Any) -> Any:
+        """Run the function as a task; returns an ObjectRef (a list for num_returns > 1)."""
+        return self._submit(args, kwargs, self._resolved)
+
+    def _submit(self, args: tuple, kwargs: dict, resolved: tuple) -> Any:
+        rt = _context.require_runtime()
+        num_returns, resources, max_retries, rex, name = resolved
+        refs = rt.submit(self._fn_id(rt), name, args, kwargs, num_returns, resources, max_retries, rex)
+        if num_returns == 1:
+            return refs[0]
+        if num_returns == 0:
+            return None
+        return refs
+
+    def options(self, **options: Any) -> _BoundOptions:
+        """The same function with some options changed for the calls made through the result."""
+        check_options(options, TASK_OPTIONS, "a remote function")
+        merged = {**self._options, **options}
+        return _BoundOptions(self, self._resolve(merged))
+
+
+class _BoundOptions:
+    __slots__ = ("_fn", "_resolved")
+
+    def __init__(self, fn: RemoteFunction, resolved: tuple) -> None:
+        self._fn = fn
+        self._resolved = resolved
+
+    def remote(self, *args: Any, **kwargs: Any) -> Any:
+        return self._fn._submit(args, kwargs, self._resolved)

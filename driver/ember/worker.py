@@ -1,0 +1,313 @@
+"""Worker processes: ``python -m ember.worker --zygote SOCKET`` and the workers it forks.
+
+The node agent starts one *zygote* per node. The zygote imports the runtime once, then forks a
+worker whenever the agent asks ("F <worker_id>" on its stdin); it reports each child's pid
+("P <worker_id> <pid>") and exit status ("X <pid> <status>") on its stdout. Forked workers
+share the zygote's memory pages, so a pool of workers starts in milliseconds and costs little.
+
+A worker connects to the agent's socket, then runs the tasks the agent sends, in order, in its
+main thread (so user code may use signals). While a task waits in ``get``/``wait``, the worker
+tells the agent it is blocked and hands back tasks queued behind it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import gc
+import os
+import pickle
+import selectors
+import signal
+import sys
+import time
+import traceback
+from typing import Any
+
+from ember import _context
+from ember import _messages as M
+from ember._runtime import CoreRuntime, Dep, SessionInfo
+from ember._serialization import deserialize, serialize
+from ember._wire import ClientConnection, ConnectionClosed
+from ember.exceptions import RayTaskError, TaskCancelledError, format_remote_traceback
+
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(sig: int = signal.SIGKILL) -> None:
+    """Ask Linux to send ``sig`` to this process when its parent exits."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
+class Worker:
+    """Runs tasks sent by the agent over one connection."""
+
+    def __init__(self, rt: CoreRuntime) -> None:
+        self.rt = rt
+        self.functions: dict[bytes, Any] = {}
+        self.cancelled: set[bytes] = set()
+        rt.message_hook = self._on_message
+
+    # messages from the agent other than objects and replies
+    def _on_message(self, msg: tuple) -> bool:
+        t = msg[0]
+        rt = self.rt
+        if t == M.EXEC:
+            if rt.blocked:
+                rt.send((M.BOUNCE, [msg[1]]))
+            else:
+                rt.task_queue.append(msg)
+            return True
+        if t == M.CANCEL:
+            tid = msg[1]
+            if tid == rt.current_task_id:
+                rt.cancel_current = True
+            else:
+                self.cancelled.add(tid)
+            return True
+        if t == M.EXIT:
+            rt.exit_requested = True
+            return True
+        return False
+
+    def loop(self) -> None:
+        rt = self.rt
+        queue = rt.task_queue
+        while not rt.exit_requested:
+            if queue:
+                self.execute(queue.popleft()[1])
+                continue
+            try:
+                rt.wait_until(lambda: bool(queue) or rt.exit_requested, None)
+            except Exception:  # noqa: BLE001 - the agent is gone
+                return
+
+    def _function(self, fn_id: bytes, blob: bytes | None) -> Any:
+        fn = self.functions.get(fn_id)
+        if fn is None:
+            if blob is None:
+                raise RuntimeError("the node agent sent a task for an unknown function")
+            fn = pickle.loads(blob)
+            self.functions[fn_id] = fn
+        return fn
+
+    def _args(self, blob: bytes, deps: tuple) -> tuple[tuple, dict]:
+        rt = self.rt
+        values = []
+        for oid, kind, payload in deps:
+            if kind == M.INLINE:
+                values.append(deserialize(payload))
+            else:
+                values.append(deserialize(rt.map_object(oid, payload)))
+        args, kwargs = deserialize(blob)
+        if values:
+            args = tuple(values[a.index] if type(a) is Dep else a for a in args)
+            if kwargs:
+                kwargs = {k: values[v.index] if type(v) is Dep else v for k, v in kwargs.items()}
+        return args, kwargs
+
+    def execute(self, task: tuple) -> None:
+        (task_id, fn_id, fn_blob, name, args_blob, deps, rids, retry_exc, retries_left, env) = task
+        rt = self.rt
+        start = time.perf_counter()
+        retry = False
+        if task_id in self.cancelled:
+            self.cancelled.discard(task_id)
+            results = self._error_results(rids, TaskCancelledError(f"task {name} was cancelled"))
+            rt.send((M.DONE, task_id, results, False, 0.0))
+            return
+        if env:
+            os.environ.update(env)
+        rt.current_task_id = task_id
+        rt.cancel_current = False
+        try:
+            fn = self._function(fn_id, fn_blob)
+            args, kwargs = self._args(args_blob, deps)
+            value = fn(*args, **kwargs)
+            del args, kwargs
+            results = self._pack(rids, value, name)
+            del value
+        except TaskCancelledError as exc:
+            results = self._error_results(rids, exc)
+        except KeyboardInterrupt as exc:
+            if rt.cancel_current:
+                results = self._error_results(rids, TaskCancelledError(f"task {name} was cancelled"))
+            else:
+                results = self._task_error(rids, name, exc)
+        except BaseException as exc:  # noqa: BLE001 - every user failure is reported, not raised
+            if isinstance(exc, SystemExit) and name == "__ember_exit__":
+                raise
+            retry = retries_left != 0 and _matches(retry_exc, exc)
+            results = self._task_error(rids, name, exc)
+        finally:
+            rt.current_task_id = None
+            rt.cancel_current = False
+        rt.send((M.DONE, task_id, results, retry, time.perf_counter() - start))
+
+    def _pack(self, rids: tuple, value: Any, name: str) -> list:
+        n = len(rids)
+        if n == 0:
+            return []
+        if n == 1:
+            values = [value]
+        else:
+            try:
+                values = list(value)
+            except TypeError:
+                raise ValueError(
+                    f"task {name} has num_returns={n} but returned a {type(value).__name__}, not a sequence"
+                ) from None
+            if len(values) != n:
+                raise ValueError(f"task {name} has num_returns={n} but returned {len(values)} values")
+        out = []
+        rt = self.rt
+        for rid, v in zip(rids, values, strict=True):
+            ser = serialize(v)
+            if ser.total <= M.INLINE_LIMIT:
+                out.append((rid, M.INLINE, ser.to_bytes(), ser.contained))
+            else:
+                offset, size = rt.write_to_store(rid, ser)
+                out.append((rid, M.STORE, (offset, size), ser.contained))
+        return out
+
+    def _task_error(self, rids: tuple, name: str, exc: BaseException) -> list:
+        tb = format_remote_traceback(exc)
+        try:
+            blob = serialize(RayTaskError(name, tb, exc, os.getpid())).to_bytes()
+            deserialize(blob)  # an exception class may pickle but not unpickle
+        except Exception:  # noqa: BLE001 - fall back to the text of the error
+            note = f"\n(the exception {type(exc).__name__} could not be pickled, so only its text is kept)"
+            blob = serialize(RayTaskError(name, tb + note, None, os.getpid())).to_bytes()
+        return [(rid, M.ERROR, blob, ()) for rid in rids]
+
+    def _error_results(self, rids: tuple, exc: BaseException) -> list:
+        blob = serialize(exc).to_bytes()
+        return [(rid, M.ERROR, blob, ()) for rid in rids]
+
+
+def _matches(retry_exc: Any, exc: BaseException) -> bool:
+    if retry_exc is True:
+        return isinstance(exc, Exception)
+    if not retry_exc:
+        return False
+    try:
+        types = tuple(deserialize(retry_exc)) if isinstance(retry_exc, bytes) else tuple(retry_exc)
+        return isinstance(exc, types)
+    except Exception:  # noqa: BLE001
+        return False
+
+
+def _on_cancel_signal(signum: int, frame: Any) -> None:
+    """SIGUSR1 from the agent: a CANCEL message for the running task is on the socket."""
+    rt = _context.current_runtime()
+    if rt is None or rt.current_task_id is None or rt._reading:
+        return
+    try:
+        for msg in rt.conn.recv_nowait():
+            rt._handle(msg)
+    except ConnectionClosed:
+        return
+    if rt.cancel_current and not rt.blocked:
+        rt.cancel_current = False
+        raise TaskCancelledError("the task was cancelled while it ran")
+
+
+def run_worker(socket_path: str, session: dict, worker_id: int) -> None:
+    """Body of a forked worker process."""
+    die_with_parent()
+    conn = ClientConnection.connect(socket_path)
+    rt = CoreRuntime(conn, SessionInfo(session), "worker")
+    _context.set_runtime(rt)
+    worker = Worker(rt)
+    signal.signal(signal.SIGUSR1, _on_cancel_signal)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    rt.send((M.HELLO, "worker", os.getpid(), worker_id, None))
+    try:
+        worker.loop()
+    finally:
+        os._exit(0)
+
+
+def zygote_main(socket_path: str, session_json: str) -> None:
+    """Fork workers on request; report pids and exit statuses."""
+    import json
+
+    die_with_parent()
+    session = json.loads(session_json)
+    # everything a worker needs is imported now, once, and shared copy-on-write
+    import cloudpickle  # noqa: F401
+
+    import ember  # noqa: F401
+
+    gc.collect()
+    gc.freeze()
+    sel = selectors.DefaultSelector()
+    rfd, wfd = os.pipe()
+    os.set_blocking(wfd, False)
+    signal.set_wakeup_fd(wfd)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    stdin = sys.stdin.buffer.raw  # type: ignore[attr-defined]
+    out = sys.stdout.buffer
+    sel.register(stdin, selectors.EVENT_READ, "cmd")
+    sel.register(rfd, selectors.EVENT_READ, "sig")
+    pending = b""
+    while True:
+        for key, _ in sel.select():
+            if key.data == "sig":
+                try:
+                    os.read(rfd, 4096)
+                except BlockingIOError:
+                    pass
+            else:
+                data = os.read(stdin.fileno(), 65536)
+                if not data:
+                    return  # the agent is gone
+                pending += data
+                while b"\n" in pending:
+                    line, pending = pending.split(b"\n", 1)
+                    parts = line.split()
+                    if len(parts) == 2 and parts[0] == b"F":
+                        wid = int(parts[1])
+                        pid = os.fork()
+                        if pid == 0:
+                            try:
+                                sel.close()
+                                os.close(rfd)
+                                os.close(wfd)
+                                signal.set_wakeup_fd(-1)
+                                signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+                                gc.unfreeze()
+                                run_worker(socket_path, session, wid)
+                            except BaseException:  # noqa: BLE001
+                                traceback.print_exc()
+                            finally:
+                                os._exit(1)
+                        out.write(b"P %d %d\n" % (wid, pid))
+                        out.flush()
+            # reap every child that has exited
+            while True:
+                try:
+                    pid, status = os.waitpid(-1, os.WNOHANG)
+                except ChildProcessError:
+                    break
+                if pid == 0:
+                    break
+                out.write(b"X %d %d\n" % (pid, status))
+                out.flush()
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) == 3 and argv[0] == "--zygote":
+        zygote_main(argv[1], argv[2])
+    else:
+        sys.exit("usage: python -m ember.worker --zygote SOCKET SESSION_JSON (started by the node agent)")
+
+
+if __name__ == "__main__":
+    main()

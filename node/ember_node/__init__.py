@@ -1,0 +1,1 @@
+"""The ember node agent: scheduler, worker pool, shared-memory object store, cluster directory."""

@@ -1,0 +1,3 @@
+from ember_node.agent import main
+
+main()

@@ -1,0 +1,712 @@
+"""The node agent: one event loop that owns this node's tasks, workers and objects.
+
+Drivers and workers talk to it over framed Unix sockets (``ember._wire``). The loop reads
+everything that is ready, handles each message, dispatches queued tasks to workers, then
+flushes every connection's output buffer without blocking.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import selectors
+import shutil
+import signal
+import socket
+import sys
+import time
+import uuid
+from collections import deque
+from typing import Any
+
+from ember import _messages as M
+from ember._resources import acquire, describe_unmet, fits, release
+from ember._serialization import serialize
+from ember._wire import RECV_CHUNK, ServerConnection
+from ember.exceptions import (
+    ObjectLostError,
+    ObjectStoreFullError,
+    RayError,
+    TaskCancelledError,
+    TaskUnschedulableError,
+    WorkerCrashedError,
+)
+
+from ember_node.objects import PENDING, ClientRefs, Obj, ObjectTable
+from ember_node.store import Arena, default_capacity
+from ember_node.tasks import FINISHED, QUEUED, RUNNING, Task
+from ember_node.workers import BUSY, DEAD, IDLE, WorkerRec, Zygote, describe_exit
+
+log = logging.getLogger("ember.agent")
+
+PIPELINE_DEPTH = 32  # tasks in flight on one worker, for functions known to be short
+FAST_TASK_S = 0.002  # a function averaging under this may be pipelined
+LOST_WORKER_GRACE_S = 1.0  # wait this long for a dead worker's exit status
+
+
+class Client:
+    """One connected process (driver or worker)."""
+
+    __slots__ = ("conn", "kind", "pid", "refs", "worker")
+
+    def __init__(self, conn: ServerConnection) -> None:
+        self.conn = conn
+        self.kind = ""
+        self.pid = 0
+        self.refs = ClientRefs()
+        self.worker: WorkerRec | None = None
+
+
+def error_blob(exc: BaseException) -> bytes:
+    return serialize(exc).to_bytes()
+
+
+class Agent:
+    """A node agent for one machine (the embedded cluster's only node)."""
+
+    def __init__(self, session_dir: str, totals: dict[str, float], capacity: int, embedded: bool) -> None:
+        self.session_dir = session_dir
+        self.node_id = uuid.uuid4().hex
+        self.embedded = embedded
+        self.totals = dict(totals)
+        self.available = dict(totals)
+        self.stopping = False
+        self.sel = selectors.DefaultSelector()
+        self.socket_path = os.path.join(session_dir, "agent.sock")
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.listener.bind(self.socket_path)
+        self.listener.listen(128)
+        self.listener.setblocking(False)
+        self.sel.register(self.listener, selectors.EVENT_READ, self._accept)
+        name = os.path.basename(session_dir.rstrip("/"))
+        self.arena = Arena(f"/dev/shm/ember-{name}-{self.node_id[:8]}", capacity)
+        self.table = ObjectTable(self.arena, os.path.join(session_dir, "spill"))
+        self.table.on_ready = self._on_ready
+        self.functions: dict[bytes, bytes] = {}
+        self.tasks: dict[bytes, Task] = {}
+        self.queues: dict[tuple, deque[Task]] = {}
+        self.workers: dict[int, WorkerRec] = {}
+        self.by_pid: dict[int, WorkerRec] = {}
+        self.idle: list[WorkerRec] = []
+        self.starting = 0
+        self.fn_stats: dict[bytes, list[float]] = {}
+        self.clients: dict[int, Client] = {}
+        self.dirty: set[Client] = set()
+        self.owner: Client | None = None
+        self._view = memoryview(bytearray(RECV_CHUNK))
+        self.max_workers = max(64, 4 * int(self.totals.get("CPU", 1)))
+        self.session = {
+            "socket": self.socket_path,
+            "arena": self.arena.path,
+            "arena_size": self.arena.capacity,
+            "node_id": self.node_id,
+            "session_dir": session_dir,
+            "resources": self.totals,
+        }
+        self.zygote = Zygote(self.socket_path, self.session, os.path.join(session_dir, "logs", "workers.log"))
+        self.sel.register(self.zygote.fileno(), selectors.EVENT_READ, self._on_zygote)
+        self._handlers = {
+            M.HELLO: self._on_hello,
+            M.REGISTER_FN: self._on_register_fn,
+            M.SUBMIT: self._on_submit,
+            M.PUT: self._on_put,
+            M.SEAL: self._on_seal,
+            M.FETCH: self._on_fetch,
+            M.ADDREF: self._on_addref,
+            M.RELEASE: self._on_release,
+            M.UNPIN: self._on_unpin,
+            M.BLOCKED: self._on_blocked,
+            M.UNBLOCKED: self._on_unblocked,
+            M.DONE: self._on_done,
+            M.BOUNCE: self._on_bounce,
+            M.CANCEL: self._on_cancel,
+            M.REQUEST: self._on_request,
+            M.SHUTDOWN: self._on_shutdown,
+        }
+        for _ in range(int(self.totals.get("CPU", 1)) or 1):
+            self._start_worker()
+
+    # ------------------------------------------------------------------ loop
+    def run(self) -> None:
+        sel = self.sel
+        while not self.stopping:
+            for key, mask in sel.select(0.2):
+                key.data(key, mask)
+                if self.stopping:
+                    break
+            self._schedule()
+            self._flush()
+            self._timers()
+
+    def _accept(self, key: Any, mask: int) -> None:
+        while True:
+            try:
+                sock, _ = self.listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            conn = ServerConnection(sock)
+            client = Client(conn)
+            self.clients[conn.fd] = client
+            self.sel.register(sock, selectors.EVENT_READ, lambda k, m, c=client: self._on_readable(c, m))
+
+    def _on_readable(self, client: Client, mask: int) -> None:
+        if mask & selectors.EVENT_WRITE:
+            if client.conn.flush():
+                self.sel.modify(client.conn.sock, selectors.EVENT_READ,
+                                lambda k, m, c=client: self._on_readable(c, m))
+        if not mask & selectors.EVENT_READ:
+            return
+        msgs = client.conn.read(self._view)
+        if msgs:
+            handlers = self._handlers
+            for msg in msgs:
+                try:
+                    handlers[msg[0]](client, msg)
+                except Exception:  # noqa: BLE001 - one bad message must not kill the node
+                    log.exception("error handling message %r from %s %s", msg[0], client.kind, client.pid)
+        if msgs is None:
+            self._on_disconnect(client)
+
+    def _send(self, client: Client, msg: tuple) -> None:
+        if not client.conn.closed:
+            client.conn.queue(msg)
+            self.dirty.add(client)
+
+    def _flush(self) -> None:
+        if not self.dirty:
+            return
+        for client in self.dirty:
+            conn = client.conn
+            if conn.closed:
+                continue
+            if not conn.flush():
+                self.sel.modify(conn.sock, selectors.EVENT_READ | selectors.EVENT_WRITE,
+                                lambda k, m, c=client: self._on_readable(c, m))
+        self.dirty.clear()
+
+    def _timers(self) -> None:
+        now = time.monotonic()
+        for rec in list(self.workers.values()):
+            if rec.state == DEAD and rec.lost_at is not None and now - rec.lost_at > LOST_WORKER_GRACE_S:
+                self._finalize_worker(rec)
+
+    # ------------------------------------------------------------------ connections
+    def _on_hello(self, client: Client, msg: tuple) -> None:
+        _, kind, pid, wid, _info = msg
+        client.kind = kind
+        client.pid = pid
+        if kind == "worker":
+            rec = self.workers.get(wid)
+            if rec is None:
+                self._send(client, (M.EXIT,))
+                return
+            self.starting -= 1
+            rec.client = client
+            rec.pid = pid
+            self.by_pid[pid] = rec
+            client.worker = rec
+            rec.state = IDLE
+            rec.idle_since = time.monotonic()
+            self.idle.append(rec)
+        elif self.embedded and self.owner is None:
+            self.owner = client
+
+    def _on_disconnect(self, client: Client) -> None:
+        conn = client.conn
+        try:
+            self.sel.unregister(conn.sock)
+        except (KeyError, ValueError):
+            pass
+        conn.close()
+        self.clients.pop(conn.fd, None)
+        self.dirty.discard(client)
+        rec = client.worker
+        if rec is not None:
+            rec.state = DEAD
+            rec.lost_at = time.monotonic()
+            if rec in self.idle:
+                self.idle.remove(rec)
+            if rec.exit_status is not None:
+                self._finalize_worker(rec)
+            return
+        self.table.drop_client(client.refs)
+        if client is self.owner:
+            log.info("the driver that owns this embedded cluster disconnected; stopping")
+            self.stopping = True
+
+    # ------------------------------------------------------------------ workers
+    def _start_worker(self) -> None:
+        wid = self.zygote.fork()
+        self.workers[wid] = WorkerRec(wid)
+        self.starting += 1
+
+    def _on_zygote(self, key: Any, mask: int) -> None:
+        events = self.zygote.read_events()
+        if events is None:
+            log.error("the worker zygote exited; stopping the node")
+            self.stopping = True
+            return
+        for kind, a, b in events:
+            if kind == "P":
+                rec = self.workers.get(a)
+                if rec is not None:
+                    rec.pid = b
+                    self.by_pid[b] = rec
+            elif kind == "X":
+                rec = self.by_pid.pop(a, None)
+                if rec is None:
+                    continue
+                rec.exit_status = b
+                if rec.client is None and rec.state != DEAD:
+                    # died before it connected
+                    rec.state = DEAD
+                    self.starting -= 1
+                    self.workers.pop(rec.wid, None)
+                elif rec.state == DEAD:
+                    self._finalize_worker(rec)
+
+    def _finalize_worker(self, rec: WorkerRec) -> None:
+        if self.workers.pop(rec.wid, None) is None:
+            return
+        if rec.pid is not None:
+            self.by_pid.pop(rec.pid, None)
+        cause = describe_exit(rec.exit_status)
+        inflight = list(rec.inflight)
+        rec.inflight.clear()
+        if rec.held and not rec.blocked:
+            release(self.available, rec.held)
+        rec.held = None
+        for i, task in enumerate(inflight):
+            task.worker = None
+            if task.cancelled:
+                self._fail(task, TaskCancelledError(f"task {task.name} was cancelled (its worker was killed)"))
+            elif i > 0:
+                self._requeue(task, front=True)
+            elif task.retries_left() != 0:
+                task.attempt += 1
+                log.warning("worker pid %s %s while running %s; retrying", rec.pid, cause, task.name)
+                self._requeue(task, front=True)
+            else:
+                self._fail(task, WorkerCrashedError(
+                    f"the worker process (pid {rec.pid}) running task {task.name} {cause}. "
+                    f"The task ran {task.attempt + 1} time(s) (max_retries={task.max_retries}); "
+                    f"raise max_retries to retry it more."))
+        if rec.client is not None:
+            self.table.drop_client(rec.client.refs)
+
+    def _kill_worker(self, rec: WorkerRec) -> None:
+        if rec.pid:
+            try:
+                os.kill(rec.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+    # ------------------------------------------------------------------ functions and tasks
+    def _on_register_fn(self, client: Client, msg: tuple) -> None:
+        _, fn_id, blob, contained = msg
+        if fn_id not in self.functions:
+            self.functions[fn_id] = blob
+            for c in contained:  # refs captured by a function live as long as the cluster
+                self.table.pin(c)
+
+    def _on_submit(self, client: Client, msg: tuple) -> None:
+        task = Task(msg[1], client)
+        table = self.table
+        for rid in task.rids:
+            table.pending(rid, client.refs).subs.append(client)
+        if task.fn_id not in self.functions:
+            self._fail(task, RayError(f"task {task.name}: its function was never registered"), pinned=False)
+            return
+        problem = describe_unmet(f"task {task.name}", task.resources, self.totals)
+        if problem:
+            self._fail(task, TaskUnschedulableError(problem), pinned=False)
+            return
+        objs = table.objs
+        for d in task.deps:
+            if d not in objs:
+                self._fail(task, ObjectLostError(
+                    f"argument {d.hex()} of task {task.name} is no longer available: every "
+                    f"reference to it was dropped before the task was submitted"), pinned=False)
+                return
+        for c in task.contained:
+            table.pin(c)
+        failed = None
+        for d in task.deps:
+            obj = objs[d]
+            obj.pins += 1
+            if obj.state == PENDING:
+                task.missing += 1
+                obj.dep_tasks.append(task)
+            elif obj.kind == M.ERROR and failed is None:
+                failed = obj
+        self.tasks[task.tid] = task
+        task.submitted_at = time.monotonic()
+        if failed is not None:
+            self._fail_with_blob(task, failed.payload)
+        elif task.missing == 0:
+            self._requeue(task)
+
+    def _requeue(self, task: Task, front: bool = False) -> None:
+        task.state = QUEUED
+        q = self.queues.get(task.shape)
+        if q is None:
+            q = self.queues[task.shape] = deque()
+        if front:
+            q.appendleft(task)
+        else:
+            q.append(task)
+
+    def _schedule(self) -> None:
+        if not self.queues:
+            return
+        for shape, q in list(self.queues.items()):
+            while q:
+                task = q[0]
+                if task.state != QUEUED or task.cancelled:
+                    q.popleft()
+                    continue
+                rec = self._worker_for(task)
+                if rec is None:
+                    break
+                q.popleft()
+                self._assign(rec, task)
+            if not q:
+                del self.queues[shape]
+
+    def _worker_for(self, task: Task) -> WorkerRec | None:
+        if fits(task.resources, self.available):
+            if self.idle:
+                rec = self.idle.pop()
+                rec.held = dict(task.resources)
+                acquire(self.available, rec.held)
+                rec.shape = task.shape
+                rec.state = BUSY
+                return rec
+            if self.starting < 2 and len(self.workers) < self.max_workers:
+                self._start_worker()
+        stats = self.fn_stats.get(task.fn_id)
+        if stats is None or stats[0] < 2 or stats[1] / stats[0] > FAST_TASK_S:
+            return None
+        best = None
+        for rec in self.workers.values():
+            if (rec.state == BUSY and rec.shape == task.shape and not rec.blocked
+                    and len(rec.inflight) < PIPELINE_DEPTH and rec.actor is None
+                    and (best is None or len(rec.inflight) < len(best.inflight))):
+                best = rec
+        return best
+
+    def _assign(self, rec: WorkerRec, task: Task) -> None:
+        deps = []
+        table = self.table
+        try:
+            for d in task.deps:
+                obj = table.objs[d]
+                if obj.kind == M.INLINE:
+                    deps.append((d, M.INLINE, obj.payload))
+                else:
+                    deps.append((d, M.STORE, table.read_pin(d, rec.client.refs)))
+        except (ObjectStoreFullError, KeyError) as exc:
+            for d, kind, _ in deps:
+                if kind == M.STORE:
+                    table.read_unpin(d, rec.client.refs)
+            self._fail(task, exc if isinstance(exc, RayError) else ObjectLostError(str(exc)))
+            if not rec.inflight:
+                self._worker_idle(rec)
+            return
+        fn_blob = None
+        if task.fn_id not in rec.known_fns:
+            fn_blob = self.functions[task.fn_id]
+            rec.known_fns.add(task.fn_id)
+        rec.inflight.append(task)
+        task.worker = rec
+        task.state = RUNNING
+        self._send(rec.client, (M.EXEC, (task.tid, task.fn_id, fn_blob, task.name, task.args, deps,
+                                         task.rids, task.retry_exc, task.retries_left(), None)))
+
+    def _worker_idle(self, rec: WorkerRec) -> None:
+        if rec.held and not rec.blocked:
+            release(self.available, rec.held)
+        rec.held = None
+        rec.shape = None
+        rec.state = IDLE
+        rec.idle_since = time.monotonic()
+        self.idle.append(rec)
+
+    def _on_done(self, client: Client, msg: tuple) -> None:
+        _, tid, results, retry, duration = msg
+        rec = client.worker
+        task = self.tasks.get(tid)
+        if rec is not None:
+            try:
+                rec.inflight.remove(task) if task is not None else None
+            except ValueError:
+                pass
+        if task is not None:
+            stats = self.fn_stats.get(task.fn_id)
+            if stats is None:
+                self.fn_stats[task.fn_id] = [1, duration]
+            else:
+                stats[0] += 1
+                stats[1] += duration
+            if retry and not task.cancelled:
+                task.attempt += 1
+                task.worker = None
+                self._requeue(task)
+            else:
+                for rid, kind, payload, contained in results:
+                    self.table.complete(rid, kind, payload, contained, client.refs)
+                self._release_task(task)
+        else:
+            # a task we no longer track (cancelled and failed already): free what it wrote
+            for rid, kind, payload, contained in results:
+                self.table.complete(rid, kind, payload, contained, client.refs)
+        if rec is not None and not rec.inflight and rec.state == BUSY:
+            self._worker_idle(rec)
+
+    def _release_task(self, task: Task) -> None:
+        task.state = FINISHED
+        self.tasks.pop(task.tid, None)
+        table = self.table
+        for d in task.deps:
+            table.unpin(d)
+        for c in task.contained:
+            table.unpin(c)
+
+    def _fail(self, task: Task, exc: BaseException, pinned: bool = True) -> None:
+        self._fail_with_blob(task, error_blob(exc), pinned)
+
+    def _fail_with_blob(self, task: Task, blob: bytes, pinned: bool = True) -> None:
+        if task.state == FINISHED:
+            return
+        for rid in task.rids:
+            self.table.complete(rid, M.ERROR, blob, [], None)
+        if pinned:
+            self._release_task(task)
+        else:
+            task.state = FINISHED
+
+    def _on_bounce(self, client: Client, msg: tuple) -> None:
+        rec = client.worker
+        for spec in reversed(msg[1]):
+            task = self.tasks.get(spec[0])
+            if task is None or task.state != RUNNING:
+                continue
+            if rec is not None:
+                try:
+                    rec.inflight.remove(task)
+                except ValueError:
+                    pass
+            task.worker = None
+            for d in task.deps:  # the worker never mapped them
+                obj = self.table.objs.get(d)
+                if obj is not None and obj.kind == M.STORE and rec is not None:
+                    self.table.read_unpin(d, rec.client.refs)
+            self._requeue(task, front=True)
+
+    def _on_blocked(self, client: Client, msg: tuple) -> None:
+        rec = client.worker
+        if rec is not None and not rec.blocked:
+            rec.blocked = True
+            if rec.held:
+                release(self.available, rec.held)
+
+    def _on_unblocked(self, client: Client, msg: tuple) -> None:
+        rec = client.worker
+        if rec is not None and rec.blocked:
+            rec.blocked = False
+            if rec.held:
+                acquire(self.available, rec.held)
+
+    def _on_cancel(self, client: Client, msg: tuple) -> None:
+        _, tid, force, _recursive = msg
+        task = self.tasks.get(tid)
+        if task is None or task.state == FINISHED:
+            return
+        task.cancelled = True
+        if task.state == QUEUED:
+            self._fail(task, TaskCancelledError(f"task {task.name} was cancelled before it ran"))
+            return
+        rec = task.worker
+        if rec is None:
+            return
+        if force:
+            self._kill_worker(rec)
+            return
+        self._send(rec.client, (M.CANCEL, tid))
+        if rec.inflight and rec.inflight[0] is task and not rec.blocked and rec.pid:
+            self._flush()
+            try:
+                os.kill(rec.pid, signal.SIGUSR1)
+            except ProcessLookupError:
+                pass
+
+    # ------------------------------------------------------------------ objects
+    def _on_ready(self, obj: Obj) -> None:
+        if obj.subs:
+            for client in obj.subs:
+                self._deliver(client, obj)
+            obj.subs = []
+        if obj.dep_tasks:
+            tasks = obj.dep_tasks
+            obj.dep_tasks = []
+            is_error = obj.kind == M.ERROR
+            for task in tasks:
+                if task.state != QUEUED or task.worker is not None or task.tid not in self.tasks:
+                    continue
+                if is_error:
+                    self._fail_with_blob(task, obj.payload)
+                else:
+                    task.missing -= 1
+                    if task.missing == 0:
+                        self._requeue(task)
+
+    def _deliver(self, client: Client, obj: Obj) -> None:
+        if obj.kind == M.STORE:
+            self._send(client, (M.OBJ, obj.oid, M.STORE, obj.size))
+        else:
+            self._send(client, (M.OBJ, obj.oid, obj.kind, obj.payload))
+
+    def _on_put(self, client: Client, msg: tuple) -> None:
+        _, oid, payload, contained = msg
+        self.table.put_inline(oid, payload, contained, client.refs)
+
+    def _on_seal(self, client: Client, msg: tuple) -> None:
+        _, oid, offset, size, contained = msg
+        self.table.seal(oid, offset, size, contained, client.refs)
+
+    def _on_fetch(self, client: Client, msg: tuple) -> None:
+        objs = self.table.objs
+        for oid in msg[1]:
+            obj = objs.get(oid)
+            if obj is None:
+                self._send(client, (M.OBJ, oid, M.ERROR, error_blob(ObjectLostError(
+                    f"object {oid.hex()} is gone: every reference to it was dropped, so it was freed"))))
+            elif obj.state == PENDING:
+                obj.subs.append(client)
+            else:
+                self._deliver(client, obj)
+
+    def _on_addref(self, client: Client, msg: tuple) -> None:
+        table = self.table
+        for oid in msg[1]:
+            table.addref(oid, client.refs)
+
+    def _on_release(self, client: Client, msg: tuple) -> None:
+        table = self.table
+        for oid in msg[1]:
+            table.release(oid, client.refs)
+
+    def _on_unpin(self, client: Client, msg: tuple) -> None:
+        table = self.table
+        for oid in msg[1]:
+            table.read_unpin(oid, client.refs)
+
+    # ------------------------------------------------------------------ requests
+    def _on_request(self, client: Client, msg: tuple) -> None:
+        _, req_id, what, arg = msg
+        try:
+            value = getattr(self, "_req_" + what)(client, arg)
+        except Exception as exc:  # noqa: BLE001 - the caller gets the error
+            value = exc if isinstance(exc, RayError | ValueError | TypeError) else RayError(f"{what} failed: {exc}")
+        self._send(client, (M.REPLY, req_id, value))
+
+    def _req_alloc(self, client: Client, arg: tuple) -> int:
+        oid, size = arg
+        return self.table.alloc(oid, size, client.refs)
+
+    def _req_pin(self, client: Client, oid: bytes) -> tuple[int, int]:
+        try:
+            return self.table.read_pin(oid, client.refs)
+        except KeyError:
+            raise ObjectLostError(f"object {oid.hex()} is no longer in the object store") from None
+
+    def _req_cluster_resources(self, client: Client, arg: Any) -> dict[str, float]:
+        return dict(self.totals)
+
+    def _req_available_resources(self, client: Client, arg: Any) -> dict[str, float]:
+        return {k: max(v, 0.0) for k, v in self.available.items() if v > 1e-9}
+
+    def _req_nodes(self, client: Client, arg: Any) -> list[dict]:
+        return [{
+            "NodeID": self.node_id,
+            "Alive": True,
+            "NodeManagerAddress": "127.0.0.1",
+            "NodeManagerHostname": socket.gethostname(),
+            "NodeName": "127.0.0.1",
+            "Resources": dict(self.totals),
+            "alive": True,
+        }]
+
+    def _req_stats(self, client: Client, arg: Any) -> dict:
+        return {
+            **self.table.stats(),
+            "workers": len(self.workers),
+            "idle_workers": len(self.idle),
+            "tasks": len(self.tasks),
+            "worker_pids": [r.pid for r in self.workers.values() if r.pid],
+        }
+
+    def _on_shutdown(self, client: Client, msg: tuple) -> None:
+        self.stopping = True
+
+    # ------------------------------------------------------------------ stop
+    def close(self) -> None:
+        for rec in list(self.workers.values()):
+            self._kill_worker(rec)
+        self.zygote.stop()
+        for client in list(self.clients.values()):
+            client.conn.close()
+        self.sel.close()
+        self.listener.close()
+        try:
+            os.unlink(self.socket_path)
+        except OSError:
+            pass
+        self.arena.close()
+        shutil.rmtree(os.path.join(self.session_dir, "spill"), ignore_errors=True)
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m ember_node", description="ember node agent")
+    p.add_argument("--session-dir", required=True)
+    p.add_argument("--num-cpus", type=float, default=None)
+    p.add_argument("--num-gpus", type=float, default=0)
+    p.add_argument("--resources", default="{}")
+    p.add_argument("--object-store-memory", type=int, default=None)
+    p.add_argument("--memory", type=int, default=None)
+    p.add_argument("--ready-fd", type=int, default=None)
+    p.add_argument("--embedded", action="store_true")
+    return p.parse_args(argv)
+
+
+def _exit_on_signal(signum: int, frame: Any) -> None:
+    raise SystemExit(0)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    os.makedirs(os.path.join(args.session_dir, "logs"), mode=0o700, exist_ok=True)
+    totals: dict[str, float] = {"CPU": float(args.num_cpus if args.num_cpus is not None else os.cpu_count() or 1)}
+    if args.num_gpus:
+        totals["GPU"] = float(args.num_gpus)
+    totals.update({k: float(v) for k, v in json.loads(args.resources).items()})
+    capacity = args.object_store_memory or default_capacity()
+    totals["object_store_memory"] = float(capacity)
+    if args.memory:
+        totals["memory"] = float(args.memory)
+    signal.signal(signal.SIGTERM, _exit_on_signal)
+    agent = Agent(args.session_dir, totals, capacity, args.embedded)
+    try:
+        if args.ready_fd is not None:
+            os.write(args.ready_fd, json.dumps(agent.session).encode() + b"\n")
+            os.close(args.ready_fd)
+        agent.run()
+    except (KeyboardInterrupt, SystemExit):
+        pass
+    finally:
+        agent.close()
+        if args.embedded:
+            shutil.rmtree(args.session_dir, ignore_errors=True)

@@ -1,0 +1,111 @@
+"""The node's shared-memory arena: one file under /dev/shm, carved up by a first-fit allocator.
+
+Clients map the whole arena once for writing and each object read-only on demand. Freed
+ranges are reused lowest-address first, so pages already faulted in by an earlier object
+are written again at memcpy speed instead of paying page faults on fresh shared memory.
+"""
+
+from __future__ import annotations
+
+import bisect
+import mmap
+import os
+
+PAGE = mmap.PAGESIZE
+
+
+def page_align(n: int) -> int:
+    return (n + PAGE - 1) // PAGE * PAGE
+
+
+def default_capacity() -> int:
+    """A sane default: 30% of RAM, at most half of /dev/shm, at least 64 MiB."""
+    try:
+        ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError):
+        ram = 8 << 30
+    try:
+        st = os.statvfs("/dev/shm")
+        shm = st.f_bsize * st.f_blocks
+    except OSError:
+        shm = ram
+    return max(64 << 20, min(int(ram * 0.3), shm // 2))
+
+
+class Arena:
+    """Space in a shared-memory file; ``alloc`` returns page-aligned offsets."""
+
+    def __init__(self, path: str, capacity: int) -> None:
+        self.path = path
+        self.capacity = page_align(capacity)
+        self.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        os.ftruncate(self.fd, self.capacity)
+        self._starts: list[int] = [0]
+        self._sizes: list[int] = [self.capacity]
+        self.used = 0
+        self._mm: mmap.mmap | None = None
+
+    def view(self) -> memoryview:
+        """The whole arena, read-write (the agent uses it to spill and restore)."""
+        if self._mm is None:
+            self._mm = mmap.mmap(self.fd, self.capacity)
+        return memoryview(self._mm)
+
+    def alloc(self, size: int) -> int | None:
+        need = page_align(max(size, 1))
+        for i, avail in enumerate(self._sizes):
+            if avail >= need:
+                start = self._starts[i]
+                if avail == need:
+                    del self._starts[i]
+                    del self._sizes[i]
+                else:
+                    self._starts[i] = start + need
+                    self._sizes[i] = avail - need
+                self.used += need
+                return start
+        return None
+
+    def free(self, offset: int, size: int) -> None:
+        size = page_align(max(size, 1))
+        self.used -= size
+        starts, sizes = self._starts, self._sizes
+        i = bisect.bisect_left(starts, offset)
+        # merge with the next free range
+        if i < len(starts) and offset + size == starts[i]:
+            size += sizes[i]
+            del starts[i]
+            del sizes[i]
+        # merge with the previous free range
+        if i > 0 and starts[i - 1] + sizes[i - 1] == offset:
+            sizes[i - 1] += size
+        else:
+            starts.insert(i, offset)
+            sizes.insert(i, size)
+
+    def largest_free(self) -> int:
+        return max(self._sizes, default=0)
+
+    def close(self) -> None:
+        if self._mm is not None:
+            try:
+                self._mm.close()
+            except BufferError:
+                pass
+            self._mm = None
+        try:
+            os.close(self.fd)
+        except OSError:
+            pass
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+
+
+def fmt_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"

@@ -1,0 +1,126 @@
+"""The worker pool: a zygote process that forks workers, and the agent's record of each worker."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import deque
+from typing import Any
+
+STARTING = "starting"
+IDLE = "idle"
+BUSY = "busy"
+DEAD = "dead"
+
+
+class WorkerRec:
+    """The agent's view of one worker process."""
+
+    __slots__ = ("wid", "pid", "client", "state", "inflight", "held", "blocked", "known_fns",
+                 "shape", "exit_status", "lost_at", "started_at", "idle_since", "actor")
+
+    def __init__(self, wid: int) -> None:
+        self.wid = wid
+        self.pid: int | None = None
+        self.client: Any = None
+        self.state = STARTING
+        self.inflight: deque = deque()
+        self.held: dict[str, float] | None = None
+        self.blocked = False
+        self.known_fns: set[bytes] = set()
+        self.shape: tuple | None = None
+        self.exit_status: int | None = None
+        self.lost_at: float | None = None
+        self.started_at = time.monotonic()
+        self.idle_since = time.monotonic()
+        self.actor: Any = None
+
+
+def describe_exit(status: int | None) -> str:
+    """Words for a wait status: 'was killed by signal 11 (SIGSEGV, a segmentation fault)'."""
+    if status is None:
+        return "exited unexpectedly"
+    code = os.waitstatus_to_exitcode(status)
+    if code >= 0:
+        return f"exited with code {code}"
+    sig = -code
+    try:
+        name = signal.Signals(sig).name
+    except ValueError:
+        name = f"signal {sig}"
+    hint = {
+        "SIGSEGV": ", a segmentation fault",
+        "SIGKILL": "; if nobody killed it on purpose, the Linux out-of-memory killer may have (see dmesg)",
+        "SIGABRT": ", an abort",
+        "SIGBUS": ", a bus error",
+    }.get(name, "")
+    return f"was killed by signal {sig} ({name}{hint})"
+
+
+class Zygote:
+    """The process that forks workers on request."""
+
+    def __init__(self, socket_path: str, session: dict, log_path: str) -> None:
+        env = dict(os.environ)
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        self._log = open(log_path, "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "ember.worker", "--zygote", socket_path, json.dumps(session)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            env=env,
+            close_fds=True,
+        )
+        os.set_blocking(self.proc.stdout.fileno(), False)
+        self._buf = b""
+        self._ids = itertools.count(1)
+
+    def fileno(self) -> int:
+        return self.proc.stdout.fileno()
+
+    def fork(self) -> int:
+        """Ask for a new worker; returns its worker id (the pid comes later)."""
+        wid = next(self._ids)
+        self.proc.stdin.write(b"F %d\n" % wid)
+        self.proc.stdin.flush()
+        return wid
+
+    def read_events(self) -> list[tuple[str, int, int]] | None:
+        """('P', wid, pid) and ('X', pid, status) events; None when the zygote is gone."""
+        try:
+            data = os.read(self.fileno(), 65536)
+        except BlockingIOError:
+            return []
+        if not data:
+            return None
+        self._buf += data
+        events = []
+        while b"\n" in self._buf:
+            line, self._buf = self._buf.split(b"\n", 1)
+            parts = line.split()
+            if len(parts) == 3:
+                events.append((parts[0].decode(), int(parts[1]), int(parts[2])))
+        return events
+
+    def stop(self) -> None:
+        try:
+            self.proc.stdin.close()
+        except OSError:
+            pass
+        if self.proc.poll() is None:
+            self.proc.kill()
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+        try:
+            self.proc.stdout.close()
+        except OSError:
+            pass
+        self._log.close()
