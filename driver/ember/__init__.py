@@ -11,13 +11,16 @@
 """
 
 from ember import exceptions
+from ember.actor import ActorClass, ActorHandle
 from ember.api import (
     available_resources,
     cancel,
     cluster_resources,
     get,
+    get_actor,
     init,
     is_initialized,
+    kill,
     method,
     nodes,
     put,
@@ -31,13 +34,17 @@ from ember.object_ref import ObjectRef
 __version__ = "0.1.0"
 
 __all__ = [
+    "ActorClass",
+    "ActorHandle",
     "ObjectRef",
     "available_resources",
     "cancel",
     "cluster_resources",
     "exceptions",
     "get",
+    "get_actor",
     "init",
+    "kill",
     "is_initialized",
     "method",
     "nodes",

@@ -103,6 +103,7 @@ class CoreRuntime:
         self.cancel_current = False
         self.exit_requested = False
         self.blocked = False
+        self.no_block = False
         self.message_hook: Callable[[tuple], bool] | None = None
         self._flusher = threading.Thread(target=self._flush_loop, name="ember-ref-flusher", daemon=True)
         self._flusher.start()
@@ -240,7 +241,7 @@ class CoreRuntime:
                 self.cancel_current = False
                 raise TaskCancelledError("the task was cancelled while it waited in get/wait")
             if deadline is None:
-                remaining = 1.0
+                remaining = None
             else:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
@@ -248,7 +249,7 @@ class CoreRuntime:
                 remaining = min(remaining, 1.0)
             with cond:
                 if self._reading:
-                    cond.wait(remaining)
+                    cond.wait(remaining if remaining is not None else 1.0)
                     continue
                 self._reading = True
             try:
@@ -342,7 +343,7 @@ class CoreRuntime:
 
     def _blocking(self) -> bool:
         """A worker about to wait gives its CPU back (see ember.worker)."""
-        if self.mode != "worker" or self.current_task_id is None or self.blocked:
+        if self.mode != "worker" or self.current_task_id is None or self.blocked or self.no_block:
             return False
         self.blocked = True
         queued = list(self.task_queue)

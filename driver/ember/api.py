@@ -200,6 +200,20 @@ def method(*args: Any, **options: Any) -> Any:
     return decorator
 
 
+def kill(actor: Any, *, no_restart: bool = True) -> None:
+    """End an actor now; its pending and later calls raise ActorDiedError."""
+    from ember.actor import kill as _kill
+
+    _kill(actor, no_restart=no_restart)
+
+
+def get_actor(name: str, namespace: str | None = None) -> Any:
+    """The handle of a live named actor; ValueError when there is none by that name."""
+    from ember.actor import get_actor as _get_actor
+
+    return _get_actor(name, namespace)
+
+
 def put(value: Any, *, _owner: Any = None) -> ObjectRef:
     """Store ``value`` in the cluster; returns an ObjectRef to it."""
     return _context.require_runtime().put(value)

@@ -12,15 +12,19 @@ tells the agent it is blocked and hands back tasks queued behind it.
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import gc
+import inspect
 import os
 import pickle
 import selectors
 import signal
 import sys
+import threading
 import time
 import traceback
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from ember import _context
@@ -49,6 +53,10 @@ class Worker:
         self.rt = rt
         self.functions: dict[bytes, Any] = {}
         self.cancelled: set[bytes] = set()
+        self.instance: Any = None
+        self.aloop: asyncio.AbstractEventLoop | None = None
+        self.semaphore: asyncio.Semaphore | None = None
+        self.pool: ThreadPoolExecutor | None = None
         rt.message_hook = self._on_message
 
     # messages from the agent other than objects and replies
@@ -110,7 +118,26 @@ class Worker:
         return args, kwargs
 
     def execute(self, task: tuple) -> None:
-        (task_id, fn_id, fn_blob, name, args_blob, deps, rids, retry_exc, retries_left, env) = task
+        """Run one task, actor constructor or actor call sent by the agent."""
+        actor = task[10]
+        if actor is not None and actor[0] == "call":
+            if self.aloop is not None:
+                asyncio.run_coroutine_threadsafe(self._run_async(task), self.aloop)
+                return
+            if self.pool is not None:
+                self.pool.submit(self._run, task)
+                return
+        self._run(task)
+
+    def _target(self, fn_id: bytes, fn_blob: bytes | None, actor: tuple | None) -> Any:
+        if actor is not None and actor[0] == "call":
+            if self.instance is None:
+                raise RuntimeError("this actor has no instance (its constructor did not run)")
+            return getattr(self.instance, actor[1])
+        return self._function(fn_id, fn_blob)
+
+    def _run(self, task: tuple) -> None:
+        (task_id, fn_id, fn_blob, name, args_blob, deps, rids, retry_exc, retries_left, env, actor) = task
         rt = self.rt
         start = time.perf_counter()
         retry = False
@@ -124,10 +151,13 @@ class Worker:
         rt.current_task_id = task_id
         rt.cancel_current = False
         try:
-            fn = self._function(fn_id, fn_blob)
+            target = self._target(fn_id, fn_blob, actor)
             args, kwargs = self._args(args_blob, deps)
-            value = fn(*args, **kwargs)
+            value = target(*args, **kwargs)
             del args, kwargs
+            if actor is not None and actor[0] == "create":
+                self._become_actor(value, actor)
+                value = None
             results = self._pack(rids, value, name)
             del value
         except TaskCancelledError as exc:
@@ -138,14 +168,39 @@ class Worker:
             else:
                 results = self._task_error(rids, name, exc)
         except BaseException as exc:  # noqa: BLE001 - every user failure is reported, not raised
-            if isinstance(exc, SystemExit) and name == "__ember_exit__":
-                raise
             retry = retries_left != 0 and _matches(retry_exc, exc)
             results = self._task_error(rids, name, exc)
         finally:
             rt.current_task_id = None
             rt.cancel_current = False
         rt.send((M.DONE, task_id, results, retry, time.perf_counter() - start))
+
+    def _become_actor(self, instance: Any, actor: tuple) -> None:
+        _, concurrency, is_async = actor
+        self.instance = instance
+        self.rt.no_block = True  # an actor keeps its resources while it waits
+        if is_async:
+            self.aloop = asyncio.new_event_loop()
+            self.semaphore = asyncio.Semaphore(concurrency)
+            threading.Thread(target=self.aloop.run_forever, name="ember-actor-loop", daemon=True).start()
+        elif concurrency > 1:
+            self.pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="ember-actor")
+
+    async def _run_async(self, task: tuple) -> None:
+        (task_id, fn_id, fn_blob, name, args_blob, deps, rids, retry_exc, retries_left, env, actor) = task
+        rt = self.rt
+        start = time.perf_counter()
+        async with self.semaphore:
+            try:
+                target = self._target(fn_id, fn_blob, actor)
+                args, kwargs = self._args(args_blob, deps)
+                value = target(*args, **kwargs)
+                if inspect.isawaitable(value):
+                    value = await value
+                results = self._pack(rids, value, name)
+            except BaseException as exc:  # noqa: BLE001 - reported to the caller
+                results = self._task_error(rids, name, exc)
+        rt.send((M.DONE, task_id, results, False, time.perf_counter() - start))
 
     def _pack(self, rids: tuple, value: Any, name: str) -> list:
         n = len(rids)
@@ -226,10 +281,15 @@ def run_worker(socket_path: str, session: dict, worker_id: int) -> None:
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     rt.send((M.HELLO, "worker", os.getpid(), worker_id, None))
+    code = 0
     try:
         worker.loop()
+    except BaseException:  # noqa: BLE001 - a bug in the worker itself: leave a trace in the log
+        traceback.print_exc()
+        code = 70
     finally:
-        os._exit(0)
+        sys.stderr.flush()
+        os._exit(code)
 
 
 def zygote_main(socket_path: str, session_json: str) -> None:

@@ -34,6 +34,7 @@ from ember.exceptions import (
     WorkerCrashedError,
 )
 
+from ember_node.actors import ActorManager
 from ember_node.objects import PENDING, ClientRefs, Obj, ObjectTable
 from ember_node.store import Arena, default_capacity
 from ember_node.tasks import FINISHED, QUEUED, RUNNING, Task
@@ -84,6 +85,9 @@ class Agent:
         self.arena = Arena(f"/dev/shm/ember-{name}-{self.node_id[:8]}", capacity)
         self.table = ObjectTable(self.arena, os.path.join(session_dir, "spill"))
         self.table.on_ready = self._on_ready
+        self.actors = ActorManager(self)
+        actor_table = self.actors.actors
+        self.table.on_free = lambda oid: self.actors.on_freed(oid) if oid in actor_table else None
         self.functions: dict[bytes, bytes] = {}
         self.tasks: dict[bytes, Task] = {}
         self.queues: dict[tuple, deque[Task]] = {}
@@ -231,6 +235,7 @@ class Agent:
             if rec.exit_status is not None:
                 self._finalize_worker(rec)
             return
+        self.actors.on_client_gone(client)
         self.table.drop_client(client.refs)
         if client is self.owner:
             log.info("the driver that owns this embedded cluster disconnected; stopping")
@@ -278,6 +283,9 @@ class Agent:
         if rec.held and not rec.blocked:
             release(self.available, rec.held)
         rec.held = None
+        if rec.actor is not None:
+            self.actors.on_worker_lost(rec, cause, inflight)
+            inflight = []
         for i, task in enumerate(inflight):
             task.worker = None
             if task.cancelled:
@@ -316,12 +324,18 @@ class Agent:
         table = self.table
         for rid in task.rids:
             table.pending(rid, client.refs).subs.append(client)
-        if task.fn_id not in self.functions:
+        kind = task.extra[0] if task.extra else None
+        if kind == "call":
+            if not self.actors.on_call(task, client):
+                return
+        elif task.fn_id not in self.functions:
             self._fail(task, RayError(f"task {task.name}: its function was never registered"), pinned=False)
             return
-        problem = describe_unmet(f"task {task.name}", task.resources, self.totals)
+        problem = describe_unmet(f"{'actor' if kind == 'create' else 'task'} {task.name}", task.resources, self.totals)
         if problem:
             self._fail(task, TaskUnschedulableError(problem), pinned=False)
+            return
+        if kind == "create" and not self.actors.on_create(task, client):
             return
         objs = table.objs
         for d in task.deps:
@@ -350,6 +364,11 @@ class Agent:
 
     def _requeue(self, task: Task, front: bool = False) -> None:
         task.state = QUEUED
+        if task.extra and task.extra[0] == "call":
+            actor = self.actors.actors.get(task.extra[1])
+            if actor is not None:
+                self.actors.dispatch(actor)
+            return
         q = self.queues.get(task.shape)
         if q is None:
             q = self.queues[task.shape] = deque()
@@ -367,25 +386,36 @@ class Agent:
                 if task.state != QUEUED or task.cancelled:
                     q.popleft()
                     continue
-                rec = self._worker_for(task)
+                create = task.extra is not None and task.extra[0] == "create"
+                rec = self._worker_for(task, pipeline=not create)
                 if rec is None:
                     break
                 q.popleft()
+                if create:
+                    actor = self.actors.actors.get(task.rids[0])
+                    if actor is None or actor.state == "DEAD":
+                        self._worker_idle(rec)
+                        continue
+                    self.actors.start(actor, rec)
+                    acquire(self.available, rec.held)
+                    continue
+                if rec.state == IDLE:
+                    rec.held = dict(task.resources)
+                    acquire(self.available, rec.held)
+                    rec.shape = task.shape
+                    rec.state = BUSY
                 self._assign(rec, task)
             if not q:
                 del self.queues[shape]
 
-    def _worker_for(self, task: Task) -> WorkerRec | None:
+    def _worker_for(self, task: Task, pipeline: bool = True) -> WorkerRec | None:
         if fits(task.resources, self.available):
             if self.idle:
-                rec = self.idle.pop()
-                rec.held = dict(task.resources)
-                acquire(self.available, rec.held)
-                rec.shape = task.shape
-                rec.state = BUSY
-                return rec
+                return self.idle.pop()
             if self.starting < 2 and len(self.workers) < self.max_workers:
                 self._start_worker()
+        if not pipeline:
+            return None
         stats = self.fn_stats.get(task.fn_id)
         if stats is None or stats[0] < 2 or stats[1] / stats[0] > FAST_TASK_S:
             return None
@@ -415,15 +445,29 @@ class Agent:
             if not rec.inflight:
                 self._worker_idle(rec)
             return
+        self._send_exec(rec, task, None, deps)
+
+    def _send_exec(self, rec: WorkerRec, task: Task, actor: tuple | None, deps: list | None = None) -> None:
+        """Send ``task`` to ``rec`` (``deps``: dependency values, computed here when None)."""
+        if deps is None:
+            deps = []
+            table = self.table
+            for d in task.deps:
+                obj = table.objs[d]
+                if obj.kind == M.INLINE:
+                    deps.append((d, M.INLINE, obj.payload))
+                else:
+                    deps.append((d, M.STORE, table.read_pin(d, rec.client.refs)))
         fn_blob = None
-        if task.fn_id not in rec.known_fns:
-            fn_blob = self.functions[task.fn_id]
-            rec.known_fns.add(task.fn_id)
+        fn_id = task.fn_id
+        if fn_id and fn_id not in rec.known_fns:
+            fn_blob = self.functions[fn_id]
+            rec.known_fns.add(fn_id)
         rec.inflight.append(task)
         task.worker = rec
         task.state = RUNNING
-        self._send(rec.client, (M.EXEC, (task.tid, task.fn_id, fn_blob, task.name, task.args, deps,
-                                         task.rids, task.retry_exc, task.retries_left(), None)))
+        self._send(rec.client, (M.EXEC, (task.tid, fn_id, fn_blob, task.name, task.args, deps,
+                                         task.rids, task.retry_exc, task.retries_left(), None, actor)))
 
     def _worker_idle(self, rec: WorkerRec) -> None:
         if rec.held and not rec.blocked:
@@ -457,12 +501,18 @@ class Agent:
             else:
                 for rid, kind, payload, contained in results:
                     self.table.complete(rid, kind, payload, contained, client.refs)
-                self._release_task(task)
+                actor = rec.actor if rec is not None else None
+                if actor is not None and task is actor.create_task:
+                    # the creation spec (and its arguments) stays pinned for restarts
+                    task.state = FINISHED
+                    self.actors.on_created(actor, task, results)
+                else:
+                    self._release_task(task)
         else:
             # a task we no longer track (cancelled and failed already): free what it wrote
             for rid, kind, payload, contained in results:
                 self.table.complete(rid, kind, payload, contained, client.refs)
-        if rec is not None and not rec.inflight and rec.state == BUSY:
+        if rec is not None and not rec.inflight and rec.state == BUSY and rec.actor is None:
             self._worker_idle(rec)
 
     def _release_task(self, task: Task) -> None:
@@ -648,6 +698,17 @@ class Agent:
             "worker_pids": [r.pid for r in self.workers.values() if r.pid],
         }
 
+    def _req_get_actor(self, client: Client, arg: tuple) -> tuple[bytes, bytes] | None:
+        name, namespace = arg
+        found = self.actors.lookup(name, namespace)
+        if found is not None:
+            self.table.addref(found[0], client.refs)  # the caller builds a handle from it
+        return found
+
+    def _req_kill_actor(self, client: Client, arg: tuple) -> None:
+        aid, no_restart = arg
+        self.actors.kill(aid, no_restart)
+
     def _on_shutdown(self, client: Client, msg: tuple) -> None:
         self.stopping = True
 
@@ -703,7 +764,13 @@ def main(argv: list[str] | None = None) -> None:
         if args.ready_fd is not None:
             os.write(args.ready_fd, json.dumps(agent.session).encode() + b"\n")
             os.close(args.ready_fd)
-        agent.run()
+        profile_path = os.environ.get("EMBER_AGENT_PROFILE")
+        if profile_path:  # developer aid: cProfile the event loop
+            import cProfile
+
+            cProfile.runctx("agent.run()", globals(), {"agent": agent}, profile_path)
+        else:
+            agent.run()
     except (KeyboardInterrupt, SystemExit):
         pass
     finally:

@@ -65,6 +65,7 @@ class ObjectTable:
         self.spill_dir = spill_dir
         self.in_store: OrderedDict[bytes, Obj] = OrderedDict()  # LRU of unspilled arena objects
         self.on_ready: Callable[[Obj], None] = lambda obj: None
+        self.on_free: Callable[[bytes], None] = lambda oid: None
         self.spilled_bytes_total = 0
         self.restored_bytes_total = 0
         self.spilled_bytes = 0
@@ -171,6 +172,7 @@ class ObjectTable:
                 self.arena.free(*obj.payload)
         for c in obj.contained:
             self.unpin(c)
+        self.on_free(oid)
 
     # -------------------------------------------------------------- readers
     def read_pin(self, oid: bytes, client: ClientRefs) -> tuple[int, int]:

@@ -1,0 +1,269 @@
+"""Actors: ``@ember.remote`` on a class gives an ``ActorClass``; ``.remote()`` starts an actor.
+
+An actor is a dedicated worker process holding one instance of the class. Calls from one
+caller run in the order they were made. A handle keeps the actor alive through an internal
+ObjectRef to the actor's creation result, so handles ride on the same reference counting as
+objects: when the last handle anywhere is gone (and no call is pending) the agent ends the
+actor, unless it is detached.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from ember import _context
+from ember._resources import validate_request
+from ember._serialization import dumps_with_refs, serialize
+from ember.object_ref import ObjectRef
+from ember.remote_function import check_options
+
+ACTOR_OPTIONS = {
+    "num_cpus", "num_gpus", "resources", "memory", "name", "namespace", "get_if_exists", "lifetime",
+    "max_restarts", "max_task_retries", "max_concurrency", "max_pending_calls", "runtime_env",
+    "scheduling_strategy", "concurrency_groups", "accelerator_type", "label_selector",
+    "placement_group", "placement_group_bundle_index", "placement_group_capture_child_tasks",
+    "_metadata", "enable_task_events", "allow_out_of_order_execution",
+}
+
+
+class ActorMeta:
+    """What a handle needs to know about its actor's class (travels with the handle)."""
+
+    __slots__ = ("class_name", "methods", "is_async", "max_task_retries")
+
+    def __init__(self, class_name: str, methods: dict[str, int], is_async: bool, max_task_retries: int) -> None:
+        self.class_name = class_name
+        self.methods = methods  # name -> default num_returns
+        self.is_async = is_async
+        self.max_task_retries = max_task_retries
+
+    def __reduce__(self):
+        return (ActorMeta, (self.class_name, self.methods, self.is_async, self.max_task_retries))
+
+
+def _method_table(cls: type) -> tuple[dict[str, int], bool]:
+    methods: dict[str, int] = {}
+    is_async = False
+    for name, member in inspect.getmembers(cls):
+        if not callable(member) or (name.startswith("__") and name != "__call__"):
+            continue
+        opts = getattr(member, "__ember_method_options__", {})
+        methods[name] = opts.get("num_returns", 1)
+        if inspect.iscoroutinefunction(member) or inspect.isasyncgenfunction(member):
+            is_async = True
+    return methods, is_async
+
+
+class ActorClass:
+    """A class made remote: ``Cls.remote(*args)`` creates an actor and returns its handle."""
+
+    def __init__(self, cls: type, options: dict[str, Any]) -> None:
+        check_options(options, ACTOR_OPTIONS, "an actor class")
+        self._cls = cls
+        self._options = options
+        self._name = cls.__qualname__
+        self._methods, self._is_async = _method_table(cls)
+        self._blob: bytes | None = None
+        self._contained: list[bytes] = []
+        self.__doc__ = cls.__doc__
+        self.__name__ = cls.__name__
+        self.__qualname__ = cls.__qualname__
+        self.__module__ = cls.__module__
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError(
+            f"actor class {self._name} cannot be instantiated directly; "
+            f"use {self._name}.remote(...) to create an actor"
+        )
+
+    def __reduce__(self):
+        return (ActorClass, (self._cls, self._options))
+
+    def remote(self, *args: Any, **kwargs: Any) -> ActorHandle:
+        """Create the actor (asynchronously) and return a handle to it."""
+        return self._create(args, kwargs, self._options)
+
+    def options(self, **options: Any) -> _ActorClassOptions:
+        """The same class with some actor options changed for the actors created through it."""
+        check_options(options, ACTOR_OPTIONS, "an actor class")
+        return _ActorClassOptions(self, {**self._options, **options})
+
+    def bind(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError("ember does not support Ray DAGs (bind) yet")
+
+    def _create(self, args: tuple, kwargs: dict, options: dict[str, Any]) -> ActorHandle:
+        rt = _context.require_runtime()
+        name = options.get("name")
+        namespace = options.get("namespace")
+        if name is not None and (not isinstance(name, str) or not name):
+            raise ValueError(f"actor name must be a non-empty string, got {name!r}")
+        lifetime = options.get("lifetime")
+        if lifetime not in (None, "detached", "non_detached"):
+            raise ValueError(f"lifetime must be 'detached' or None, got {lifetime!r}")
+        if lifetime == "detached" and name is None:
+            pass  # Ray allows unnamed detached actors (reachable only through handles)
+        max_restarts = options.get("max_restarts", 0)
+        max_task_retries = options.get("max_task_retries", 0)
+        for key, value in (("max_restarts", max_restarts), ("max_task_retries", max_task_retries)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < -1:
+                raise ValueError(f"{key} must be an integer >= -1 (-1 means unlimited), got {value!r}")
+        concurrency = options.get("max_concurrency")
+        if concurrency is None:
+            concurrency = 1000 if self._is_async else 1
+        if not isinstance(concurrency, int) or concurrency < 1:
+            raise ValueError(f"max_concurrency must be a positive integer, got {concurrency!r}")
+        explicit_cpus = options.get("num_cpus")
+        held = validate_request(explicit_cpus, options.get("num_gpus"), options.get("resources"),
+                                options.get("memory"), default_cpus=0.0)
+        placement = dict(held)
+        if explicit_cpus is None:
+            placement["CPU"] = 1.0  # like Ray: 1 CPU to place an actor, 0 held while it runs
+        if name is not None and options.get("get_if_exists"):
+            existing = _lookup(rt, name, namespace)
+            if existing is not None:
+                return existing
+        if self._blob is None:
+            try:
+                self._blob, self._contained = dumps_with_refs(self._cls)
+            except Exception as exc:
+                raise TypeError(f"cannot pickle actor class {self._name}: {exc}") from exc
+        fn_id = rt.register_function(self._blob, self._contained)
+        meta = ActorMeta(self._name, self._methods, self._is_async, max_task_retries)
+        spec = {
+            "name": name,
+            "namespace": namespace,
+            "detached": lifetime == "detached",
+            "max_restarts": max_restarts,
+            "max_task_retries": max_task_retries,
+            "max_concurrency": concurrency,
+            "is_async": self._is_async,
+            "held": held,
+            "meta": serialize(meta).to_bytes(),
+            "get_if_exists": bool(options.get("get_if_exists")),
+        }
+        refs = rt.submit(fn_id, f"{self._name}.__init__", args, kwargs, 1, placement, 0, False,
+                         extra=("create", spec))
+        creation = refs[0]
+        return ActorHandle(creation, meta)
+
+
+class _ActorClassOptions:
+    __slots__ = ("_cls", "_options")
+
+    def __init__(self, cls: ActorClass, options: dict[str, Any]) -> None:
+        self._cls = cls
+        self._options = options
+
+    def remote(self, *args: Any, **kwargs: Any) -> ActorHandle:
+        return self._cls._create(args, kwargs, self._options)
+
+
+def _lookup(rt: Any, name: str, namespace: str | None) -> ActorHandle | None:
+    from ember import _messages as M
+
+    found = rt.request(M.REQUEST, "get_actor", (name, namespace), timeout=30)
+    if found is None:
+        return None
+    if isinstance(found, BaseException):
+        raise found
+    creation_id, meta_blob = found
+    from ember._serialization import deserialize
+
+    return ActorHandle(ObjectRef(creation_id), deserialize(meta_blob))
+
+
+class ActorHandle:
+    """A reference to an actor; ``handle.method.remote(...)`` calls a method.
+
+    Handles can be passed to tasks and other actors (also inside lists and dicts).
+    """
+
+    def __init__(self, creation: ObjectRef, meta: ActorMeta) -> None:
+        self._ember_creation = creation
+        self._ember_meta = meta
+
+    @property
+    def _actor_id(self) -> bytes:
+        return self._ember_creation.binary()
+
+    def __getattr__(self, name: str) -> ActorMethod:
+        if name.startswith("_ember_"):
+            raise AttributeError(name)
+        meta = self._ember_meta
+        if name not in meta.methods:
+            raise AttributeError(f"actor class {meta.class_name} has no method {name!r}")
+        return ActorMethod(self, name, meta.methods[name])
+
+    def __reduce__(self):
+        return (ActorHandle, (self._ember_creation, self._ember_meta))
+
+    def __repr__(self) -> str:
+        return f"Actor({self._ember_meta.class_name}, {self._actor_id.hex()[:16]})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ActorHandle) and other._actor_id == self._actor_id
+
+    def __hash__(self) -> int:
+        return hash(self._actor_id)
+
+
+class ActorMethod:
+    """``handle.method``: call it with ``.remote(...)``."""
+
+    __slots__ = ("_handle", "_name", "_num_returns", "_retries")
+
+    def __init__(self, handle: ActorHandle, name: str, num_returns: int, retries: int | None = None) -> None:
+        self._handle = handle
+        self._name = name
+        self._num_returns = num_returns
+        self._retries = retries
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError(
+            f"actor method {self._name} cannot be called directly; use .{self._name}.remote(...)"
+        )
+
+    def options(self, **options: Any) -> ActorMethod:
+        bad = set(options) - {"num_returns", "max_task_retries", "name", "retry_exceptions"}
+        if bad:
+            raise ValueError(f"invalid option(s) {sorted(bad)} for an actor method call")
+        n = options.get("num_returns", self._num_returns)
+        if not isinstance(n, int) or n < 0:
+            raise ValueError(f"num_returns must be a non-negative integer, got {n!r}")
+        return ActorMethod(self._handle, self._name, n, options.get("max_task_retries", self._retries))
+
+    def remote(self, *args: Any, **kwargs: Any) -> Any:
+        rt = _context.require_runtime()
+        handle = self._handle
+        meta = handle._ember_meta
+        retries = meta.max_task_retries if self._retries is None else self._retries
+        n = self._num_returns
+        refs = rt.submit(b"", f"{meta.class_name}.{self._name}", args, kwargs, n, {}, retries, False,
+                         extra=("call", handle._actor_id, self._name))
+        if n == 1:
+            return refs[0]
+        if n == 0:
+            return None
+        return refs
+
+
+def kill(actor: ActorHandle, *, no_restart: bool = True) -> None:
+    """End an actor now; pending and future calls raise ActorDiedError."""
+    if not isinstance(actor, ActorHandle):
+        raise TypeError(f"kill() expects an actor handle, got {type(actor).__name__}")
+    from ember import _messages as M
+
+    rt = _context.require_runtime()
+    rt.request(M.REQUEST, "kill_actor", (actor._actor_id, no_restart), timeout=30)
+
+
+def get_actor(name: str, namespace: str | None = None) -> ActorHandle:
+    """The handle of a named actor; raises ValueError when there is none by that name."""
+    if not isinstance(name, str) or not name:
+        raise ValueError("get_actor() needs the actor's name (a non-empty string)")
+    handle = _lookup(_context.require_runtime(), name, namespace)
+    if handle is None:
+        where = f" in namespace {namespace!r}" if namespace else ""
+        raise ValueError(f"no actor named {name!r}{where}; it was never created, or it has died")
+    return handle
