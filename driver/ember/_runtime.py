@@ -28,7 +28,7 @@ from typing import Any
 from ember import _messages as M
 from ember._ids import IdGenerator, return_ids, task_of
 from ember._serialization import Serialized, deserialize, serialize
-from ember._wire import ClientConnection, ConnectionClosed
+from ember._wire import ConnectionClosed
 from ember.exceptions import (
     GetTimeoutError,
     ObjectLostError,
@@ -60,7 +60,7 @@ class SessionInfo:
 
     def __init__(self, info: dict) -> None:
         self.socket_path: str = info["socket"]
-        self.arena_path: str = info["arena"]
+        self.arena_path: str | None = info.get("arena")
         self.arena_size: int = info["arena_size"]
         self.node_id: str = info["node_id"]
         self.session_dir: str = info["session_dir"]
@@ -70,10 +70,11 @@ class SessionInfo:
 class CoreRuntime:
     """One process's connection to its node agent, and everything that rides on it."""
 
-    def __init__(self, conn: ClientConnection, session: SessionInfo, mode: str) -> None:
+    def __init__(self, conn: Any, session: SessionInfo | None, mode: str, remote: bool = False) -> None:
         self.conn = conn
         self.session = session
         self.mode = mode  # "driver" | "worker"
+        self.remote = remote  # reaches the cluster over gRPC, so cannot map the node's store
         self.ids = IdGenerator()
         self.closed = False
         self._lock = threading.Lock()
@@ -323,7 +324,7 @@ class CoreRuntime:
     def put_serialized(self, ser: Serialized) -> ObjectRef:
         oid = self.ids.put_id()
         ref = self._owned_ref(oid)
-        if ser.total <= M.INLINE_LIMIT:
+        if ser.total <= M.INLINE_LIMIT or self.remote:
             payload = ser.to_bytes()
             self.objects[oid] = (M.INLINE, payload)
             self._arrival[oid] = next(self._seq)
@@ -398,6 +399,11 @@ class CoreRuntime:
         if kind == M.INLINE:
             return deserialize(payload)
         if kind == M.STORE:
+            if self.remote:
+                data = self.request(M.REQUEST, "read", oid)
+                if isinstance(data, BaseException):
+                    raise data
+                return deserialize(data)
             return deserialize(self.map_object(oid))
         err = deserialize(payload)
         if isinstance(err, RayTaskError):

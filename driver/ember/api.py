@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import inspect
 import logging
+import os
 import threading
 import time
 import warnings
@@ -14,6 +15,7 @@ from typing import Any
 from ember import _context
 from ember import _messages as M
 from ember._launcher import EmbeddedCluster
+from ember._local_cluster import read_record
 from ember._runtime import CoreRuntime, SessionInfo
 from ember._wire import ClientConnection
 from ember.object_ref import ObjectRef
@@ -81,11 +83,20 @@ def init(
                 "ember.init() was already called in this process; call ember.shutdown() first, "
                 "or pass ignore_reinit_error=True"
             )
+        if address is None:
+            address = os.environ.get("EMBER_ADDRESS") or None
         if address not in (None, "local"):
-            raise ValueError(
-                f"connecting to a running cluster (address={address!r}) is not available in this "
-                "version of ember; call ember.init() without an address for a local cluster"
-            )
+            if num_cpus is not None or num_gpus is not None or resources or object_store_memory:
+                raise ValueError(
+                    "num_cpus, num_gpus, resources and object_store_memory describe a new local "
+                    "cluster; they cannot be given when connecting to a running one"
+                )
+            rt = _connect(address, token)
+            _context.set_runtime(rt)
+            if not _atexit_registered:
+                atexit.register(shutdown)
+                _atexit_registered = True
+            return RuntimeInfo(rt.session)
         _check_amount("num_cpus", num_cpus)
         _check_amount("num_gpus", num_gpus)
         if resources is not None:
@@ -115,9 +126,40 @@ def init(
 
 
 def _pid() -> int:
-    import os
-
     return os.getpid()
+
+
+def _connect(address: str, token: str | None) -> CoreRuntime:
+    """Join a running cluster: "auto" (started here by `ember start`) or "host:port"."""
+    if address == "auto":
+        rec = read_record()
+        if rec is None:
+            raise ConnectionError(
+                "no ember cluster is running on this machine: start one with `ember start --head`, "
+                "or call ember.init() without an address for a private local cluster"
+            )
+        conn: Any = ClientConnection.connect(rec["socket"])
+        rt = CoreRuntime(conn, None, "driver")
+    else:
+        for scheme in ("ember://", "ray://"):
+            if address.startswith(scheme):
+                address = address[len(scheme):]
+        host, sep, port = address.rpartition(":")
+        if not sep or not host or not port.isdigit():
+            raise ValueError(f"address must be 'auto' or 'host:port', got {address!r}")
+        token = token or os.environ.get("EMBER_TOKEN")
+        if not token:
+            raise ValueError(
+                f"connecting to {address} needs the cluster token: ember.init({address!r}, token=...) "
+                "or the EMBER_TOKEN environment variable (`ember start --head` prints it)"
+            )
+        from ember._remote import GrpcConnection, ping  # grpc loads only for remote drivers
+
+        ping(address, token)
+        rt = CoreRuntime(GrpcConnection(address, token), None, "driver", remote=True)
+    rt.send((M.HELLO, "driver", _pid(), None, None))
+    rt.session = SessionInfo(rt.request(M.REQUEST, "session", None, timeout=30))
+    return rt
 
 
 def _check_amount(name: str, value: Any) -> None:
@@ -143,10 +185,11 @@ def shutdown() -> None:
         if rt is None:
             return
         _context.set_runtime(None)
-        try:
-            rt.send((M.SHUTDOWN,))
-        except Exception:  # noqa: BLE001 - the agent may already be gone
-            pass
+        if _cluster is not None:
+            try:
+                rt.send((M.SHUTDOWN,))
+            except Exception:  # noqa: BLE001 - the agent may already be gone
+                pass
         rt.close()
         if _cluster is not None:
             _cluster.stop()

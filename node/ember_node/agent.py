@@ -71,6 +71,7 @@ class Agent:
         self.session_dir = session_dir
         self.node_id = uuid.uuid4().hex
         self.embedded = embedded
+        self.address = ""
         self.totals = dict(totals)
         self.available = dict(totals)
         self.stopping = False
@@ -620,6 +621,21 @@ class Agent:
 
     def _on_put(self, client: Client, msg: tuple) -> None:
         _, oid, payload, contained = msg
+        if len(payload) > M.INLINE_LIMIT:
+            # a large value from a client that cannot map the store (a remote driver)
+            try:
+                offset = self.table.alloc(oid, len(payload), client.refs)
+            except RayError as exc:
+                self.table.put_inline(oid, error_blob(exc), [], client.refs)
+                self.table.objs[oid].kind = M.ERROR
+                return
+            view = self.arena.view()
+            try:
+                view[offset : offset + len(payload)] = payload
+            finally:
+                view.release()
+            self.table.seal(oid, offset, len(payload), contained, client.refs)
+            return
         self.table.put_inline(oid, payload, contained, client.refs)
 
     def _on_seal(self, client: Client, msg: tuple) -> None:
@@ -672,6 +688,44 @@ class Agent:
         except KeyError:
             raise ObjectLostError(f"object {oid.hex()} is no longer in the object store") from None
 
+    def _req_read(self, client: Client, oid: bytes) -> bytes:
+        """A store object's bytes, for a client that cannot map the store (a remote driver)."""
+        try:
+            offset, size = self.table.read_pin(oid, client.refs)
+        except KeyError:
+            raise ObjectLostError(f"object {oid.hex()} is no longer in the object store") from None
+        view = self.arena.view()
+        try:
+            return bytes(view[offset : offset + size])
+        finally:
+            view.release()
+            self.table.read_unpin(oid, client.refs)
+
+    def _req_session(self, client: Client, arg: Any) -> dict:
+        return self.session
+
+    def _req_list(self, client: Client, what: str) -> list[dict]:
+        if what == "nodes":
+            return self._req_nodes(client, None)
+        if what == "tasks":
+            names = {0: "QUEUED", 1: "RUNNING", 2: "FINISHED"}
+            return [{"task_id": t.tid.hex(), "name": t.name,
+                     "state": ("PENDING_ARGS" if t.missing else names[t.state]),
+                     "attempt": t.attempt, "worker_pid": t.worker.pid if t.worker else None}
+                    for t in list(self.tasks.values()) if t.state != FINISHED]
+        if what == "actors":
+            return [{"actor_id": a.aid.hex(), "class_name": a.class_name, "state": a.state,
+                     "name": a.key[1] if a.key else "", "pid": a.worker.pid if a.worker else None,
+                     "restarts": a.restarts}
+                    for a in list(self.actors.actors.values())]
+        if what == "objects":
+            kinds = {M.INLINE: "INLINE", M.STORE: "STORE", M.ERROR: "ERROR"}
+            return [{"object_id": o.oid.hex(), "state": "READY" if o.state else "PENDING",
+                     "kind": ("SPILLED" if o.spilled else kinds[o.kind]) if o.state else "",
+                     "size": o.size, "holders": o.holders, "pins": o.pins}
+                    for o in list(self.table.objs.values())]
+        raise ValueError(f"cannot list {what!r}; choose nodes, tasks, actors or objects")
+
     def _req_cluster_resources(self, client: Client, arg: Any) -> dict[str, float]:
         return dict(self.totals)
 
@@ -710,7 +764,8 @@ class Agent:
         self.actors.kill(aid, no_restart)
 
     def _on_shutdown(self, client: Client, msg: tuple) -> None:
-        self.stopping = True
+        if client is self.owner:  # only the driver that owns an embedded cluster may stop it
+            self.stopping = True
 
     # ------------------------------------------------------------------ stop
     def close(self) -> None:
@@ -739,6 +794,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--memory", type=int, default=None)
     p.add_argument("--ready-fd", type=int, default=None)
     p.add_argument("--embedded", action="store_true")
+    p.add_argument("--host", default="127.0.0.1", help="address the gRPC port binds to")
+    p.add_argument("--port", type=int, default=None, help="gRPC port for remote drivers (none: local only)")
+    p.add_argument("--token-file", default=None, help="file holding the cluster token (required with --port)")
     return p.parse_args(argv)
 
 
@@ -760,7 +818,18 @@ def main(argv: list[str] | None = None) -> None:
         totals["memory"] = float(args.memory)
     signal.signal(signal.SIGTERM, _exit_on_signal)
     agent = Agent(args.session_dir, totals, capacity, args.embedded)
+    server = None
     try:
+        if args.port is not None:
+            from ember_node.grpc_server import serve
+
+            if not args.token_file:
+                raise SystemExit("--port needs --token-file: every gRPC call is checked against the cluster token")
+            with open(args.token_file) as f:
+                token = f.read().strip()
+            server, bound = serve(agent, args.host, args.port, token, lambda method: None)
+            agent.address = f"{args.host}:{bound}"
+            agent.session["address"] = agent.address
         if args.ready_fd is not None:
             os.write(args.ready_fd, json.dumps(agent.session).encode() + b"\n")
             os.close(args.ready_fd)
@@ -774,6 +843,7 @@ def main(argv: list[str] | None = None) -> None:
     except (KeyboardInterrupt, SystemExit):
         pass
     finally:
+        if server is not None:
+            server.stop(grace=None)
         agent.close()
-        if args.embedded:
-            shutil.rmtree(args.session_dir, ignore_errors=True)
+        shutil.rmtree(args.session_dir, ignore_errors=True)

@@ -1,0 +1,260 @@
+"""The ``ember`` command: start, stop, status and list for a cluster on this machine.
+
+    ember start --head [--port 6380] [--num-cpus N] [--block]   start a node agent (the head)
+    ember stop                                                  stop what `ember start` started here
+    ember status                                                nodes, resources, what runs, what waits
+    ember list nodes|tasks|actors|objects [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import select
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any
+
+from ember import _messages as M
+from ember._local_cluster import base_dir, read_record, remove_record, write_record
+
+
+def _start_parser(sub: Any) -> None:
+    p = sub.add_parser("start", help="start a node agent on this machine")
+    p.add_argument("--head", action="store_true", help="start the head node of a new cluster")
+    p.add_argument("--address", help="join the cluster whose head is at HOST:PORT")
+    p.add_argument("--port", type=int, default=6380, help="gRPC port of the head (default 6380)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; 0.0.0.0 for all)")
+    p.add_argument("--num-cpus", type=float, default=None)
+    p.add_argument("--num-gpus", type=float, default=None)
+    p.add_argument("--memory", type=int, default=None)
+    p.add_argument("--resources", default=None, help='custom resources as JSON, e.g. \'{"gpu_type_a": 1}\'')
+    p.add_argument("--object-store-memory", type=int, default=None)
+    p.add_argument("--metrics-port", type=int, default=None)
+    p.add_argument("--dashboard-port", type=int, default=None, help="reserved; ember has no dashboard yet")
+    p.add_argument("--token-file", default=None, help="use this token instead of generating one")
+    p.add_argument("--state-dir", default=None, help="reserved for head persistence")
+    p.add_argument("--block", action="store_true", help="stay in the foreground (for containers)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="ember", description="ember cluster command line")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _start_parser(sub)
+    sub.add_parser("stop", help="stop the cluster started on this machine")
+    st = sub.add_parser("status", help="show nodes, resources and work")
+    st.add_argument("--json", action="store_true")
+    ls = sub.add_parser("list", help="list nodes, tasks, actors or objects")
+    ls.add_argument("what", choices=["nodes", "tasks", "actors", "objects"])
+    ls.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    try:
+        return {"start": start, "stop": stop, "status": status, "list": list_cmd}[args.command](args)
+    except (ConnectionError, ValueError, OSError) as exc:
+        print(f"ember {args.command}: {exc}", file=sys.stderr)
+        return 1
+
+
+def start(args: argparse.Namespace) -> int:
+    if not args.head:
+        if args.address:
+            print("ember start: joining a cluster as a worker node is not available in this version "
+                  "yet; run a single head node (`ember start --head`)", file=sys.stderr)
+        else:
+            print("ember start: say --head to start a new cluster", file=sys.stderr)
+        return 2
+    existing = read_record()
+    if existing is not None:
+        print(f"ember start: a cluster is already running on this machine (agent pid {existing['pid']}, "
+              f"address {existing.get('address')}); run `ember stop` first", file=sys.stderr)
+        return 1
+    session_dir = tempfile.mkdtemp(prefix="session-", dir=base_dir())
+    os.makedirs(os.path.join(session_dir, "logs"), mode=0o700)
+    token_file = args.token_file
+    generated = False
+    if token_file is None:
+        token_file = os.path.join(base_dir(), "token")
+        fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(32))
+        generated = True
+    cmd = [sys.executable, "-m", "ember_node", "--session-dir", session_dir, "--host", args.host,
+           "--port", str(args.port), "--token-file", os.path.abspath(token_file)]
+    for flag, value in (("--num-cpus", args.num_cpus), ("--num-gpus", args.num_gpus),
+                        ("--memory", args.memory), ("--object-store-memory", args.object_store_memory),
+                        ("--resources", args.resources), ("--metrics-port", args.metrics_port)):
+        if value is not None:
+            cmd += [flag, str(value)]
+    rfd, wfd = os.pipe()
+    cmd += ["--ready-fd", str(wfd)]
+    log_path = os.path.join(session_dir, "logs", "agent.log")
+    if args.block:
+        proc = subprocess.Popen(cmd, pass_fds=(wfd,))
+    else:
+        with open(log_path, "ab") as log:
+            proc = subprocess.Popen(cmd, pass_fds=(wfd,), stdin=subprocess.DEVNULL, stdout=log,
+                                    stderr=log, start_new_session=True)
+    os.close(wfd)
+    info = _wait_ready(rfd, proc, log_path)
+    os.close(rfd)
+    if info is None:
+        return 1
+    write_record({"pid": proc.pid, "socket": info["socket"], "address": info.get("address"),
+                  "session_dir": session_dir, "token_file": os.path.abspath(token_file)})
+    with open(token_file) as f:
+        token = f.read().strip()
+    print(f"ember head started (agent pid {proc.pid}) at {info.get('address')}")
+    print("  on this machine:  ember.init(address=\"auto\")")
+    print(f"  from elsewhere:   ember.init(\"{info.get('address')}\", token=...)  # or EMBER_TOKEN")
+    if generated:
+        print(f"  cluster token (stored 0600 in {token_file}): {token}")
+    print("  stop it with:     ember stop")
+    sys.stdout.flush()
+    if args.block:
+        def forward(signum: int, frame: Any) -> None:
+            proc.send_signal(signal.SIGTERM)
+
+        signal.signal(signal.SIGTERM, forward)
+        signal.signal(signal.SIGINT, forward)
+        code = proc.wait()
+        remove_record()
+        return code
+    return 0
+
+
+def _wait_ready(rfd: int, proc: subprocess.Popen, log_path: str, timeout: float = 30.0) -> dict | None:
+    deadline = time.monotonic() + timeout
+    data = b""
+    while not data.endswith(b"\n"):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            proc.kill()
+            proc.wait()
+            print(f"ember start: the node agent did not start within {timeout:.0f} s; see {log_path}",
+                  file=sys.stderr)
+            return None
+        ready, _, _ = select.select([rfd], [], [], left)
+        if ready:
+            chunk = os.read(rfd, 65536)
+            if not chunk:
+                proc.wait()
+                tail = ""
+                try:
+                    with open(log_path) as f:
+                        tail = f.read()[-2000:]
+                except OSError:
+                    pass
+                print(f"ember start: the node agent failed to start:\n{tail}", file=sys.stderr)
+                return None
+            data += chunk
+    return json.loads(data)
+
+
+def stop(args: argparse.Namespace) -> int:
+    rec = read_record()
+    if rec is None:
+        print("ember stop: no cluster started by `ember start` is running on this machine")
+        return 0
+    pid = int(rec["pid"])
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and _alive(pid):
+        time.sleep(0.05)
+    if _alive(pid):
+        os.kill(pid, signal.SIGKILL)
+    remove_record()
+    print(f"ember stopped (agent pid {pid})")
+    return 0
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+def _query(requests: list[tuple[str, Any]]) -> list[Any]:
+    rec = read_record()
+    if rec is None:
+        raise ConnectionError("no cluster started by `ember start` is running on this machine")
+    from ember._runtime import CoreRuntime
+    from ember._wire import ClientConnection
+
+    rt = CoreRuntime(ClientConnection.connect(rec["socket"]), None, "driver")
+    try:
+        rt.send((M.HELLO, "tool", os.getpid(), None, None))
+        return [rt.request(M.REQUEST, what, arg, timeout=30) for what, arg in requests]
+    finally:
+        rt.close()
+
+
+def status(args: argparse.Namespace) -> int:
+    nodes, total, avail, stats, tasks, actors = _query([
+        ("nodes", None), ("cluster_resources", None), ("available_resources", None), ("stats", None),
+        ("list", "tasks"), ("list", "actors")])
+    if args.json:
+        print(json.dumps({"nodes": nodes, "resources": total, "available": avail, "stats": stats,
+                          "tasks": tasks, "actors": actors}, indent=2, default=str))
+        return 0
+    alive = sum(1 for n in nodes if n["Alive"])
+    print(f"nodes: {alive} alive, {len(nodes) - alive} dead")
+    for n in nodes:
+        res = ", ".join(f"{k} {_num(v)}" for k, v in n["Resources"].items() if k != "object_store_memory")
+        print(f"  {n['NodeID'][:12]}  {n['NodeManagerAddress']:15}  {'ALIVE' if n['Alive'] else 'DEAD'}  {res}")
+    print("resources (used / total):")
+    for k, v in total.items():
+        used = v - avail.get(k, 0.0)
+        print(f"  {k:22} {_num(used)} / {_num(v)}")
+    running = [t for t in tasks if t["state"] == "RUNNING"]
+    pending = [t for t in tasks if t["state"] != "RUNNING"]
+    print(f"tasks: {len(running)} running, {len(pending)} pending")
+    for t in pending[:20]:
+        why = "waiting for its arguments" if t["state"] == "PENDING_ARGS" else "waiting for a free worker / resources"
+        print(f"  {t['name']:30} {why}")
+    print(f"actors: {sum(1 for a in actors if a['state'] == 'ALIVE')} alive of {len(actors)}")
+    print(f"object store: {_bytes(stats['store_bytes'])} / {_bytes(stats['store_capacity'])}, "
+          f"{stats['objects']} objects, {_bytes(stats['spilled_bytes'])} spilled")
+    print(f"workers: {stats['workers']} ({stats['idle_workers']} idle)")
+    return 0
+
+
+def list_cmd(args: argparse.Namespace) -> int:
+    (rows,) = _query([("list", args.what)])
+    if args.json:
+        print(json.dumps(rows, indent=2, default=str))
+        return 0
+    if not rows:
+        print(f"no {args.what}")
+        return 0
+    cols = [c for c in rows[0] if c not in ("Resources",)]
+    widths = {c: max(len(c), *(len(str(r.get(c, ""))[:40]) for r in rows)) for c in cols}
+    print("  ".join(c.upper().ljust(widths[c]) for c in cols))
+    for r in rows:
+        print("  ".join(str(r.get(c, ""))[:40].ljust(widths[c]) for c in cols))
+    return 0
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else f"{x:.2f}"
+
+
+def _bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024:
+            return f"{n:.0f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

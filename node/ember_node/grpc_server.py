@@ -1,0 +1,130 @@
+"""The agent's gRPC endpoint: the one port a remote driver (or a tool) needs.
+
+Every call must carry the cluster token (``authorization: Bearer <token>`` metadata); an
+interceptor compares it in constant time and refuses the call with UNAUTHENTICATED before
+any handler runs, so nothing from an unauthenticated peer is ever decoded. A ``Session``
+stream is a byte pipe to the agent's local socket: the remote driver speaks the same framed
+protocol as a local one, and the agent sees it as one more client.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from concurrent import futures
+from typing import Any
+
+import grpc
+from ember._proto import node_pb2 as pb
+from ember._proto import node_pb2_grpc as pb_grpc
+
+log = logging.getLogger("ember.grpc")
+
+CHUNK = 4 << 20
+MAX_MESSAGE = 64 << 20
+
+
+class TokenInterceptor(grpc.ServerInterceptor):
+    """Refuse every call whose token is missing or wrong, before its handler runs."""
+
+    def __init__(self, token: str, on_failure: Callable[[str], None]) -> None:
+        self._expected = f"Bearer {token}".encode()
+        self._on_failure = on_failure
+
+        def deny(request: Any, context: grpc.ServicerContext) -> None:
+            context.abort(grpc.StatusCode.UNAUTHENTICATED,
+                          "missing or wrong cluster token: pass token=... to ember.init() or set EMBER_TOKEN")
+
+        self._deny_unary = grpc.unary_unary_rpc_method_handler(deny)
+        self._deny_stream = grpc.stream_stream_rpc_method_handler(lambda it, ctx: deny(None, ctx))
+
+    def intercept_service(self, continuation: Any, details: grpc.HandlerCallDetails) -> Any:
+        given = b""
+        for key, value in details.invocation_metadata or ():
+            if key == "authorization":
+                given = value.encode() if isinstance(value, str) else value
+        if hmac.compare_digest(given, self._expected):
+            return continuation(details)
+        self._on_failure(details.method)
+        log.warning("refused %s: %s cluster token", details.method, "wrong" if given else "missing")
+        return self._deny_stream if details.method.endswith("/Session") else self._deny_unary
+
+
+class NodeServicer(pb_grpc.NodeServicer):
+    """Ping, ClusterInfo and Session, backed by the local agent."""
+
+    def __init__(self, agent: Any) -> None:
+        self.agent = agent
+
+    def Ping(self, request: pb.PingRequest, context: grpc.ServicerContext) -> pb.PingReply:
+        from ember import __version__
+
+        return pb.PingReply(node_id=self.agent.node_id, version=__version__)
+
+    def ClusterInfo(self, request: pb.ClusterInfoRequest, context: grpc.ServicerContext) -> pb.ClusterInfoReply:
+        agent = self.agent
+        node = pb.NodeInfo(node_id=agent.node_id, address=agent.address, alive=True, is_head=True,
+                           resources=dict(agent.totals),
+                           available={k: max(v, 0.0) for k, v in dict(agent.available).items()})
+        return pb.ClusterInfoReply(nodes=[node])
+
+    def Session(self, request_iterator: Iterator[pb.Frames], context: grpc.ServicerContext) -> Iterator[pb.Frames]:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.connect(self.agent.socket_path)
+
+        def upstream() -> None:
+            try:
+                for frames in request_iterator:
+                    sock.sendall(frames.data)
+            except Exception:  # noqa: BLE001 - the stream ended or was cancelled
+                pass
+            finally:
+                try:
+                    sock.shutdown(socket.SHUT_WR)
+                except OSError:
+                    pass
+
+        threading.Thread(target=upstream, name="ember-session-up", daemon=True).start()
+        context.add_callback(lambda: _close_quietly(sock))
+        try:
+            while True:
+                try:
+                    data = sock.recv(CHUNK)
+                except OSError:
+                    break
+                if not data:
+                    break
+                yield pb.Frames(data=data)
+        finally:
+            _close_quietly(sock)
+
+
+def _close_quietly(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    try:
+        sock.close()
+    except OSError:
+        pass
+
+
+def serve(agent: Any, host: str, port: int, token: str, on_auth_failure: Callable[[str], None]) -> tuple[grpc.Server, int]:
+    """Start the gRPC server; returns it and the bound port."""
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=64, thread_name_prefix="ember-grpc"),
+        interceptors=[TokenInterceptor(token, on_auth_failure)],
+        options=[("grpc.max_receive_message_length", MAX_MESSAGE),
+                 ("grpc.max_send_message_length", MAX_MESSAGE),
+                 ("grpc.so_reuseport", 0)],
+    )
+    pb_grpc.add_NodeServicer_to_server(NodeServicer(agent), server)
+    bound = server.add_insecure_port(f"{host}:{port}")
+    if bound == 0:
+        raise OSError(f"cannot listen on {host}:{port} (in use?); pick another --port")
+    server.start()
+    return server, bound
