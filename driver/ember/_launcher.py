@@ -23,6 +23,7 @@ class EmbeddedCluster:
         resources: dict[str, float] | None,
         object_store_memory: int | None,
         timeout: float = 30.0,
+        metrics_port: int | None = None,
     ) -> None:
         self.session_dir = tempfile.mkdtemp(prefix="ember-")
         os.makedirs(os.path.join(self.session_dir, "logs"), mode=0o700)
@@ -36,6 +37,8 @@ class EmbeddedCluster:
             cmd += ["--resources", json.dumps(resources)]
         if object_store_memory:
             cmd += ["--object-store-memory", str(int(object_store_memory))]
+        if metrics_port is not None:  # Prometheus /metrics and /healthz on 127.0.0.1:metrics_port
+            cmd += ["--metrics-port", str(int(metrics_port))]
         rfd, wfd = os.pipe()
         cmd += ["--ready-fd", str(wfd)]
         self._log = open(self.log_path, "ab")

@@ -84,8 +84,6 @@ class CoreRuntime:
         self._pending_release: set[bytes] = set()
         self._pending_unpin: list[bytes] = []
         self.objects: dict[bytes, tuple[int, Any]] = {}
-        self._arrival: dict[bytes, int] = {}
-        self._seq = itertools.count()
         self._owned_pending: set[bytes] = set()
         self._requested: set[bytes] = set()
         self._registered_fns: set[bytes] = set()
@@ -125,7 +123,6 @@ class CoreRuntime:
                     counts.pop(oid, None)
                     self._pending_release.add(oid)
                     entry = self.objects.pop(oid, None)
-                    self._arrival.pop(oid, None)
                     self._requested.discard(oid)
                     self._owned_pending.discard(oid)
                     self._callbacks.pop(oid, None)
@@ -213,7 +210,6 @@ class CoreRuntime:
             oid = msg[1]
             if oid in self._counts:
                 self.objects[oid] = (msg[2], msg[3])
-                self._arrival[oid] = next(self._seq)
                 self._owned_pending.discard(oid)
                 cbs = self._callbacks.pop(oid, None)
                 if cbs:
@@ -327,12 +323,10 @@ class CoreRuntime:
         if ser.total <= M.INLINE_LIMIT or self.remote:
             payload = ser.to_bytes()
             self.objects[oid] = (M.INLINE, payload)
-            self._arrival[oid] = next(self._seq)
             self.send((M.PUT, oid, payload, ser.contained))
         else:
             offset, size = self.write_to_store(oid, ser)
             self.objects[oid] = (M.STORE, size)
-            self._arrival[oid] = next(self._seq)
             self.send((M.SEAL, oid, offset, size, ser.contained))
         return ref
 
@@ -441,9 +435,8 @@ class CoreRuntime:
                         self._pump(0.0)
                     finally:
                         self._reading = False
-        arrival = self._arrival
-        done = sorted((r for r in refs if r._id in objects), key=lambda r: arrival.get(r._id, 0))
-        done = done[:num_returns]
+        # Like Ray: the ready list keeps the input order (of the first num_returns ready refs).
+        done = [r for r in refs if r._id in objects][:num_returns]
         done_ids = {r._id for r in done}
         rest = [r for r in refs if r._id not in done_ids]
         return done, rest

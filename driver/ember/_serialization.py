@@ -130,6 +130,52 @@ def dumps_plain(value: Any) -> bytes:
         _local.contained = prev
 
 
+def dumps_function(fn: Any) -> tuple[bytes, list[bytes]]:
+    """Pickle a function or class for workers, keeping its source file name for tracebacks.
+
+    cloudpickle replaces the file name of code it pickles by value with "<dynamic-code>";
+    we ship the real one alongside and put it back in the worker (``loads_function``).
+    """
+    code = getattr(fn, "__code__", None)
+    filename = code.co_filename if code is not None else _class_filename(fn)
+    return dumps_with_refs((fn, filename))
+
+
+def _class_filename(cls: Any) -> str | None:
+    for member in vars(cls).values() if isinstance(cls, type) else ():
+        code = getattr(getattr(member, "__func__", member), "__code__", None)
+        if code is not None:
+            return code.co_filename
+    return None
+
+
+def loads_function(blob: bytes) -> Any:
+    """The inverse of ``dumps_function``."""
+    fn, filename = pickle.loads(blob)
+    if filename:
+        if isinstance(fn, type):
+            for cls in fn.__mro__:
+                for member in vars(cls).values():
+                    _set_filename(getattr(member, "__func__", member), filename)
+        else:
+            _set_filename(fn, filename)
+    return fn
+
+
+def _set_filename(fn: Any, filename: str) -> None:
+    code = getattr(fn, "__code__", None)
+    if code is not None and code.co_filename == "<dynamic-code>":
+        try:
+            fn.__code__ = _with_filename(code, filename)
+        except (TypeError, ValueError, AttributeError):
+            pass
+
+
+def _with_filename(code: Any, filename: str) -> Any:
+    consts = tuple(_with_filename(c, filename) if hasattr(c, "co_filename") else c for c in code.co_consts)
+    return code.replace(co_filename=filename, co_consts=consts)
+
+
 def dumps_with_refs(value: Any) -> tuple[bytes, list[bytes]]:
     """cloudpickle a value, returning its blob and the refs found inside it."""
     prev = getattr(_local, "contained", None)

@@ -14,7 +14,7 @@ from typing import Any
 
 from ember import _context
 from ember._resources import validate_request
-from ember._serialization import dumps_with_refs, serialize
+from ember._serialization import dumps_function, serialize
 from ember.object_ref import ObjectRef
 from ember.remote_function import check_options
 
@@ -125,7 +125,7 @@ class ActorClass:
                 return existing
         if self._blob is None:
             try:
-                self._blob, self._contained = dumps_with_refs(self._cls)
+                self._blob, self._contained = dumps_function(self._cls)
             except Exception as exc:
                 raise TypeError(f"cannot pickle actor class {self._name}: {exc}") from exc
         fn_id = rt.register_function(self._blob, self._contained)

@@ -63,6 +63,7 @@ def init(
     object_store_memory: int | None = None,
     token: str | None = None,
     ignore_reinit_error: bool = False,
+    metrics_port: int | None = None,
     **kwargs: Any,
 ) -> RuntimeInfo:
     """Start an embedded cluster on this machine (no address) and connect to it.
@@ -70,6 +71,8 @@ def init(
     ``num_cpus`` defaults to the machine's cores; tasks that sleep or wait on I/O do not need
     physical cores, so ``num_cpus`` may exceed them. ``object_store_memory`` caps the
     shared-memory object store (bytes; default 30% of RAM, at most half of /dev/shm).
+    ``metrics_port``: the node agent serves Prometheus ``/metrics`` and ``/healthz`` on
+    ``127.0.0.1:metrics_port`` (docs/monitoring.md).
     """
     global _cluster, _atexit_registered
     unknown = set(kwargs) - _ACCEPTED_INIT_KWARGS
@@ -86,10 +89,11 @@ def init(
         if address is None:
             address = os.environ.get("EMBER_ADDRESS") or None
         if address not in (None, "local"):
-            if num_cpus is not None or num_gpus is not None or resources or object_store_memory:
+            if (num_cpus is not None or num_gpus is not None or resources or object_store_memory
+                    or metrics_port is not None):
                 raise ValueError(
-                    "num_cpus, num_gpus, resources and object_store_memory describe a new local "
-                    "cluster; they cannot be given when connecting to a running one"
+                    "num_cpus, num_gpus, resources, object_store_memory and metrics_port describe a "
+                    "new local cluster; they cannot be given when connecting to a running one"
                 )
             rt = _connect(address, token)
             _context.set_runtime(rt)
@@ -108,7 +112,11 @@ def init(
                 _check_amount(f"resources[{name!r}]", value)
         if object_store_memory is not None and (not isinstance(object_store_memory, int) or object_store_memory < 1 << 20):
             raise ValueError("object_store_memory must be an integer number of bytes, at least 1 MiB")
-        cluster = EmbeddedCluster(num_cpus, num_gpus, resources, object_store_memory)
+        if metrics_port is not None and (not isinstance(metrics_port, int) or isinstance(metrics_port, bool)
+                                         or not 0 <= metrics_port <= 65535):
+            raise ValueError(f"metrics_port must be a port number (0-65535), got {metrics_port!r}")
+        cluster = EmbeddedCluster(num_cpus, num_gpus, resources, object_store_memory,
+                                  metrics_port=metrics_port)
         try:
             session = SessionInfo(cluster.session)
             conn = ClientConnection.connect(session.socket_path)
@@ -294,7 +302,8 @@ def wait(
 ) -> tuple[list[ObjectRef], list[ObjectRef]]:
     """Wait until ``num_returns`` refs are ready or ``timeout`` passes: returns (ready, not_ready).
 
-    ``ready`` is in completion order, ``not_ready`` keeps the input order.
+    Both lists keep the input order (as Ray documents); call it with ``num_returns=1`` in a loop
+    to take results as they finish.
     """
     if isinstance(object_refs, ObjectRef):
         raise TypeError("wait() expects a list of ObjectRefs, got a single ObjectRef; wrap it in a list")
@@ -303,6 +312,8 @@ def wait(
     for r in object_refs:
         if not isinstance(r, ObjectRef):
             raise TypeError(f"wait() expects a list of ObjectRefs, but the list holds a {type(r).__name__}")
+    if not object_refs:
+        return [], []
     if len(set(object_refs)) != len(object_refs):
         raise ValueError("wait() got duplicate ObjectRefs in its list; pass each ref once")
     if not isinstance(num_returns, int) or isinstance(num_returns, bool) or num_returns < 0:
@@ -313,8 +324,6 @@ def wait(
         )
     if timeout is not None and (not isinstance(timeout, int | float) or timeout < 0):
         raise ValueError(f"timeout must be a non-negative number of seconds or None, got {timeout!r}")
-    if not object_refs:
-        return [], []
     rt = _context.require_runtime()
     return rt.wait(list(object_refs), num_returns, timeout)
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from ember import _context
 from ember._resources import validate_request
-from ember._serialization import dumps_with_refs, serialize
+from ember._serialization import dumps_function, serialize
 
 TASK_OPTIONS = {
     "num_cpus", "num_gpus", "resources", "memory", "num_returns", "max_retries", "retry_exceptions",
@@ -81,7 +81,7 @@ class RemoteFunction:
         if fn_id is None:
             if self._blob is None:
                 try:
-                    self._blob, self._contained = dumps_with_refs(self._function)
+                    self._blob, self._contained = dumps_function(self._function)
                 except Exception as exc:
                     raise TypeError(f"cannot pickle remote function {self._name}: {exc}") from exc
             fn_id = rt.register_function(self._blob, self._contained)

@@ -17,7 +17,6 @@ import ctypes
 import gc
 import inspect
 import os
-import pickle
 import selectors
 import signal
 import sys
@@ -30,7 +29,7 @@ from typing import Any
 from ember import _context
 from ember import _messages as M
 from ember._runtime import CoreRuntime, Dep, SessionInfo
-from ember._serialization import deserialize, serialize
+from ember._serialization import deserialize, loads_function, serialize
 from ember._wire import ClientConnection, ConnectionClosed
 from ember.exceptions import RayTaskError, TaskCancelledError, format_remote_traceback
 
@@ -98,7 +97,7 @@ class Worker:
         if fn is None:
             if blob is None:
                 raise RuntimeError("the node agent sent a task for an unknown function")
-            fn = pickle.loads(blob)
+            fn = loads_function(blob)
             self.functions[fn_id] = fn
         return fn
 
@@ -230,8 +229,11 @@ class Worker:
 
     def _task_error(self, rids: tuple, name: str, exc: BaseException) -> list:
         tb = format_remote_traceback(exc)
+        # an error that came from a nested get keeps the original exception as its cause,
+        # so the caller can still catch it by its own type
+        cause = exc.cause if isinstance(exc, RayTaskError) and exc.cause is not None else exc
         try:
-            blob = serialize(RayTaskError(name, tb, exc, os.getpid())).to_bytes()
+            blob = serialize(RayTaskError(name, tb, cause, os.getpid())).to_bytes()
             deserialize(blob)  # an exception class may pickle but not unpickle
         except Exception:  # noqa: BLE001 - fall back to the text of the error
             note = f"\n(the exception {type(exc).__name__} could not be pickled, so only its text is kept)"

@@ -166,6 +166,7 @@ class ActorManager:
                 task.worker = None
                 if task.retries_left() != 0:
                     task.attempt += 1
+                    agent.metrics.task_retried(task.name)
                     task.state = QUEUED
                     retry.setdefault(task.owner, []).append(task)
                 else:

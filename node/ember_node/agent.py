@@ -35,6 +35,7 @@ from ember.exceptions import (
 )
 
 from ember_node.actors import ActorManager
+from ember_node.metrics import NodeMetrics
 from ember_node.objects import PENDING, ClientRefs, Obj, ObjectTable
 from ember_node.store import Arena, default_capacity
 from ember_node.tasks import FINISHED, QUEUED, RUNNING, Task
@@ -43,7 +44,8 @@ from ember_node.workers import BUSY, DEAD, IDLE, WorkerRec, Zygote, describe_exi
 log = logging.getLogger("ember.agent")
 
 PIPELINE_DEPTH = 32  # tasks in flight on one worker, for functions known to be short
-FAST_TASK_S = 0.002  # a function averaging under this may be pipelined
+FAST_TASK_S = 0.002  # a function whose recent runs all took less may be pipelined
+FAST_STREAK = 4  # ...this many runs in a row
 LOST_WORKER_GRACE_S = 1.0  # wait this long for a dead worker's exit status
 
 
@@ -86,6 +88,7 @@ class Agent:
         self.arena = Arena(f"/dev/shm/ember-{name}-{self.node_id[:8]}", capacity)
         self.table = ObjectTable(self.arena, os.path.join(session_dir, "spill"))
         self.table.on_ready = self._on_ready
+        self.metrics = NodeMetrics(self)  # also hooks the table's spills and restores
         self.actors = ActorManager(self)
         actor_table = self.actors.actors
         self.table.on_free = lambda oid: self.actors.on_freed(oid) if oid in actor_table else None
@@ -193,6 +196,7 @@ class Agent:
 
     def _timers(self) -> None:
         now = time.monotonic()
+        self.metrics.loop_alive_at = now  # /healthz: the loop is turning
         for rec in list(self.workers.values()):
             if rec.state == DEAD and rec.lost_at is not None and now - rec.lost_at > LOST_WORKER_GRACE_S:
                 self._finalize_worker(rec)
@@ -247,6 +251,7 @@ class Agent:
         wid = self.zygote.fork()
         self.workers[wid] = WorkerRec(wid)
         self.starting += 1
+        self.metrics.worker_started()
 
     def _on_zygote(self, key: Any, mask: int) -> None:
         events = self.zygote.read_events()
@@ -269,6 +274,7 @@ class Agent:
                     # died before it connected
                     rec.state = DEAD
                     self.starting -= 1
+                    self.metrics.worker_lost(rec)
                     self.workers.pop(rec.wid, None)
                 elif rec.state == DEAD:
                     self._finalize_worker(rec)
@@ -279,6 +285,7 @@ class Agent:
         if rec.pid is not None:
             self.by_pid.pop(rec.pid, None)
         cause = describe_exit(rec.exit_status)
+        self.metrics.worker_lost(rec)
         inflight = list(rec.inflight)
         rec.inflight.clear()
         if rec.held and not rec.blocked:
@@ -295,6 +302,7 @@ class Agent:
                 self._requeue(task, front=True)
             elif task.retries_left() != 0:
                 task.attempt += 1
+                self.metrics.task_retried(task.name)
                 log.warning("worker pid %s %s while running %s; retrying", rec.pid, cause, task.name)
                 self._requeue(task, front=True)
             else:
@@ -326,6 +334,8 @@ class Agent:
         for rid in task.rids:
             table.pending(rid, client.refs).subs.append(client)
         kind = task.extra[0] if task.extra else None
+        if kind != "create":  # actor creation is counted by ember_actors, not as a task
+            self.metrics.task_submitted(task.name)
         if kind == "call":
             if not self.actors.on_call(task, client):
                 return
@@ -417,12 +427,17 @@ class Agent:
                 self._start_worker()
         if not pipeline:
             return None
+        # Pipelining: queue the task behind a busy worker's current one, only for functions whose
+        # recent runs were all short, and only onto a worker that finished one just now; a task
+        # queued behind a long one would wait for it although another worker may free up first.
         stats = self.fn_stats.get(task.fn_id)
-        if stats is None or stats[0] < 2 or stats[1] / stats[0] > FAST_TASK_S:
+        if stats is None or stats[2] < FAST_STREAK:
             return None
+        recent = time.monotonic() - FAST_TASK_S
         best = None
         for rec in self.workers.values():
             if (rec.state == BUSY and rec.shape == task.shape and not rec.blocked
+                    and rec.idle_since >= recent
                     and len(rec.inflight) < PIPELINE_DEPTH and rec.actor is None
                     and (best is None or len(rec.inflight) < len(best.inflight))):
                 best = rec
@@ -491,12 +506,15 @@ class Agent:
         if task is not None:
             stats = self.fn_stats.get(task.fn_id)
             if stats is None:
-                self.fn_stats[task.fn_id] = [1, duration]
-            else:
-                stats[0] += 1
-                stats[1] += duration
+                stats = self.fn_stats[task.fn_id] = [0, 0.0, 0]
+            stats[0] += 1
+            stats[1] += duration
+            stats[2] = stats[2] + 1 if duration < FAST_TASK_S else 0
+            if rec is not None:
+                rec.idle_since = time.monotonic()  # doubles as "last finished a task at"
             if retry and not task.cancelled:
                 task.attempt += 1
+                self.metrics.task_retried(task.name, duration)
                 task.worker = None
                 self._requeue(task)
             else:
@@ -508,6 +526,8 @@ class Agent:
                     task.state = FINISHED
                     self.actors.on_created(actor, task, results)
                 else:
+                    self.metrics.task_finished(task.name, duration,
+                                               bool(results) and results[0][1] == M.ERROR)
                     self._release_task(task)
         else:
             # a task we no longer track (cancelled and failed already): free what it wrote
@@ -531,6 +551,8 @@ class Agent:
     def _fail_with_blob(self, task: Task, blob: bytes, pinned: bool = True) -> None:
         if task.state == FINISHED:
             return
+        if not (task.extra and task.extra[0] == "create"):
+            self.metrics.task_finished(task.name, None, True)
         for rid in task.rids:
             self.table.complete(rid, M.ERROR, blob, [], None)
         if pinned:
@@ -797,6 +819,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--host", default="127.0.0.1", help="address the gRPC port binds to")
     p.add_argument("--port", type=int, default=None, help="gRPC port for remote drivers (none: local only)")
     p.add_argument("--token-file", default=None, help="file holding the cluster token (required with --port)")
+    p.add_argument("--metrics-port", type=int, default=None,
+                   help="serve Prometheus /metrics and /healthz on this port (none: no endpoint)")
+    p.add_argument("--metrics-host", default=None, help="address the metrics port binds to (default: --host)")
     return p.parse_args(argv)
 
 
@@ -827,9 +852,11 @@ def main(argv: list[str] | None = None) -> None:
                 raise SystemExit("--port needs --token-file: every gRPC call is checked against the cluster token")
             with open(args.token_file) as f:
                 token = f.read().strip()
-            server, bound = serve(agent, args.host, args.port, token, lambda method: None)
+            server, bound = serve(agent, args.host, args.port, token, agent.metrics.auth_failure)
             agent.address = f"{args.host}:{bound}"
             agent.session["address"] = agent.address
+        if args.metrics_port is not None:
+            agent.session["metrics_port"] = agent.metrics.serve(args.metrics_port, args.metrics_host or args.host)
         if args.ready_fd is not None:
             os.write(args.ready_fd, json.dumps(agent.session).encode() + b"\n")
             os.close(args.ready_fd)
@@ -845,5 +872,6 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         if server is not None:
             server.stop(grace=None)
+        agent.metrics.close()
         agent.close()
         shutil.rmtree(args.session_dir, ignore_errors=True)

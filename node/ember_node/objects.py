@@ -66,6 +66,8 @@ class ObjectTable:
         self.in_store: OrderedDict[bytes, Obj] = OrderedDict()  # LRU of unspilled arena objects
         self.on_ready: Callable[[Obj], None] = lambda obj: None
         self.on_free: Callable[[bytes], None] = lambda oid: None
+        self.on_spill: Callable[[int], None] = lambda nbytes: None  # metrics hooks
+        self.on_restore: Callable[[int], None] = lambda nbytes: None
         self.spilled_bytes_total = 0
         self.restored_bytes_total = 0
         self.spilled_bytes = 0
@@ -270,6 +272,7 @@ class ObjectTable:
         obj.payload = None
         self.spilled_bytes_total += size
         self.spilled_bytes += size
+        self.on_spill(size)
 
     def _restore(self, obj: Obj) -> None:
         size = obj.size
@@ -284,6 +287,7 @@ class ObjectTable:
         obj.payload = (offset, size)
         self.in_store[obj.oid] = obj
         self.restored_bytes_total += size
+        self.on_restore(size)
 
     def _drop_spill(self, obj: Obj) -> None:
         if obj.spilled:
