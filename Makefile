@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench protos protos-check lint clean venv
+.PHONY: demo test protos lint clean venv
 
 venv: $(STAMP)
 
@@ -23,13 +23,13 @@ protos: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check driver node operator tests bench examples tools
 
-test: $(STAMP)
+test: $(STAMP) k8s-tools
 	$(PY) tools/protos.py --check
 	$(VENV)/bin/ruff check driver node operator tests bench examples tools
 	$(PY) -m pytest -q -p no:cacheprovider tests
 
-bench: $(STAMP)
-	$(PY) bench/run.py
-
 clean:
-	rm -rf $(VENV) .tools build dist *.egg-info
+	rm -rf $(VENV) .venv-ray .tools build dist *.egg-info .bench-results
+
+include make/k8s.mk
+include make/bench.mk

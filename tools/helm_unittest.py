@@ -17,7 +17,7 @@ passing silently. Supported:
   ``release``, ``documentIndex``, ``asserts``
 * assertion keys: one assertion type, plus ``template`` and ``documentIndex``
 * assertion types: ``equal``, ``notEqual``, ``exists``, ``notExists``,
-  ``isNotNull``, ``contains`` (``content``, ``count``, ``any``),
+  ``contains`` (``content``, ``count``, ``any``),
   ``notContains``, ``isSubset``, ``matchRegex``, ``isKind``, ``isAPIVersion``,
   ``hasDocuments``, ``failedTemplate`` (``errorPattern``)
 * paths: dotted keys, ``[N]`` list indexes and ``["key"]`` / ``['key']`` for
@@ -25,7 +25,8 @@ passing silently. Supported:
 
 How documents are chosen, as in helm-unittest: the templates named by the
 assertion's ``template``, else the test's ``template``/``templates``, else the
-suite's ``templates``, else all; within each template, the document at
+suite's ``templates`` (naming none is an error; ``templates/`` may be left
+out, and shell wildcards work); within each template, the document at
 ``documentIndex`` (assertion, else test) or every document. ``hasDocuments``
 counts the documents of each chosen template separately. Note that ``helm
 template`` orders documents by kind across a template file; keep one kind per
@@ -216,8 +217,10 @@ def _show(value: Any) -> str:
 
 
 def _is_subset(content: Any, value: Any) -> bool:
-    return isinstance(content, dict) and isinstance(value, dict) and all(
-        key in value and value[key] == expected for key, expected in content.items()
+    return (
+        isinstance(content, dict)
+        and isinstance(value, dict)
+        and all(key in value and value[key] == expected for key, expected in content.items())
     )
 
 
@@ -259,14 +262,6 @@ def _assert_not_exists(doc: Any, spec: dict) -> str | None:
     return None
 
 
-def _assert_is_not_null(doc: Any, spec: dict) -> str | None:
-    _need(spec, "path")
-    actual = lookup(doc, spec["path"])
-    if actual is _MISSING or actual is None:
-        return f"{spec['path']}: expected a value, got {_show(actual)}"
-    return None
-
-
 def _matches_in_list(doc: Any, spec: dict) -> tuple[Any, int | None]:
     actual = lookup(doc, spec["path"])
     if not isinstance(actual, list):
@@ -295,7 +290,9 @@ def _assert_not_contains(doc: Any, spec: dict) -> str | None:
     _need(spec, "path", "content", optional=("any",))
     actual, found = _matches_in_list(doc, spec)
     if found:
-        return f"{spec['path']}: expected not to contain {_show(spec['content'])}, got {_show(actual)}"
+        return (
+            f"{spec['path']}: expected not to contain {_show(spec['content'])}, got {_show(actual)}"
+        )
     return None
 
 
@@ -336,7 +333,6 @@ DOCUMENT_ASSERTIONS: dict[str, DocumentAssertion] = {
     "notEqual": _assert_not_equal,
     "exists": _assert_exists,
     "notExists": _assert_not_exists,
-    "isNotNull": _assert_is_not_null,
     "contains": _assert_contains,
     "notContains": _assert_not_contains,
     "isSubset": _assert_is_subset,
@@ -363,7 +359,7 @@ def _assertion_type(assertion: dict) -> tuple[str, Any]:
     return kind, assertion[kind]
 
 
-def _selected_templates(case: Case, assertion: dict, rendered: Rendered) -> list[str]:
+def _selected_templates(case: Case, assertion: dict) -> list[str]:
     if "template" in assertion:
         patterns = [assertion["template"]]
     elif "template" in case.test:
@@ -373,16 +369,23 @@ def _selected_templates(case: Case, assertion: dict, rendered: Rendered) -> list
     elif case.suite.get("templates"):
         patterns = case.suite["templates"]
     else:
-        return sorted(rendered.documents)
-    known = {path.name for path in (case.chart / "templates").iterdir()}
+        raise UnsupportedError(
+            f"{case.name}: no template named by the assertion, the test or the suite"
+        )
+    # As in helm-unittest, the leading "templates/" may be left out.
+    patterns = [p if p.startswith("templates/") else f"templates/{p}" for p in patterns]
+    known = sorted(
+        path.relative_to(case.chart).as_posix()
+        for path in (case.chart / "templates").rglob("*")
+        if path.is_file() and not path.name.startswith("_") and path.suffix in (".yaml", ".yml")
+    )
+    selected = [
+        name for name in known if any(fnmatch.fnmatch(name, pattern) for pattern in patterns)
+    ]
     for pattern in patterns:
-        if not any(fnmatch.fnmatch(name, Path(pattern).name) for name in known):
+        if not any(fnmatch.fnmatch(name, pattern) for name in known):
             raise UnsupportedError(f"{case.name}: no template file matches {pattern!r}")
-    return [
-        name
-        for name in sorted(rendered.documents)
-        if any(fnmatch.fnmatch(name, pattern) for pattern in patterns)
-    ] or list(patterns)
+    return selected
 
 
 def check_assertion(case: Case, assertion: dict, rendered: Rendered) -> list[str]:
@@ -397,7 +400,7 @@ def check_assertion(case: Case, assertion: dict, rendered: Rendered) -> list[str
         return []
     if rendered.error is not None:
         return [f"{kind}: rendering failed: {rendered.error}"]
-    templates = _selected_templates(case, assertion, rendered)
+    templates = _selected_templates(case, assertion)
     if kind == "hasDocuments":
         _need(spec, "count")
         return [
