@@ -1,4 +1,7 @@
-"""Where ``ember start`` records the cluster it started on this machine (for ``address="auto"``)."""
+"""Where ``ember start`` records the agents it started on this machine (for ``address="auto"``).
+
+One JSON file per agent under ``$TMPDIR/ember-<uid>/agents/``: a head, and any worker nodes.
+"""
 
 from __future__ import annotations
 
@@ -14,12 +17,14 @@ def base_dir() -> str:
     return path
 
 
-def record_path() -> str:
-    return os.path.join(base_dir(), "cluster.json")
+def _records_dir() -> str:
+    path = os.path.join(base_dir(), "agents")
+    os.makedirs(path, mode=0o700, exist_ok=True)
+    return path
 
 
 def pid_is_agent(pid: int) -> bool:
-    """True when ``pid`` is a live ember node agent (not a recycled pid)."""
+    """True when ``pid`` is a live ember agent (not a recycled pid)."""
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
             return b"ember_node" in f.read()
@@ -27,21 +32,33 @@ def pid_is_agent(pid: int) -> bool:
         return False
 
 
+def all_records() -> list[dict]:
+    """Every live agent started here by ``ember start`` (stale records are removed)."""
+    out = []
+    for name in sorted(os.listdir(_records_dir())):
+        path = os.path.join(_records_dir(), name)
+        try:
+            with open(path) as f:
+                rec = json.load(f)
+        except (OSError, ValueError):
+            continue
+        if pid_is_agent(int(rec.get("pid", 0))):
+            out.append(rec)
+        else:
+            remove_record(int(rec.get("pid", 0)))
+    return out
+
+
 def read_record() -> dict | None:
-    """The running local cluster's record, or None (a stale record is removed)."""
-    try:
-        with open(record_path()) as f:
-            rec = json.load(f)
-    except (OSError, ValueError):
-        return None
-    if not pid_is_agent(int(rec.get("pid", 0))):
-        remove_record()
-        return None
-    return rec
+    """The head started on this machine, or None."""
+    for rec in all_records():
+        if rec.get("role", "head") == "head":
+            return rec
+    return None
 
 
 def write_record(rec: dict) -> None:
-    path = record_path()
+    path = os.path.join(_records_dir(), f"{rec['pid']}.json")
     tmp = path + ".tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
@@ -49,8 +66,8 @@ def write_record(rec: dict) -> None:
     os.replace(tmp, path)
 
 
-def remove_record() -> None:
+def remove_record(pid: int) -> None:
     try:
-        os.unlink(record_path())
+        os.unlink(os.path.join(_records_dir(), f"{pid}.json"))
     except FileNotFoundError:
         pass

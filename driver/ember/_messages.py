@@ -16,6 +16,8 @@ Client (driver or worker) to agent:
   CANCEL(task_id, force)                       cancel a task
   REQUEST(req_id, what, arg)                   introspection; REPLY(req_id, value)
   SHUTDOWN()                                   the embedded cluster's driver is done
+  HEARTBEAT()                                  a worker node is alive (node to head)
+  NODE_EVENT(kind, a, b)                       a worker node's zygote event: ('P', wid, pid), ('X', pid, status)
 
 Agent to client:
   OBJ(obj_id, kind, payload)                   a value: kind INLINE, STORE (offset, size) or ERROR
@@ -23,6 +25,7 @@ Agent to client:
   EXEC(task tuple)                             run a task (to a worker)
   CANCEL(task_id)                              stop this task if it is running (to a worker)
   EXIT()                                       the worker should exit
+  START_WORKER(wid) / KILL_WORKER(pid)         head to a worker node: fork a worker, kill one
 """
 
 HELLO = 1
@@ -42,11 +45,15 @@ BOUNCE = 14
 CANCEL = 15
 REQUEST = 16
 SHUTDOWN = 17
+HEARTBEAT = 18
+NODE_EVENT = 19
 
 OBJ = 30
 REPLY = 31
 EXEC = 32
 EXIT = 33
+START_WORKER = 34
+KILL_WORKER = 35
 
 # object payload kinds
 INLINE = 0

@@ -59,9 +59,9 @@ class SessionInfo:
     """What a client needs to know about its node: socket, store, resources."""
 
     def __init__(self, info: dict) -> None:
-        self.socket_path: str = info["socket"]
+        self.socket_path: str | None = info.get("socket")
         self.arena_path: str | None = info.get("arena")
-        self.arena_size: int = info["arena_size"]
+        self.arena_size: int = info.get("arena_size", 0)
         self.node_id: str = info["node_id"]
         self.session_dir: str = info["session_dir"]
         self.raw = info

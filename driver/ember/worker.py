@@ -220,7 +220,7 @@ class Worker:
         rt = self.rt
         for rid, v in zip(rids, values, strict=True):
             ser = serialize(v)
-            if ser.total <= M.INLINE_LIMIT:
+            if ser.total <= M.INLINE_LIMIT or rt.remote:
                 out.append((rid, M.INLINE, ser.to_bytes(), ser.contained))
             else:
                 offset, size = rt.write_to_store(rid, ser)
@@ -275,14 +275,21 @@ def _on_cancel_signal(signum: int, frame: Any) -> None:
 def run_worker(socket_path: str, session: dict, worker_id: int) -> None:
     """Body of a forked worker process."""
     die_with_parent()
-    conn = ClientConnection.connect(socket_path)
-    rt = CoreRuntime(conn, SessionInfo(session), "worker")
+    head = session.get("head_address")
+    if head:  # a worker on a worker node talks to the head over gRPC
+        from ember._remote import GrpcConnection
+
+        with open(session["token_file"]) as f:
+            conn: Any = GrpcConnection(head, f.read().strip())
+    else:
+        conn = ClientConnection.connect(socket_path)
+    rt = CoreRuntime(conn, SessionInfo(session), "worker", remote=bool(head))
     _context.set_runtime(rt)
     worker = Worker(rt)
     signal.signal(signal.SIGUSR1, _on_cancel_signal)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    rt.send((M.HELLO, "worker", os.getpid(), worker_id, None))
+    rt.send((M.HELLO, "worker", os.getpid(), worker_id, {"node_id": session.get("node_id")}))
     code = 0
     try:
         worker.loop()

@@ -8,8 +8,6 @@ it is named or detached: those are pinned by the agent).
 from __future__ import annotations
 
 import logging
-import os
-import signal
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
@@ -221,11 +219,7 @@ class ActorManager:
             return
         actor.no_restart = actor.no_restart or no_restart
         if actor.worker is not None:
-            if actor.worker.pid:
-                try:
-                    os.kill(actor.worker.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+            self.agent._kill_worker(actor.worker)
         elif no_restart:
             actor.death_cause = ActorDiedError(f"actor {actor.class_name} was killed with ember.kill()")
             self.agent._fail(actor.create_task, actor.death_cause)

@@ -8,6 +8,7 @@ flushes every connection's output buffer without blocking.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import logging
 import os
@@ -26,6 +27,7 @@ from ember._resources import acquire, describe_unmet, fits, release
 from ember._serialization import serialize
 from ember._wire import RECV_CHUNK, ServerConnection
 from ember.exceptions import (
+    NodeDiedError,
     ObjectLostError,
     ObjectStoreFullError,
     RayError,
@@ -39,7 +41,7 @@ from ember_node.metrics import NodeMetrics
 from ember_node.objects import PENDING, ClientRefs, Obj, ObjectTable
 from ember_node.store import Arena, default_capacity
 from ember_node.tasks import FINISHED, QUEUED, RUNNING, Task
-from ember_node.workers import BUSY, DEAD, IDLE, WorkerRec, Zygote, describe_exit
+from ember_node.workers import BUSY, DEAD, IDLE, NodeRec, WorkerRec, Zygote, describe_exit
 
 log = logging.getLogger("ember.agent")
 
@@ -47,12 +49,13 @@ PIPELINE_DEPTH = 32  # tasks in flight on one worker, for functions known to be 
 FAST_TASK_S = 0.002  # a function whose recent runs all took less may be pipelined
 FAST_STREAK = 4  # ...this many runs in a row
 LOST_WORKER_GRACE_S = 1.0  # wait this long for a dead worker's exit status
+HEARTBEAT_TIMEOUT_S = float(os.environ.get("EMBER_HEARTBEAT_TIMEOUT_S", "10"))
 
 
 class Client:
     """One connected process (driver or worker)."""
 
-    __slots__ = ("conn", "kind", "pid", "refs", "worker")
+    __slots__ = ("conn", "kind", "pid", "refs", "worker", "node")
 
     def __init__(self, conn: ServerConnection) -> None:
         self.conn = conn
@@ -60,6 +63,7 @@ class Client:
         self.pid = 0
         self.refs = ClientRefs()
         self.worker: WorkerRec | None = None
+        self.node: NodeRec | None = None  # set for a worker node's uplink
 
 
 def error_blob(exc: BaseException) -> bytes:
@@ -75,7 +79,10 @@ class Agent:
         self.embedded = embedded
         self.address = ""
         self.totals = dict(totals)
-        self.available = dict(totals)
+        self.local = NodeRec(self.node_id, "", socket.gethostname(), totals, is_head=True)
+        self.nodes: dict[str, NodeRec] = {self.node_id: self.local}
+        self.available = self.local.available
+        self._wids = itertools.count(1)
         self.stopping = False
         self.sel = selectors.DefaultSelector()
         self.socket_path = os.path.join(session_dir, "agent.sock")
@@ -85,7 +92,7 @@ class Agent:
         self.listener.setblocking(False)
         self.sel.register(self.listener, selectors.EVENT_READ, self._accept)
         name = os.path.basename(session_dir.rstrip("/"))
-        self.arena = Arena(f"/dev/shm/ember-{name}-{self.node_id[:8]}", capacity)
+        self.arena = Arena(f"/dev/shm/ember-{name.removeprefix('ember-')}-{self.node_id[:8]}", capacity)
         self.table = ObjectTable(self.arena, os.path.join(session_dir, "spill"))
         self.table.on_ready = self._on_ready
         self.metrics = NodeMetrics(self)  # also hooks the table's spills and restores
@@ -96,14 +103,13 @@ class Agent:
         self.tasks: dict[bytes, Task] = {}
         self.queues: dict[tuple, deque[Task]] = {}
         self.workers: dict[int, WorkerRec] = {}
-        self.by_pid: dict[int, WorkerRec] = {}
-        self.idle: list[WorkerRec] = []
-        self.starting = 0
+        self.by_pid: dict[tuple[str, int], WorkerRec] = {}
         self.fn_stats: dict[bytes, list[float]] = {}
         self.clients: dict[int, Client] = {}
         self.dirty: set[Client] = set()
         self.owner: Client | None = None
         self._view = memoryview(bytearray(RECV_CHUNK))
+        self._last_timer = 0.0
         self.max_workers = max(64, 4 * int(self.totals.get("CPU", 1)))
         self.session = {
             "socket": self.socket_path,
@@ -132,9 +138,11 @@ class Agent:
             M.CANCEL: self._on_cancel,
             M.REQUEST: self._on_request,
             M.SHUTDOWN: self._on_shutdown,
+            M.HEARTBEAT: self._on_heartbeat,
+            M.NODE_EVENT: self._on_node_event,
         }
         for _ in range(int(self.totals.get("CPU", 1)) or 1):
-            self._start_worker()
+            self._start_worker(self.local)
 
     # ------------------------------------------------------------------ loop
     def run(self) -> None:
@@ -197,9 +205,15 @@ class Agent:
     def _timers(self) -> None:
         now = time.monotonic()
         self.metrics.loop_alive_at = now  # /healthz: the loop is turning
+        if now - self._last_timer < 0.1:
+            return
+        self._last_timer = now
         for rec in list(self.workers.values()):
             if rec.state == DEAD and rec.lost_at is not None and now - rec.lost_at > LOST_WORKER_GRACE_S:
                 self._finalize_worker(rec)
+        for node in list(self.nodes.values()):
+            if node.client is not None and node.alive and now - node.last_heartbeat > HEARTBEAT_TIMEOUT_S:
+                self._node_dead(node, f"it sent no heartbeat for {HEARTBEAT_TIMEOUT_S:.0f} s")
 
     # ------------------------------------------------------------------ connections
     def _on_hello(self, client: Client, msg: tuple) -> None:
@@ -208,17 +222,26 @@ class Agent:
         client.pid = pid
         if kind == "worker":
             rec = self.workers.get(wid)
-            if rec is None:
+            if rec is None or rec.client is not None:
                 self._send(client, (M.EXIT,))
                 return
-            self.starting -= 1
+            rec.node.starting -= 1
             rec.client = client
             rec.pid = pid
-            self.by_pid[pid] = rec
+            self.by_pid[(rec.node.node_id, pid)] = rec
             client.worker = rec
             rec.state = IDLE
             rec.idle_since = time.monotonic()
-            self.idle.append(rec)
+            rec.node.idle.append(rec)
+        elif kind == "node":
+            info = _info
+            node = NodeRec(info["node_id"], info.get("address", ""), info.get("hostname", ""),
+                           info["resources"], client=client)
+            self.nodes[node.node_id] = node
+            client.node = node
+            log.info("%s joined with %s", node.describe(), node.totals)
+            for _ in range(int(node.totals.get("CPU", 1)) or 1):
+                self._start_worker(node)
         elif self.embedded and self.owner is None:
             self.owner = client
 
@@ -235,10 +258,13 @@ class Agent:
         if rec is not None:
             rec.state = DEAD
             rec.lost_at = time.monotonic()
-            if rec in self.idle:
-                self.idle.remove(rec)
-            if rec.exit_status is not None:
+            if rec in rec.node.idle:
+                rec.node.idle.remove(rec)
+            if rec.exit_status is not None or not rec.node.alive:
                 self._finalize_worker(rec)
+            return
+        if client.node is not None:
+            self._node_dead(client.node, "its agent disconnected")
             return
         self.actors.on_client_gone(client)
         self.table.drop_client(client.refs)
@@ -247,10 +273,14 @@ class Agent:
             self.stopping = True
 
     # ------------------------------------------------------------------ workers
-    def _start_worker(self) -> None:
-        wid = self.zygote.fork()
-        self.workers[wid] = WorkerRec(wid)
-        self.starting += 1
+    def _start_worker(self, node: NodeRec) -> None:
+        wid = next(self._wids)
+        self.workers[wid] = WorkerRec(wid, node)
+        node.starting += 1
+        if node.client is None:
+            self.zygote.fork(wid)
+        else:
+            self._send(node.client, (M.START_WORKER, wid))
         self.metrics.worker_started()
 
     def _on_zygote(self, key: Any, mask: int) -> None:
@@ -260,36 +290,71 @@ class Agent:
             self.stopping = True
             return
         for kind, a, b in events:
-            if kind == "P":
-                rec = self.workers.get(a)
-                if rec is not None:
-                    rec.pid = b
-                    self.by_pid[b] = rec
-            elif kind == "X":
-                rec = self.by_pid.pop(a, None)
-                if rec is None:
-                    continue
-                rec.exit_status = b
-                if rec.client is None and rec.state != DEAD:
-                    # died before it connected
-                    rec.state = DEAD
-                    self.starting -= 1
-                    self.metrics.worker_lost(rec)
-                    self.workers.pop(rec.wid, None)
-                elif rec.state == DEAD:
-                    self._finalize_worker(rec)
+            self._worker_event(self.local, kind, a, b)
+
+    def _on_node_event(self, client: Client, msg: tuple) -> None:
+        if client.node is not None:
+            self._worker_event(client.node, msg[1], msg[2], msg[3])
+
+    def _worker_event(self, node: NodeRec, kind: str, a: int, b: int) -> None:
+        """A zygote's report: ('P', wid, pid) a worker was forked, ('X', pid, status) one exited."""
+        if kind == "P":
+            rec = self.workers.get(a)
+            if rec is not None and rec.node is node:
+                rec.pid = b
+                self.by_pid[(node.node_id, b)] = rec
+        elif kind == "X":
+            rec = self.by_pid.pop((node.node_id, a), None)
+            if rec is None:
+                return
+            rec.exit_status = b
+            if rec.client is None and rec.state != DEAD:
+                # died before it connected
+                rec.state = DEAD
+                node.starting -= 1
+                self.metrics.worker_lost(rec)
+                self.workers.pop(rec.wid, None)
+            elif rec.state == DEAD:
+                self._finalize_worker(rec)
+
+    def _on_heartbeat(self, client: Client, msg: tuple) -> None:
+        if client.node is not None:
+            client.node.last_heartbeat = time.monotonic()
+
+    def _node_dead(self, node: NodeRec, cause: str) -> None:
+        """Declare a worker node dead: its tasks are retried elsewhere, its actors restarted."""
+        if not node.alive:
+            return
+        node.alive = False
+        node.death_cause = cause
+        node.idle.clear()
+        log.warning("%s is dead: %s", node.describe(), cause)
+        for rec in list(self.workers.values()):
+            if rec.node is node:
+                rec.state = DEAD
+                self._finalize_worker(rec)
+                if rec.client is not None:
+                    rec.client.worker = None
+        if node.client is not None and not node.client.conn.closed:
+            self._on_disconnect(node.client)
 
     def _finalize_worker(self, rec: WorkerRec) -> None:
         if self.workers.pop(rec.wid, None) is None:
             return
+        node = rec.node
         if rec.pid is not None:
-            self.by_pid.pop(rec.pid, None)
-        cause = describe_exit(rec.exit_status)
+            self.by_pid.pop((node.node_id, rec.pid), None)
+        if rec in node.idle:
+            node.idle.remove(rec)
+        if node.alive:
+            cause = describe_exit(rec.exit_status)
+        else:
+            cause = f"was lost because {node.describe()} died ({node.death_cause})"
         self.metrics.worker_lost(rec)
         inflight = list(rec.inflight)
         rec.inflight.clear()
         if rec.held and not rec.blocked:
-            release(self.available, rec.held)
+            release(node.available, rec.held)
         rec.held = None
         if rec.actor is not None:
             self.actors.on_worker_lost(rec, cause, inflight)
@@ -306,7 +371,8 @@ class Agent:
                 log.warning("worker pid %s %s while running %s; retrying", rec.pid, cause, task.name)
                 self._requeue(task, front=True)
             else:
-                self._fail(task, WorkerCrashedError(
+                error = WorkerCrashedError if node.alive else NodeDiedError
+                self._fail(task, error(
                     f"the worker process (pid {rec.pid}) running task {task.name} {cause}. "
                     f"The task ran {task.attempt + 1} time(s) (max_retries={task.max_retries}); "
                     f"raise max_retries to retry it more."))
@@ -314,11 +380,15 @@ class Agent:
             self.table.drop_client(rec.client.refs)
 
     def _kill_worker(self, rec: WorkerRec) -> None:
-        if rec.pid:
-            try:
-                os.kill(rec.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        if not rec.pid:
+            return
+        if rec.node.client is not None:
+            self._send(rec.node.client, (M.KILL_WORKER, rec.pid))
+            return
+        try:
+            os.kill(rec.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
     # ------------------------------------------------------------------ functions and tasks
     def _on_register_fn(self, client: Client, msg: tuple) -> None:
@@ -342,10 +412,14 @@ class Agent:
         elif task.fn_id not in self.functions:
             self._fail(task, RayError(f"task {task.name}: its function was never registered"), pinned=False)
             return
-        problem = describe_unmet(f"{'actor' if kind == 'create' else 'task'} {task.name}", task.resources, self.totals)
+        problem = describe_unmet(f"{'actor' if kind == 'create' else 'task'} {task.name}",
+                                 task.resources, self._largest_node())
         if problem:
-            self._fail(task, TaskUnschedulableError(problem), pinned=False)
-            return
+            if self.embedded:  # no node will ever join an embedded cluster
+                self._fail(task, TaskUnschedulableError(problem), pinned=False)
+                return
+            # a node that can run it may still join: keep it queued and say why
+            log.warning("%s; it stays pending until a node that can run it joins", problem)
         if kind == "create" and not self.actors.on_create(task, client):
             return
         objs = table.objs
@@ -372,6 +446,16 @@ class Agent:
             self._fail_with_blob(task, failed.payload)
         elif task.missing == 0:
             self._requeue(task)
+
+    def _largest_node(self) -> dict[str, float]:
+        """Per resource, the most any one live node has (what a single task can ever get)."""
+        largest: dict[str, float] = {}
+        for node in self.nodes.values():
+            if node.alive:
+                for name, amount in node.totals.items():
+                    if amount > largest.get(name, 0.0):
+                        largest[name] = amount
+        return largest
 
     def _requeue(self, task: Task, front: bool = False) -> None:
         task.state = QUEUED
@@ -408,11 +492,11 @@ class Agent:
                         self._worker_idle(rec)
                         continue
                     self.actors.start(actor, rec)
-                    acquire(self.available, rec.held)
+                    acquire(rec.node.available, rec.held)
                     continue
                 if rec.state == IDLE:
                     rec.held = dict(task.resources)
-                    acquire(self.available, rec.held)
+                    acquire(rec.node.available, rec.held)
                     rec.shape = task.shape
                     rec.state = BUSY
                 self._assign(rec, task)
@@ -420,11 +504,17 @@ class Agent:
                 del self.queues[shape]
 
     def _worker_for(self, task: Task, pipeline: bool = True) -> WorkerRec | None:
-        if fits(task.resources, self.available):
-            if self.idle:
-                return self.idle.pop()
-            if self.starting < 2 and len(self.workers) < self.max_workers:
-                self._start_worker()
+        """An idle worker on a node with room for ``task`` (the head's own node first)."""
+        start_on = None
+        for node in self.nodes.values():
+            if not node.alive or not fits(task.resources, node.available):
+                continue
+            if node.idle:
+                return node.idle.pop()
+            if start_on is None and node.starting < 2:
+                start_on = node
+        if start_on is not None and len(self.workers) < self.max_workers * len(self.nodes):
+            self._start_worker(start_on)
         if not pipeline:
             return None
         # Pipelining: queue the task behind a busy worker's current one, only for functions whose
@@ -443,20 +533,35 @@ class Agent:
                 best = rec
         return best
 
-    def _assign(self, rec: WorkerRec, task: Task) -> None:
-        deps = []
+    def _dep_values(self, rec: WorkerRec, task: Task) -> list:
+        """The values of a task's dependencies as the worker receives them.
+
+        A worker on this node maps store objects (pinned for it here); a worker on another
+        node cannot, so it gets their bytes.
+        """
+        deps: list = []
         table = self.table
+        remote = rec.node.client is not None
         try:
             for d in task.deps:
                 obj = table.objs[d]
-                if obj.kind == M.INLINE:
+                if obj.kind != M.STORE:
                     deps.append((d, M.INLINE, obj.payload))
+                elif remote:
+                    deps.append((d, M.INLINE, self._req_read(rec.client, d)))
                 else:
                     deps.append((d, M.STORE, table.read_pin(d, rec.client.refs)))
-        except (ObjectStoreFullError, KeyError) as exc:
+        except BaseException:
             for d, kind, _ in deps:
                 if kind == M.STORE:
                     table.read_unpin(d, rec.client.refs)
+            raise
+        return deps
+
+    def _assign(self, rec: WorkerRec, task: Task) -> None:
+        try:
+            deps = self._dep_values(rec, task)
+        except (ObjectStoreFullError, ObjectLostError, KeyError) as exc:
             self._fail(task, exc if isinstance(exc, RayError) else ObjectLostError(str(exc)))
             if not rec.inflight:
                 self._worker_idle(rec)
@@ -466,14 +571,7 @@ class Agent:
     def _send_exec(self, rec: WorkerRec, task: Task, actor: tuple | None, deps: list | None = None) -> None:
         """Send ``task`` to ``rec`` (``deps``: dependency values, computed here when None)."""
         if deps is None:
-            deps = []
-            table = self.table
-            for d in task.deps:
-                obj = table.objs[d]
-                if obj.kind == M.INLINE:
-                    deps.append((d, M.INLINE, obj.payload))
-                else:
-                    deps.append((d, M.STORE, table.read_pin(d, rec.client.refs)))
+            deps = self._dep_values(rec, task)
         fn_blob = None
         fn_id = task.fn_id
         if fn_id and fn_id not in rec.known_fns:
@@ -487,12 +585,12 @@ class Agent:
 
     def _worker_idle(self, rec: WorkerRec) -> None:
         if rec.held and not rec.blocked:
-            release(self.available, rec.held)
+            release(rec.node.available, rec.held)
         rec.held = None
         rec.shape = None
         rec.state = IDLE
         rec.idle_since = time.monotonic()
-        self.idle.append(rec)
+        rec.node.idle.append(rec)
 
     def _on_done(self, client: Client, msg: tuple) -> None:
         _, tid, results, retry, duration = msg
@@ -583,14 +681,14 @@ class Agent:
         if rec is not None and not rec.blocked:
             rec.blocked = True
             if rec.held:
-                release(self.available, rec.held)
+                release(rec.node.available, rec.held)
 
     def _on_unblocked(self, client: Client, msg: tuple) -> None:
         rec = client.worker
         if rec is not None and rec.blocked:
             rec.blocked = False
             if rec.held:
-                acquire(self.available, rec.held)
+                acquire(rec.node.available, rec.held)
 
     def _on_cancel(self, client: Client, msg: tuple) -> None:
         _, tid, force, _recursive = msg
@@ -731,8 +829,13 @@ class Agent:
             return self._req_nodes(client, None)
         if what == "tasks":
             names = {0: "QUEUED", 1: "RUNNING", 2: "FINISHED"}
+            largest = self._largest_node()
             return [{"task_id": t.tid.hex(), "name": t.name,
                      "state": ("PENDING_ARGS" if t.missing else names[t.state]),
+                     "pending_reason": ("" if t.state != QUEUED else
+                                        "waiting for its arguments" if t.missing else
+                                        describe_unmet("it", t.resources, largest)
+                                        or "waiting for free resources or a worker"),
                      "attempt": t.attempt, "worker_pid": t.worker.pid if t.worker else None}
                     for t in list(self.tasks.values()) if t.state != FINISHED]
         if what == "actors":
@@ -749,27 +852,37 @@ class Agent:
         raise ValueError(f"cannot list {what!r}; choose nodes, tasks, actors or objects")
 
     def _req_cluster_resources(self, client: Client, arg: Any) -> dict[str, float]:
-        return dict(self.totals)
+        total: dict[str, float] = {}
+        for node in self.nodes.values():
+            if node.alive:
+                release(total, node.totals)
+        return total
 
     def _req_available_resources(self, client: Client, arg: Any) -> dict[str, float]:
-        return {k: max(v, 0.0) for k, v in self.available.items() if v > 1e-9}
+        avail: dict[str, float] = {}
+        for node in self.nodes.values():
+            if node.alive:
+                release(avail, node.available)
+        return {k: v for k, v in avail.items() if v > 1e-9}
 
     def _req_nodes(self, client: Client, arg: Any) -> list[dict]:
         return [{
-            "NodeID": self.node_id,
-            "Alive": True,
-            "NodeManagerAddress": "127.0.0.1",
-            "NodeManagerHostname": socket.gethostname(),
-            "NodeName": "127.0.0.1",
-            "Resources": dict(self.totals),
-            "alive": True,
-        }]
+            "NodeID": node.node_id,
+            "Alive": node.alive,
+            "NodeManagerAddress": (node.address or self.address or "127.0.0.1").rsplit(":", 1)[0],
+            "NodeManagerHostname": node.hostname,
+            "NodeName": node.address or node.hostname,
+            "Resources": dict(node.totals),
+            "IsHead": node.is_head,
+            "DeathCause": node.death_cause,
+            "alive": node.alive,
+        } for node in self.nodes.values()]
 
     def _req_stats(self, client: Client, arg: Any) -> dict:
         return {
             **self.table.stats(),
             "workers": len(self.workers),
-            "idle_workers": len(self.idle),
+            "idle_workers": sum(len(n.idle) for n in self.nodes.values()),
             "tasks": len(self.tasks),
             "worker_pids": [r.pid for r in self.workers.values() if r.pid],
         }

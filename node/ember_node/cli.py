@@ -21,7 +21,7 @@ import time
 from typing import Any
 
 from ember import _messages as M
-from ember._local_cluster import base_dir, read_record, remove_record, write_record
+from ember._local_cluster import all_records, base_dir, read_record, remove_record, write_record
 
 
 def _start_parser(sub: Any) -> None:
@@ -61,13 +61,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def start(args: argparse.Namespace) -> int:
-    if not args.head:
-        if args.address:
-            print("ember start: joining a cluster as a worker node is not available in this version "
-                  "yet; run a single head node (`ember start --head`)", file=sys.stderr)
-        else:
-            print("ember start: say --head to start a new cluster", file=sys.stderr)
+    if args.head == bool(args.address):
+        print("ember start: say either --head (a new cluster) or --address HOST:PORT (join one)",
+              file=sys.stderr)
         return 2
+    if args.address:
+        return _start_worker_node(args)
     existing = read_record()
     if existing is not None:
         print(f"ember start: a cluster is already running on this machine (agent pid {existing['pid']}, "
@@ -104,7 +103,7 @@ def start(args: argparse.Namespace) -> int:
     os.close(rfd)
     if info is None:
         return 1
-    write_record({"pid": proc.pid, "socket": info["socket"], "address": info.get("address"),
+    write_record({"pid": proc.pid, "role": "head", "socket": info["socket"], "address": info.get("address"),
                   "session_dir": session_dir, "token_file": os.path.abspath(token_file)})
     with open(token_file) as f:
         token = f.read().strip()
@@ -116,14 +115,64 @@ def start(args: argparse.Namespace) -> int:
     print("  stop it with:     ember stop")
     sys.stdout.flush()
     if args.block:
-        def forward(signum: int, frame: Any) -> None:
-            proc.send_signal(signal.SIGTERM)
+        return _wait_foreground(proc)
+    return 0
 
-        signal.signal(signal.SIGTERM, forward)
-        signal.signal(signal.SIGINT, forward)
-        code = proc.wait()
-        remove_record()
-        return code
+
+def _wait_foreground(proc: subprocess.Popen) -> int:
+    """--block: stay until the agent exits; SIGTERM/SIGINT stop it."""
+    def forward(signum: int, frame: Any) -> None:
+        proc.send_signal(signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    code = proc.wait()
+    remove_record(proc.pid)
+    return code
+
+
+def _start_worker_node(args: argparse.Namespace) -> int:
+    token_file = args.token_file
+    if token_file is None:
+        env_token = os.environ.get("EMBER_TOKEN")
+        if not env_token:
+            print("ember start: joining a cluster needs its token: --token-file FILE or EMBER_TOKEN",
+                  file=sys.stderr)
+            return 2
+        fd, token_file = tempfile.mkstemp(prefix="token-", dir=base_dir())
+        with os.fdopen(fd, "w") as f:
+            f.write(env_token)
+    session_dir = tempfile.mkdtemp(prefix="node-", dir=base_dir())
+    os.makedirs(os.path.join(session_dir, "logs"), mode=0o700)
+    cmd = [sys.executable, "-m", "ember_node.worker_node", "--address", args.address,
+           "--token-file", os.path.abspath(token_file), "--session-dir", session_dir]
+    for flag, value in (("--num-cpus", args.num_cpus), ("--num-gpus", args.num_gpus),
+                        ("--memory", args.memory), ("--resources", args.resources)):
+        if value is not None:
+            cmd += [flag, str(value)]
+    advertise = os.environ.get("EMBER_NODE_NAME") or os.environ.get("EMBER_POD_IP")
+    if advertise:
+        cmd += ["--advertise", advertise]
+    rfd, wfd = os.pipe()
+    cmd += ["--ready-fd", str(wfd)]
+    log_path = os.path.join(session_dir, "logs", "node.log")
+    if args.block:
+        proc = subprocess.Popen(cmd, pass_fds=(wfd,))
+    else:
+        with open(log_path, "ab") as log:
+            proc = subprocess.Popen(cmd, pass_fds=(wfd,), stdin=subprocess.DEVNULL, stdout=log,
+                                    stderr=log, start_new_session=True)
+    os.close(wfd)
+    info = _wait_ready(rfd, proc, log_path)
+    os.close(rfd)
+    if info is None:
+        return 1
+    write_record({"pid": proc.pid, "role": "worker", "address": args.address, "session_dir": session_dir})
+    print(f"ember worker node started (pid {proc.pid}); it joins the head at {args.address} "
+          f"and retries until the head answers")
+    sys.stdout.flush()
+    if args.block:
+        return _wait_foreground(proc)
     return 0
 
 
@@ -156,22 +205,25 @@ def _wait_ready(rfd: int, proc: subprocess.Popen, log_path: str, timeout: float 
 
 
 def stop(args: argparse.Namespace) -> int:
-    rec = read_record()
-    if rec is None:
-        print("ember stop: no cluster started by `ember start` is running on this machine")
+    records = all_records()
+    if not records:
+        print("ember stop: nothing started by `ember start` is running on this machine")
         return 0
-    pid = int(rec["pid"])
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        pass
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and _alive(pid):
-        time.sleep(0.05)
-    if _alive(pid):
-        os.kill(pid, signal.SIGKILL)
-    remove_record()
-    print(f"ember stopped (agent pid {pid})")
+    # worker nodes first, so they do not keep retrying a head that is gone
+    records.sort(key=lambda r: r.get("role") == "head")
+    for rec in records:
+        pid = int(rec["pid"])
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and _alive(pid):
+            time.sleep(0.05)
+        if _alive(pid):
+            os.kill(pid, signal.SIGKILL)
+        remove_record(pid)
+        print(f"ember stopped the {rec.get('role', 'head')} agent (pid {pid})")
     return 0
 
 
@@ -219,8 +271,7 @@ def status(args: argparse.Namespace) -> int:
     pending = [t for t in tasks if t["state"] != "RUNNING"]
     print(f"tasks: {len(running)} running, {len(pending)} pending")
     for t in pending[:20]:
-        why = "waiting for its arguments" if t["state"] == "PENDING_ARGS" else "waiting for a free worker / resources"
-        print(f"  {t['name']:30} {why}")
+        print(f"  {t['name']:30} {t.get('pending_reason', '')}")
     print(f"actors: {sum(1 for a in actors if a['state'] == 'ALIVE')} alive of {len(actors)}")
     print(f"object store: {_bytes(stats['store_bytes'])} / {_bytes(stats['store_capacity'])}, "
           f"{stats['objects']} objects, {_bytes(stats['spilled_bytes'])} spilled")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
 import signal
@@ -22,10 +21,11 @@ class WorkerRec:
     """The agent's view of one worker process."""
 
     __slots__ = ("wid", "pid", "client", "state", "inflight", "held", "blocked", "known_fns",
-                 "shape", "exit_status", "lost_at", "started_at", "idle_since", "actor")
+                 "shape", "exit_status", "lost_at", "started_at", "idle_since", "actor", "node")
 
-    def __init__(self, wid: int) -> None:
+    def __init__(self, wid: int, node: Any) -> None:
         self.wid = wid
+        self.node = node
         self.pid: int | None = None
         self.client: Any = None
         self.state = STARTING
@@ -79,17 +79,14 @@ class Zygote:
         )
         os.set_blocking(self.proc.stdout.fileno(), False)
         self._buf = b""
-        self._ids = itertools.count(1)
 
     def fileno(self) -> int:
         return self.proc.stdout.fileno()
 
-    def fork(self) -> int:
-        """Ask for a new worker; returns its worker id (the pid comes later)."""
-        wid = next(self._ids)
+    def fork(self, wid: int) -> None:
+        """Ask for a new worker with id ``wid`` (its pid comes later, as a 'P' event)."""
         self.proc.stdin.write(b"F %d\n" % wid)
         self.proc.stdin.flush()
-        return wid
 
     def read_events(self) -> list[tuple[str, int, int]] | None:
         """('P', wid, pid) and ('X', pid, status) events; None when the zygote is gone."""
@@ -124,3 +121,28 @@ class Zygote:
         except OSError:
             pass
         self._log.close()
+
+
+class NodeRec:
+    """A node of the cluster as the head sees it: resources, workers, health."""
+
+    __slots__ = ("node_id", "address", "hostname", "totals", "available", "client", "alive",
+                 "last_heartbeat", "idle", "starting", "is_head", "death_cause")
+
+    def __init__(self, node_id: str, address: str, hostname: str, totals: dict[str, float],
+                 client: Any = None, is_head: bool = False) -> None:
+        self.node_id = node_id
+        self.address = address
+        self.hostname = hostname
+        self.totals = dict(totals)
+        self.available = dict(totals)
+        self.client = client  # None for the head's own node
+        self.alive = True
+        self.last_heartbeat = time.monotonic()
+        self.idle: list[WorkerRec] = []
+        self.starting = 0
+        self.is_head = is_head
+        self.death_cause = ""
+
+    def describe(self) -> str:
+        return f"node {self.node_id[:12]} ({self.address or self.hostname})"

@@ -1,0 +1,173 @@
+"""A worker node: joins a head over gRPC and runs the workers the head asks for.
+
+The head schedules the whole cluster; a worker node contributes its resources and a worker
+pool. It dials the head (nothing dials it), registers, heartbeats every second, forks
+workers on request from its own zygote, and reports their pids and exit statuses. Its
+workers talk to the head directly over gRPC. When the head goes away, the node kills its
+workers and registers again, retrying with backoff, so a restarted head gets it back.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+import uuid
+from typing import Any
+
+from ember import _messages as M
+from ember._remote import GrpcConnection, ping
+from ember._wire import ConnectionClosed
+
+from ember_node.workers import Zygote
+
+log = logging.getLogger("ember.worker_node")
+
+HEARTBEAT_S = 1.0
+
+
+class WorkerNode:
+    """One registration with the head: a zygote, a heartbeat, and the head's commands."""
+
+    def __init__(self, head: str, token_file: str, totals: dict[str, float], session_dir: str,
+                 advertise: str) -> None:
+        self.head = head
+        self.token_file = token_file
+        self.totals = totals
+        self.session_dir = session_dir
+        self.advertise = advertise
+        self.node_id = uuid.uuid4().hex
+        self.pids: set[int] = set()
+        self.stopping = False
+
+    def run_once(self) -> None:
+        """Serve one head connection until it ends."""
+        with open(self.token_file) as f:
+            token = f.read().strip()
+        ping(self.head, token)
+        conn = GrpcConnection(self.head, token)
+        session = {"head_address": self.head, "token_file": self.token_file, "node_id": self.node_id,
+                   "session_dir": self.session_dir}
+        zygote = Zygote("", session, os.path.join(self.session_dir, "logs", "workers.log"))
+        done = threading.Event()
+        try:
+            conn.send((M.HELLO, "node", os.getpid(), None, {
+                "node_id": self.node_id, "resources": self.totals, "address": self.advertise,
+                "hostname": socket.gethostname()}))
+            threading.Thread(target=self._heartbeat, args=(conn, done), daemon=True).start()
+            threading.Thread(target=self._zygote_events, args=(conn, zygote, done), daemon=True).start()
+            log.info("joined the cluster at %s as node %s", self.head, self.node_id[:12])
+            while not self.stopping:
+                for msg in conn.recv(1.0):
+                    if msg[0] == M.START_WORKER:
+                        zygote.fork(msg[1])
+                    elif msg[0] == M.KILL_WORKER and msg[1] in self.pids:
+                        try:
+                            os.kill(msg[1], signal.SIGKILL)
+                        except ProcessLookupError:
+                            pass
+        except ConnectionClosed:
+            log.warning("lost the connection to the head at %s", self.head)
+        finally:
+            done.set()
+            for pid in list(self.pids):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            zygote.stop()
+            conn.close()
+
+    def _heartbeat(self, conn: GrpcConnection, done: threading.Event) -> None:
+        while not done.wait(HEARTBEAT_S):
+            try:
+                conn.send((M.HEARTBEAT,))
+            except ConnectionClosed:
+                return
+
+    def _zygote_events(self, conn: GrpcConnection, zygote: Zygote, done: threading.Event) -> None:
+        import select
+
+        fd = zygote.fileno()
+        while not done.is_set():
+            ready, _, _ = select.select([fd], [], [], 0.5)
+            if not ready:
+                continue
+            events = zygote.read_events()
+            if events is None:
+                return
+            for kind, a, b in events:
+                if kind == "P":
+                    self.pids.add(b)
+                elif kind == "X":
+                    self.pids.discard(a)
+                try:
+                    conn.send((M.NODE_EVENT, kind, a, b))
+                except ConnectionClosed:
+                    return
+
+    def run(self) -> None:
+        """Join, serve, and join again whenever the head goes away (backoff up to 10 s)."""
+        delay = 0.5
+        while not self.stopping:
+            started = time.monotonic()
+            try:
+                self.run_once()
+            except ConnectionError as exc:
+                log.warning("cannot join the head: %s; retrying in %.1f s", exc, delay)
+            if self.stopping:
+                return
+            if time.monotonic() - started > 30:
+                delay = 0.5
+            time.sleep(delay)
+            delay = min(delay * 2, 10.0)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m ember_node.worker_node")
+    p.add_argument("--address", required=True, help="the head's HOST:PORT")
+    p.add_argument("--token-file", required=True)
+    p.add_argument("--session-dir", required=True)
+    p.add_argument("--num-cpus", type=float, default=None)
+    p.add_argument("--num-gpus", type=float, default=None)
+    p.add_argument("--memory", type=int, default=None)
+    p.add_argument("--resources", default=None)
+    p.add_argument("--advertise", default="", help="this node's address, for `ember status`")
+    p.add_argument("--ready-fd", type=int, default=None)
+    args = p.parse_args(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    os.makedirs(os.path.join(args.session_dir, "logs"), mode=0o700, exist_ok=True)
+    totals: dict[str, float] = {"CPU": float(args.num_cpus if args.num_cpus is not None else os.cpu_count() or 1)}
+    if args.num_gpus:
+        totals["GPU"] = float(args.num_gpus)
+    if args.memory:
+        totals["memory"] = float(args.memory)
+    if args.resources:
+        totals.update({k: float(v) for k, v in json.loads(args.resources).items()})
+    node = WorkerNode(args.address, args.token_file, totals, args.session_dir,
+                      args.advertise or socket.gethostname())
+
+    def stop(signum: int, frame: Any) -> None:
+        node.stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    if args.ready_fd is not None:
+        os.write(args.ready_fd, json.dumps({"node_id": node.node_id, "address": args.address}).encode() + b"\n")
+        os.close(args.ready_fd)
+    try:
+        node.run()
+    finally:
+        import shutil
+
+        shutil.rmtree(args.session_dir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
