@@ -17,6 +17,7 @@ from ember._proto import node_pb2_grpc as pb_grpc
 from ember._wire import ConnectionClosed, FrameReader, encode
 
 CHUNK = 4 << 20
+BULK_CHUNK = 1 << 20
 _OPTIONS = [("grpc.max_receive_message_length", 64 << 20), ("grpc.max_send_message_length", 64 << 20)]
 
 
@@ -53,8 +54,9 @@ class GrpcConnection:
         self._in: queue.SimpleQueue = queue.SimpleQueue()
         self._reader = FrameReader()
         self._send_lock = threading.Lock()
-        stub = pb_grpc.NodeStub(self._channel)
-        self._call = stub.Session(self._requests(), metadata=_metadata(token))
+        self._stub = pb_grpc.NodeStub(self._channel)
+        self._meta = _metadata(token)
+        self._call = self._stub.Session(self._requests(), metadata=self._meta)
         self._thread = threading.Thread(target=self._receive, name="ember-remote-recv", daemon=True)
         self._thread.start()
 
@@ -76,6 +78,30 @@ class GrpcConnection:
             pass
         finally:
             self._in.put(None)
+
+    def write_object(self, offset: int, parts: list[Any]) -> None:
+        """Stream an object's bytes (a list of buffers, written back to back) into the store."""
+
+        def chunks() -> Any:
+            pos = offset
+            for part in parts:
+                view = memoryview(part).cast("B")
+                for i in range(0, len(view), BULK_CHUNK):
+                    piece = view[i : i + BULK_CHUNK]
+                    yield pb.WriteChunk(offset=pos, data=piece.tobytes())
+                    pos += len(piece)
+
+        self._stub.WriteObject(chunks(), metadata=self._meta)
+
+    def read_object(self, offset: int, size: int) -> bytearray:
+        """An object's bytes, streamed out of the store."""
+        out = bytearray(size)
+        pos = 0
+        for chunk in self._stub.ReadObject(pb.ReadRequest(offset=offset, size=size), metadata=self._meta):
+            n = len(chunk.data)
+            out[pos : pos + n] = chunk.data
+            pos += n
+        return out
 
     def send(self, msg: tuple) -> None:
         if self.closed:

@@ -284,16 +284,31 @@ class CoreRuntime:
         return self._arena_fd
 
     def write_to_store(self, oid: bytes, ser: Serialized) -> tuple[int, int]:
-        """Reserve space for ``ser`` in the node's store and copy it in."""
+        """Reserve space for ``ser`` in the node's store and copy it in (streamed, if remote)."""
         reply = self.request(M.REQUEST, "alloc", (oid, ser.total))
         if isinstance(reply, BaseException):
             raise reply
         offset = reply
-        ser.write_into(self._arena()[offset : offset + ser.total])
+        if self.remote:
+            self.conn.write_object(offset, ser.parts())
+        else:
+            ser.write_into(self._arena()[offset : offset + ser.total])
         return offset, ser.total
 
     def map_object(self, oid: bytes, granted: tuple[int, int] | None = None) -> memoryview:
-        """A read-only view of a store object, pinned while any view of it lives."""
+        """A read-only view of a store object, pinned while any view of it lives.
+
+        A remote process (one that reaches the store over gRPC) gets a private copy instead.
+        """
+        if self.remote:
+            if granted is None:
+                granted = self.request(M.REQUEST, "pin", oid)
+                if isinstance(granted, BaseException):
+                    raise granted
+            try:
+                return memoryview(self.conn.read_object(*granted))
+            finally:
+                self._deferred.append((_UNMAPPED, oid))
         mm = self._maps.get(oid)
         if mm is not None:
             if granted is not None:  # the agent pinned it for us again: give that pin back
@@ -320,7 +335,7 @@ class CoreRuntime:
     def put_serialized(self, ser: Serialized) -> ObjectRef:
         oid = self.ids.put_id()
         ref = self._owned_ref(oid)
-        if ser.total <= M.INLINE_LIMIT or self.remote:
+        if ser.total <= M.INLINE_LIMIT:
             payload = ser.to_bytes()
             self.objects[oid] = (M.INLINE, payload)
             self.send((M.PUT, oid, payload, ser.contained))
@@ -393,11 +408,6 @@ class CoreRuntime:
         if kind == M.INLINE:
             return deserialize(payload)
         if kind == M.STORE:
-            if self.remote:
-                data = self.request(M.REQUEST, "read", oid)
-                if isinstance(data, BaseException):
-                    raise data
-                return deserialize(data)
             return deserialize(self.map_object(oid))
         err = deserialize(payload)
         if isinstance(err, RayTaskError):

@@ -55,6 +55,18 @@ class Serialized:
         self.write_into(memoryview(out))
         return bytes(out)
 
+    def parts(self) -> list[Any]:
+        """The layout as consecutive buffers (padding included), for streaming without a copy."""
+        out: list[Any] = [self.header, self.main]
+        pos = len(self.header) + len(self.main)
+        for buf, n in zip(self.buffers, self._lengths, strict=True):
+            pad = _align(pos) - pos
+            if pad:
+                out.append(bytes(pad))
+            out.append(buf)
+            pos += pad + n
+        return out
+
     def write_into(self, dest: memoryview) -> None:
         """Copy the value into ``dest`` (at least ``total`` bytes)."""
         pos = len(self.header)

@@ -220,7 +220,7 @@ class Worker:
         rt = self.rt
         for rid, v in zip(rids, values, strict=True):
             ser = serialize(v)
-            if ser.total <= M.INLINE_LIMIT or rt.remote:
+            if ser.total <= M.INLINE_LIMIT:
                 out.append((rid, M.INLINE, ser.to_bytes(), ser.contained))
             else:
                 offset, size = rt.write_to_store(rid, ser)

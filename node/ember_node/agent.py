@@ -213,6 +213,7 @@ class Agent:
                 self._finalize_worker(rec)
         for node in list(self.nodes.values()):
             if node.client is not None and node.alive and now - node.last_heartbeat > HEARTBEAT_TIMEOUT_S:
+                self.metrics.heartbeat_missed()
                 self._node_dead(node, f"it sent no heartbeat for {HEARTBEAT_TIMEOUT_S:.0f} s")
 
     # ------------------------------------------------------------------ connections
@@ -536,19 +537,16 @@ class Agent:
     def _dep_values(self, rec: WorkerRec, task: Task) -> list:
         """The values of a task's dependencies as the worker receives them.
 
-        A worker on this node maps store objects (pinned for it here); a worker on another
-        node cannot, so it gets their bytes.
+        Store objects are pinned for the worker, which maps them (or, on another node,
+        streams their bytes over gRPC) and then unpins them.
         """
         deps: list = []
         table = self.table
-        remote = rec.node.client is not None
         try:
             for d in task.deps:
                 obj = table.objs[d]
                 if obj.kind != M.STORE:
                     deps.append((d, M.INLINE, obj.payload))
-                elif remote:
-                    deps.append((d, M.INLINE, self._req_read(rec.client, d)))
                 else:
                     deps.append((d, M.STORE, table.read_pin(d, rec.client.refs)))
         except BaseException:
@@ -741,21 +739,6 @@ class Agent:
 
     def _on_put(self, client: Client, msg: tuple) -> None:
         _, oid, payload, contained = msg
-        if len(payload) > M.INLINE_LIMIT:
-            # a large value from a client that cannot map the store (a remote driver)
-            try:
-                offset = self.table.alloc(oid, len(payload), client.refs)
-            except RayError as exc:
-                self.table.put_inline(oid, error_blob(exc), [], client.refs)
-                self.table.objs[oid].kind = M.ERROR
-                return
-            view = self.arena.view()
-            try:
-                view[offset : offset + len(payload)] = payload
-            finally:
-                view.release()
-            self.table.seal(oid, offset, len(payload), contained, client.refs)
-            return
         self.table.put_inline(oid, payload, contained, client.refs)
 
     def _on_seal(self, client: Client, msg: tuple) -> None:
@@ -807,19 +790,6 @@ class Agent:
             return self.table.read_pin(oid, client.refs)
         except KeyError:
             raise ObjectLostError(f"object {oid.hex()} is no longer in the object store") from None
-
-    def _req_read(self, client: Client, oid: bytes) -> bytes:
-        """A store object's bytes, for a client that cannot map the store (a remote driver)."""
-        try:
-            offset, size = self.table.read_pin(oid, client.refs)
-        except KeyError:
-            raise ObjectLostError(f"object {oid.hex()} is no longer in the object store") from None
-        view = self.arena.view()
-        try:
-            return bytes(view[offset : offset + size])
-        finally:
-            view.release()
-            self.table.read_unpin(oid, client.refs)
 
     def _req_session(self, client: Client, arg: Any) -> dict:
         return self.session

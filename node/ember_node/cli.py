@@ -150,6 +150,8 @@ def _start_worker_node(args: argparse.Namespace) -> int:
                         ("--memory", args.memory), ("--resources", args.resources)):
         if value is not None:
             cmd += [flag, str(value)]
+    if args.metrics_port is not None:
+        cmd += ["--metrics-port", str(args.metrics_port), "--metrics-host", args.host]
     advertise = os.environ.get("EMBER_NODE_NAME") or os.environ.get("EMBER_POD_IP")
     if advertise:
         cmd += ["--advertise", advertise]

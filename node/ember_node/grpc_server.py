@@ -24,6 +24,7 @@ from ember._proto import node_pb2_grpc as pb_grpc
 log = logging.getLogger("ember.grpc")
 
 CHUNK = 4 << 20
+BULK_CHUNK = 1 << 20  # measured here: 1 MiB messages stream faster than 4 or 16 MiB
 MAX_MESSAGE = 64 << 20
 
 
@@ -102,6 +103,38 @@ class NodeServicer(pb_grpc.NodeServicer):
             _close_quietly(sock)
 
 
+    def _span(self, offset: int, size: int, context: grpc.ServicerContext) -> memoryview:
+        arena = self.agent.arena
+        if offset < 0 or size < 0 or offset + size > arena.capacity:
+            context.abort(grpc.StatusCode.OUT_OF_RANGE, "the range lies outside the object store")
+        return arena.view()
+
+    def WriteObject(self, request_iterator: Iterator[pb.WriteChunk], context: grpc.ServicerContext) -> pb.WriteReply:
+        written = 0
+        view = None
+        try:
+            for chunk in request_iterator:
+                n = len(chunk.data)
+                view = view or self._span(chunk.offset, n, context)
+                if chunk.offset + n > len(view):
+                    context.abort(grpc.StatusCode.OUT_OF_RANGE, "the range lies outside the object store")
+                view[chunk.offset : chunk.offset + n] = chunk.data
+                written += n
+        finally:
+            if view is not None:
+                view.release()
+        return pb.WriteReply(written=written)
+
+    def ReadObject(self, request: pb.ReadRequest, context: grpc.ServicerContext) -> Iterator[pb.ReadChunk]:
+        view = self._span(request.offset, request.size, context)
+        try:
+            end = request.offset + request.size
+            for pos in range(request.offset, end, BULK_CHUNK):
+                yield pb.ReadChunk(data=bytes(view[pos : min(pos + BULK_CHUNK, end)]))
+        finally:
+            view.release()
+
+
 def _close_quietly(sock: socket.socket) -> None:
     try:
         sock.shutdown(socket.SHUT_RDWR)
@@ -115,9 +148,11 @@ def _close_quietly(sock: socket.socket) -> None:
 
 def serve(agent: Any, host: str, port: int, token: str, on_auth_failure: Callable[[str], None]) -> tuple[grpc.Server, int]:
     """Start the gRPC server; returns it and the bound port."""
+    # the metrics interceptor goes first, so calls the token check refuses are counted too
+    counting = [agent.metrics.grpc_interceptor()] if getattr(agent, "metrics", None) is not None else []
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=64, thread_name_prefix="ember-grpc"),
-        interceptors=[TokenInterceptor(token, on_auth_failure)],
+        interceptors=[*counting, TokenInterceptor(token, on_auth_failure)],
         options=[("grpc.max_receive_message_length", MAX_MESSAGE),
                  ("grpc.max_send_message_length", MAX_MESSAGE),
                  ("grpc.so_reuseport", 0)],

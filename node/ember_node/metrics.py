@@ -22,7 +22,7 @@ import threading
 import time
 from bisect import bisect_left
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -53,7 +53,48 @@ def _is_create(task: Any) -> bool:
     return extra is not None and extra[0] == "create"
 
 
-class NodeMetrics:
+class _Endpoint:
+    """The HTTP side: ``/metrics`` from ``self.registry`` and ``/healthz`` from ``healthy()``."""
+
+    registry: CollectorRegistry
+    _server: _Server | None = None
+    _thread: threading.Thread | None = None
+
+    def healthy(self) -> bool:
+        raise NotImplementedError
+
+    @property
+    def port(self) -> int | None:
+        """The port the endpoint listens on (useful after ``serve(0)``), None when not serving."""
+        return self._server.server_address[1] if self._server is not None else None
+
+    def serve(self, port: int, host: str = "127.0.0.1") -> int:
+        """Serve ``/metrics`` and ``/healthz`` on ``host:port`` from a thread; returns the port."""
+        if self._server is not None:
+            raise RuntimeError("the metrics endpoint is already being served")
+        try:
+            server = _Server(host, port, self)
+        except OSError as exc:
+            raise OSError(f"cannot serve metrics on {host}:{port} ({exc}); pick another --metrics-port") from exc
+        thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.5},
+                                  name="ember-metrics", daemon=True)
+        thread.start()
+        self._server, self._thread = server, thread
+        return self.port
+
+    def close(self) -> None:
+        """Stop the endpoint: no listening socket or server thread survives this."""
+        server, thread = self._server, self._thread
+        self._server = self._thread = None
+        if server is None:
+            return
+        server.shutdown()
+        server.server_close()  # also joins request threads still answering
+        if thread is not None:
+            thread.join()
+
+
+class NodeMetrics(_Endpoint):
     """One agent's metrics: event counters, a scrape-time collector and the HTTP endpoint."""
 
     def __init__(self, agent: Any, max_names: int = MAX_NAMES) -> None:
@@ -86,8 +127,6 @@ class NodeMetrics:
         if table is not None:
             table.on_spill = self.spilled
             table.on_restore = self.restored
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
 
     # ------------------------------------------------------------------ events (hot path)
     def label(self, name: str) -> str:
@@ -152,6 +191,15 @@ class NodeMetrics:
         """One served gRPC call (``method``: the full method name; ``code``: e.g. 'OK')."""
         self.grpc_requests[(method, code)] += 1
 
+    def grpc_interceptor(self) -> Any:
+        """A grpc.ServerInterceptor that counts every call by method and final status code.
+
+        Put it first (before the token check) so refused calls are counted too. Method names
+        outside the ember services are reported as 'unknown' (a peer picks the name, so it
+        must not become a label value as is).
+        """
+        return _grpc_interceptor(self)
+
     def auth_failure(self, method: str | None = None) -> None:
         """A call refused for its token (``method`` is accepted for the hook's sake, not a label)."""
         self.auth_failures += 1
@@ -163,36 +211,34 @@ class NodeMetrics:
     def healthy(self) -> bool:
         return not self.agent.stopping and time.monotonic() - self.loop_alive_at < STALL_S
 
-    # ------------------------------------------------------------------ HTTP endpoint
-    @property
-    def port(self) -> int | None:
-        """The port the endpoint listens on (useful after ``serve(0)``), None when not serving."""
-        return self._server.server_address[1] if self._server is not None else None
+class WorkerNodeMetrics(_Endpoint):
+    """A worker node's endpoint (``ember start --address HEAD --metrics-port``).
 
-    def serve(self, port: int, host: str = "127.0.0.1") -> int:
-        """Serve ``/metrics`` and ``/healthz`` on ``host:port`` from a thread; returns the port."""
-        if self._server is not None:
-            raise RuntimeError("the metrics endpoint is already being served")
-        try:
-            server = _Server(host, port, self)
-        except OSError as exc:
-            raise OSError(f"cannot serve metrics on {host}:{port} ({exc}); pick another --metrics-port") from exc
-        thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.5},
-                                  name="ember-metrics", daemon=True)
-        thread.start()
-        self._server, self._thread = server, thread
-        return self.port
+    The head schedules the whole cluster and reports every node's workers and resources under
+    that node's ``node_id``; a worker node adds what only it can see: its worker processes
+    and its own CPU and memory (``process_*``), and answers ``/healthz`` for its probes.
+    """
 
-    def close(self) -> None:
-        """Stop the endpoint: no listening socket or server thread survives this."""
-        server, thread = self._server, self._thread
-        self._server = self._thread = None
-        if server is None:
-            return
-        server.shutdown()
-        server.server_close()  # also joins request threads still answering
-        if thread is not None:
-            thread.join()
+    def __init__(self, node: Any) -> None:
+        self.node = node
+        self.node_id: str = node.node_id
+        self.registry = CollectorRegistry()
+        self.registry.register(_WorkerNodeCollector(self))
+        ProcessCollector(registry=self.registry)
+
+    def healthy(self) -> bool:
+        return not self.node.stopping
+
+
+class _WorkerNodeCollector:
+    def __init__(self, metrics: WorkerNodeMetrics) -> None:
+        self.m = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        g = GaugeMetricFamily("ember_node_worker_processes", "Worker processes alive on this "
+                              "worker node.", labels=["node_id"])
+        g.add_metric([self.m.node_id], len(self.m.node.pids))
+        yield g
 
 
 # ---------------------------------------------------------------------- collector
@@ -240,12 +286,29 @@ def _read_state(m: NodeMetrics) -> dict[str, Any]:
                 pending_node[lab] += 1
         elif st == RUNNING:
             running[labels.get(task.name, OTHER)] += 1
-    workers = dict.fromkeys(WORKER_STATES, 0)
+    # per node: the head schedules every node, so it knows their workers and resources
+    local = getattr(agent, "local", None)
+    nodes = list(getattr(agent, "nodes", {}).values()) or [local]
+    own = m.node_id
+    workers = {(own, st): 0 for st in WORKER_STATES}
     names = {IDLE: "idle", BUSY: "busy", STARTING: "starting"}
     for rec in list(agent.workers.values()):
         name = names.get(rec.state)
         if name is not None:
-            workers[name] += 1
+            node = getattr(rec, "node", None)
+            key = (node.node_id if node is not None else own, name)
+            workers[key] = workers.get(key, 0) + 1
+    resources = []  # (node_id, totals, available) for every live node
+    alive = dead = 0
+    for node in nodes:
+        if node is None:
+            resources.append((own, dict(agent.totals), dict(agent.available)))
+            alive += 1
+        elif node.alive:
+            resources.append((node.node_id, dict(node.totals), dict(node.available)))
+            alive += 1
+        else:
+            dead += 1
     actors = dict.fromkeys(ACTOR_STATES, 0)
     manager = getattr(agent, "actors", None)
     if manager is not None:
@@ -265,9 +328,9 @@ def _read_state(m: NodeMetrics) -> dict[str, Any]:
         "store_objects": len(table.in_store),
         "objects": len(table.objs),
         "spilled_now": table.spilled_bytes,
-        "capacity": dict(agent.totals),
-        "available": dict(agent.available),
-        "is_head": getattr(agent, "is_head", True),
+        "resources": resources,
+        "nodes": {"alive": alive, "dead": dead},
+        "is_head": local is None or local.is_head,
     }
 
 
@@ -362,7 +425,12 @@ def _state_families(m: NodeMetrics, s: dict[str, Any]) -> Iterator[Metric]:
         return g
 
     yield gauge_by("ember_actors", "Actors on this node by state.", "state", s["actors"])
-    yield gauge_by("ember_workers", "Worker processes by state.", "state", s["workers"])
+    workers = GaugeMetricFamily("ember_workers", "Worker processes by state (the head reports "
+                                "every node's, each under that node's node_id).",
+                                labels=["node_id", "state"])
+    for (node_id, state), n in s["workers"].items():
+        workers.add_metric([node_id, state], n)
+    yield workers
     yield gauge("ember_object_store_used_bytes", "Bytes of the shared-memory object store in use.",
                 s["store_used"])
     yield gauge("ember_object_store_capacity_bytes", "Capacity of the shared-memory object store.",
@@ -373,20 +441,84 @@ def _state_families(m: NodeMetrics, s: dict[str, Any]) -> Iterator[Metric]:
                 s["objects"])
     yield gauge("ember_object_store_spilled_current_bytes", "Bytes of objects currently spilled to "
                 "disk.", s["spilled_now"])
-    capacity = s["capacity"]
-    available = {k: max(s["available"].get(k, 0.0), 0.0) for k in capacity}
-    yield gauge_by("ember_node_resource_capacity", "Resources this node offers (CPU, GPU, memory "
-                   "in bytes, custom).", "resource", capacity)
-    yield gauge_by("ember_node_resource_available", "Resources not held by running tasks and "
-                   "actors.", "resource", available)
+    capacity = GaugeMetricFamily("ember_node_resource_capacity", "Resources a node offers (CPU, "
+                                 "GPU, memory in bytes, custom); the head reports every live node.",
+                                 labels=["node_id", "resource"])
+    available = GaugeMetricFamily("ember_node_resource_available", "Resources of a node not held "
+                                  "by running tasks and actors.", labels=["node_id", "resource"])
+    for node_id, totals, avail in s["resources"]:
+        for k, v in totals.items():
+            capacity.add_metric([node_id, k], v)
+            available.add_metric([node_id, k], max(avail.get(k, 0.0), 0.0))
+    yield capacity
+    yield available
     if s["is_head"]:
-        # one node for now; the cluster directory fills these once nodes join a head
         yield gauge_by("ember_cluster_nodes", "Nodes known to the head, by state.", "state",
-                       {"alive": 1, "dead": 0})
+                       s["nodes"])
         c = CounterMetricFamily("ember_cluster_heartbeats_missed", "Node heartbeats the head "
                                 "expected and did not get.", labels=["node_id"])
         c.add_metric([nid], m.heartbeats_missed)
         yield c
+
+
+# ---------------------------------------------------------------------- gRPC
+def _grpc_interceptor(metrics: NodeMetrics) -> Any:
+    import grpc  # only agents that serve gRPC pay for the import
+    from ember._proto import node_pb2
+
+    known = {f"/{svc.full_name}/{m.name}" for svc in node_pb2.DESCRIPTOR.services_by_name.values()
+             for m in svc.methods}
+    record = metrics.grpc_request
+
+    def code_of(context: Any, default: str) -> str:
+        code = context.code()
+        return code.name if code is not None else default
+
+    def wrap(behavior: Callable, method: str, streaming: bool) -> Callable:
+        if streaming:
+            def wrapped_stream(request: Any, context: Any) -> Iterator[Any]:
+                try:
+                    yield from behavior(request, context)
+                except GeneratorExit:
+                    record(method, code_of(context, "CANCELLED"))
+                    raise
+                except BaseException:
+                    record(method, code_of(context, "UNKNOWN"))
+                    raise
+                record(method, code_of(context, "OK"))
+            return wrapped_stream
+
+        def wrapped(request: Any, context: Any) -> Any:
+            try:
+                response = behavior(request, context)
+            except BaseException:
+                record(method, code_of(context, "UNKNOWN"))
+                raise
+            record(method, code_of(context, "OK"))
+            return response
+        return wrapped
+
+    builders = (("unary_unary", False, grpc.unary_unary_rpc_method_handler),
+                ("unary_stream", True, grpc.unary_stream_rpc_method_handler),
+                ("stream_unary", False, grpc.stream_unary_rpc_method_handler),
+                ("stream_stream", True, grpc.stream_stream_rpc_method_handler))
+
+    class MetricsInterceptor(grpc.ServerInterceptor):
+        def intercept_service(self, continuation: Any, details: Any) -> Any:
+            handler = continuation(details)
+            method = details.method if details.method in known else "unknown"
+            if handler is None:
+                record(method, "UNIMPLEMENTED")
+                return None
+            for kind, streaming, build in builders:
+                behavior = getattr(handler, kind)
+                if behavior is not None:
+                    return build(wrap(behavior, method, streaming),
+                                 request_deserializer=handler.request_deserializer,
+                                 response_serializer=handler.response_serializer)
+            return handler
+
+    return MetricsInterceptor()
 
 
 # ---------------------------------------------------------------------- HTTP
@@ -430,7 +562,7 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = False
     block_on_close = True  # server_close() joins request threads: nothing is left behind
 
-    def __init__(self, host: str, port: int, metrics: NodeMetrics) -> None:
+    def __init__(self, host: str, port: int, metrics: _Endpoint) -> None:
         self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.metrics = metrics
         self._active: set[socket.socket] = set()

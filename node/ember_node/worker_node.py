@@ -140,6 +140,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--resources", default=None)
     p.add_argument("--advertise", default="", help="this node's address, for `ember status`")
     p.add_argument("--ready-fd", type=int, default=None)
+    p.add_argument("--metrics-port", type=int, default=None,
+                   help="serve Prometheus /metrics and /healthz on this port (none: no endpoint)")
+    p.add_argument("--metrics-host", default="127.0.0.1", help="address the metrics port binds to")
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     os.makedirs(os.path.join(args.session_dir, "logs"), mode=0o700, exist_ok=True)
@@ -158,12 +161,20 @@ def main(argv: list[str] | None = None) -> None:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    metrics = None
+    if args.metrics_port is not None:
+        from ember_node.metrics import WorkerNodeMetrics
+
+        metrics = WorkerNodeMetrics(node)
+        metrics.serve(args.metrics_port, args.metrics_host)
     if args.ready_fd is not None:
         os.write(args.ready_fd, json.dumps({"node_id": node.node_id, "address": args.address}).encode() + b"\n")
         os.close(args.ready_fd)
     try:
         node.run()
     finally:
+        if metrics is not None:
+            metrics.close()
         import shutil
 
         shutil.rmtree(args.session_dir, ignore_errors=True)

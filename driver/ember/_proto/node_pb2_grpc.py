@@ -49,6 +49,16 @@ class NodeStub:
                 request_serializer=node__pb2.Frames.SerializeToString,
                 response_deserializer=node__pb2.Frames.FromString,
                 _registered_method=True)
+        self.WriteObject = channel.stream_unary(
+                '/ember.v1.Node/WriteObject',
+                request_serializer=node__pb2.WriteChunk.SerializeToString,
+                response_deserializer=node__pb2.WriteReply.FromString,
+                _registered_method=True)
+        self.ReadObject = channel.unary_stream(
+                '/ember.v1.Node/ReadObject',
+                request_serializer=node__pb2.ReadRequest.SerializeToString,
+                response_deserializer=node__pb2.ReadChunk.FromString,
+                _registered_method=True)
 
 
 class NodeServicer:
@@ -75,6 +85,20 @@ class NodeServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WriteObject(self, request_iterator, context):
+        """Write an object's bytes into space reserved for it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReadObject(self, request, context):
+        """Read an object's bytes (pinned over the Session while this runs).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_NodeServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -92,6 +116,16 @@ def add_NodeServicer_to_server(servicer, server):
                     servicer.Session,
                     request_deserializer=node__pb2.Frames.FromString,
                     response_serializer=node__pb2.Frames.SerializeToString,
+            ),
+            'WriteObject': grpc.stream_unary_rpc_method_handler(
+                    servicer.WriteObject,
+                    request_deserializer=node__pb2.WriteChunk.FromString,
+                    response_serializer=node__pb2.WriteReply.SerializeToString,
+            ),
+            'ReadObject': grpc.unary_stream_rpc_method_handler(
+                    servicer.ReadObject,
+                    request_deserializer=node__pb2.ReadRequest.FromString,
+                    response_serializer=node__pb2.ReadChunk.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -175,6 +209,60 @@ class Node:
             '/ember.v1.Node/Session',
             node__pb2.Frames.SerializeToString,
             node__pb2.Frames.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WriteObject(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/ember.v1.Node/WriteObject',
+            node__pb2.WriteChunk.SerializeToString,
+            node__pb2.WriteReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReadObject(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/ember.v1.Node/ReadObject',
+            node__pb2.ReadRequest.SerializeToString,
+            node__pb2.ReadChunk.FromString,
             options,
             channel_credentials,
             insecure,
