@@ -142,13 +142,19 @@ class CoreRuntime:
                 self._pending_unpin = []
         return pre, post
 
-    def send(self, *msgs: tuple) -> None:
-        """Send messages (with any pending ref operations around them)."""
+    def send(self, *msgs: tuple, releases_first: bool = False) -> None:
+        """Send messages (with any pending ref operations around them).
+
+        Releases normally follow the messages, which may refer to what they release;
+        ``releases_first`` sends them before, for requests that need the space they free.
+        """
         if self.closed:
             raise RaySystemError("ember is shut down; call ember.init() first")
         pre, post = self._collect()
         if not pre and not post and len(msgs) == 1:
             self._send_raw(msgs[0])
+        elif releases_first:
+            self._send_raw_many(pre + post + list(msgs))
         else:
             self._send_raw_many(pre + list(msgs) + post)
 
@@ -263,7 +269,7 @@ class CoreRuntime:
     def request(self, kind: int, *args: Any, timeout: float | None = None) -> Any:
         """A request/reply exchange with the agent."""
         req_id = next(self._req_ids)
-        self.send((kind, req_id, *args))
+        self.send((kind, req_id, *args), releases_first=kind == M.REQUEST and args[0] in ("alloc", "pin"))
         replies = self._replies
         deadline = None if timeout is None else time.monotonic() + timeout
         if not self.wait_until(lambda: req_id in replies, deadline):
