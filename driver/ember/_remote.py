@@ -25,11 +25,20 @@ def _metadata(token: str | None) -> list[tuple[str, str]]:
     return [("authorization", f"Bearer {token or ''}")]
 
 
-def ping(address: str, token: str | None, timeout: float = 10.0) -> str:
+def channel(address: str, tls_ca: str | None = None) -> grpc.Channel:
+    """A channel to an agent: TLS when ``tls_ca`` (a PEM file of the CA to trust) is given."""
+    if tls_ca:
+        with open(tls_ca, "rb") as f:
+            creds = grpc.ssl_channel_credentials(root_certificates=f.read())
+        return grpc.secure_channel(address, creds, options=_OPTIONS)
+    return grpc.insecure_channel(address, options=_OPTIONS)
+
+
+def ping(address: str, token: str | None, timeout: float = 10.0, tls_ca: str | None = None) -> str:
     """The node id of the agent at ``address``; raises ConnectionError with the reason."""
-    channel = grpc.insecure_channel(address, options=_OPTIONS)
+    chan = channel(address, tls_ca)
     try:
-        stub = pb_grpc.NodeStub(channel)
+        stub = pb_grpc.NodeStub(chan)
         try:
             return stub.Ping(pb.PingRequest(), metadata=_metadata(token), timeout=timeout).node_id
         except grpc.RpcError as exc:
@@ -41,15 +50,15 @@ def ping(address: str, token: str | None, timeout: float = 10.0) -> str:
                 ) from None
             raise ConnectionError(f"cannot reach an ember cluster at {address}: {exc.details()}") from None
     finally:
-        channel.close()
+        chan.close()
 
 
 class GrpcConnection:
     """Same interface as ``_wire.ClientConnection``, over a bidirectional gRPC stream."""
 
-    def __init__(self, address: str, token: str | None) -> None:
+    def __init__(self, address: str, token: str | None, tls_ca: str | None = None) -> None:
         self.closed = False
-        self._channel = grpc.insecure_channel(address, options=_OPTIONS)
+        self._channel = channel(address, tls_ca)
         self._out: queue.SimpleQueue = queue.SimpleQueue()
         self._in: queue.SimpleQueue = queue.SimpleQueue()
         self._reader = FrameReader()

@@ -62,6 +62,7 @@ def init(
     resources: dict[str, float] | None = None,
     object_store_memory: int | None = None,
     token: str | None = None,
+    tls_ca: str | None = None,
     ignore_reinit_error: bool = False,
     metrics_port: int | None = None,
     **kwargs: Any,
@@ -95,7 +96,7 @@ def init(
                     "num_cpus, num_gpus, resources, object_store_memory and metrics_port describe a "
                     "new local cluster; they cannot be given when connecting to a running one"
                 )
-            rt = _connect(address, token)
+            rt = _connect(address, token, tls_ca or os.environ.get("EMBER_TLS_CA"))
             _context.set_runtime(rt)
             if not _atexit_registered:
                 atexit.register(shutdown)
@@ -137,7 +138,7 @@ def _pid() -> int:
     return os.getpid()
 
 
-def _connect(address: str, token: str | None) -> CoreRuntime:
+def _connect(address: str, token: str | None, tls_ca: str | None = None) -> CoreRuntime:
     """Join a running cluster: "auto" (started here by `ember start`) or "host:port"."""
     if address == "auto":
         rec = read_record()
@@ -163,8 +164,8 @@ def _connect(address: str, token: str | None) -> CoreRuntime:
             )
         from ember._remote import GrpcConnection, ping  # grpc loads only for remote drivers
 
-        ping(address, token)
-        rt = CoreRuntime(GrpcConnection(address, token), None, "driver", remote=True)
+        ping(address, token, tls_ca=tls_ca)
+        rt = CoreRuntime(GrpcConnection(address, token, tls_ca), None, "driver", remote=True)
     rt.send((M.HELLO, "driver", _pid(), None, None))
     rt.session = SessionInfo(rt.request(M.REQUEST, "session", None, timeout=30))
     return rt

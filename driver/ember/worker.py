@@ -280,7 +280,7 @@ def run_worker(socket_path: str, session: dict, worker_id: int) -> None:
         from ember._remote import GrpcConnection
 
         with open(session["token_file"]) as f:
-            conn: Any = GrpcConnection(head, f.read().strip())
+            conn: Any = GrpcConnection(head, f.read().strip(), session.get("tls_ca"))
     else:
         conn = ClientConnection.connect(socket_path)
     rt = CoreRuntime(conn, SessionInfo(session), "worker", remote=bool(head))

@@ -902,6 +902,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--host", default="127.0.0.1", help="address the gRPC port binds to")
     p.add_argument("--port", type=int, default=None, help="gRPC port for remote drivers (none: local only)")
     p.add_argument("--token-file", default=None, help="file holding the cluster token (required with --port)")
+    p.add_argument("--tls-cert", default=None, help="PEM certificate: serve gRPC over TLS")
+    p.add_argument("--tls-key", default=None, help="PEM private key for --tls-cert")
     p.add_argument("--metrics-port", type=int, default=None,
                    help="serve Prometheus /metrics and /healthz on this port (none: no endpoint)")
     p.add_argument("--metrics-host", default=None, help="address the metrics port binds to (default: --host)")
@@ -935,7 +937,13 @@ def main(argv: list[str] | None = None) -> None:
                 raise SystemExit("--port needs --token-file: every gRPC call is checked against the cluster token")
             with open(args.token_file) as f:
                 token = f.read().strip()
-            server, bound = serve(agent, args.host, args.port, token, agent.metrics.auth_failure)
+            tls = None
+            if args.tls_cert or args.tls_key:
+                if not (args.tls_cert and args.tls_key):
+                    raise SystemExit("TLS needs both --tls-cert and --tls-key")
+                with open(args.tls_cert, "rb") as c, open(args.tls_key, "rb") as k:
+                    tls = (c.read(), k.read())
+            server, bound = serve(agent, args.host, args.port, token, agent.metrics.auth_failure, tls)
             agent.address = f"{args.host}:{bound}"
             agent.session["address"] = agent.address
         if args.metrics_port is not None:

@@ -39,6 +39,9 @@ def _start_parser(sub: Any) -> None:
     p.add_argument("--dashboard-port", type=int, default=None, help="reserved; ember has no dashboard yet")
     p.add_argument("--token-file", default=None, help="use this token instead of generating one")
     p.add_argument("--state-dir", default=None, help="reserved for head persistence")
+    p.add_argument("--tls-cert", default=None, help="head: PEM certificate, serve gRPC over TLS")
+    p.add_argument("--tls-key", default=None, help="head: PEM private key for --tls-cert")
+    p.add_argument("--tls-ca", default=None, help="worker node: PEM CA to verify the head's certificate")
     p.add_argument("--block", action="store_true", help="stay in the foreground (for containers)")
 
 
@@ -86,7 +89,9 @@ def start(args: argparse.Namespace) -> int:
            "--port", str(args.port), "--token-file", os.path.abspath(token_file)]
     for flag, value in (("--num-cpus", args.num_cpus), ("--num-gpus", args.num_gpus),
                         ("--memory", args.memory), ("--object-store-memory", args.object_store_memory),
-                        ("--resources", args.resources), ("--metrics-port", args.metrics_port)):
+                        ("--resources", args.resources), ("--metrics-port", args.metrics_port),
+                        ("--tls-cert", args.tls_cert and os.path.abspath(args.tls_cert)),
+                        ("--tls-key", args.tls_key and os.path.abspath(args.tls_key))):
         if value is not None:
             cmd += [flag, str(value)]
     rfd, wfd = os.pipe()
@@ -147,7 +152,8 @@ def _start_worker_node(args: argparse.Namespace) -> int:
     cmd = [sys.executable, "-m", "ember_node.worker_node", "--address", args.address,
            "--token-file", os.path.abspath(token_file), "--session-dir", session_dir]
     for flag, value in (("--num-cpus", args.num_cpus), ("--num-gpus", args.num_gpus),
-                        ("--memory", args.memory), ("--resources", args.resources)):
+                        ("--memory", args.memory), ("--resources", args.resources),
+                        ("--tls-ca", args.tls_ca and os.path.abspath(args.tls_ca))):
         if value is not None:
             cmd += [flag, str(value)]
     if args.metrics_port is not None:

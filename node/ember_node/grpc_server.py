@@ -146,8 +146,9 @@ def _close_quietly(sock: socket.socket) -> None:
         pass
 
 
-def serve(agent: Any, host: str, port: int, token: str, on_auth_failure: Callable[[str], None]) -> tuple[grpc.Server, int]:
-    """Start the gRPC server; returns it and the bound port."""
+def serve(agent: Any, host: str, port: int, token: str, on_auth_failure: Callable[[str], None],
+          tls: tuple[bytes, bytes] | None = None) -> tuple[grpc.Server, int]:
+    """Start the gRPC server (TLS with ``tls=(cert_pem, key_pem)``); returns it and the bound port."""
     # the metrics interceptor goes first, so calls the token check refuses are counted too
     counting = [agent.metrics.grpc_interceptor()] if getattr(agent, "metrics", None) is not None else []
     server = grpc.server(
@@ -158,7 +159,11 @@ def serve(agent: Any, host: str, port: int, token: str, on_auth_failure: Callabl
                  ("grpc.so_reuseport", 0)],
     )
     pb_grpc.add_NodeServicer_to_server(NodeServicer(agent), server)
-    bound = server.add_insecure_port(f"{host}:{port}")
+    if tls is not None:
+        cert, key = tls
+        bound = server.add_secure_port(f"{host}:{port}", grpc.ssl_server_credentials([(key, cert)]))
+    else:
+        bound = server.add_insecure_port(f"{host}:{port}")
     if bound == 0:
         raise OSError(f"cannot listen on {host}:{port} (in use?); pick another --port")
     server.start()

@@ -36,8 +36,9 @@ class WorkerNode:
     """One registration with the head: a zygote, a heartbeat, and the head's commands."""
 
     def __init__(self, head: str, token_file: str, totals: dict[str, float], session_dir: str,
-                 advertise: str) -> None:
+                 advertise: str, tls_ca: str | None = None) -> None:
         self.head = head
+        self.tls_ca = tls_ca
         self.token_file = token_file
         self.totals = totals
         self.session_dir = session_dir
@@ -50,10 +51,10 @@ class WorkerNode:
         """Serve one head connection until it ends."""
         with open(self.token_file) as f:
             token = f.read().strip()
-        ping(self.head, token)
-        conn = GrpcConnection(self.head, token)
+        ping(self.head, token, tls_ca=self.tls_ca)
+        conn = GrpcConnection(self.head, token, self.tls_ca)
         session = {"head_address": self.head, "token_file": self.token_file, "node_id": self.node_id,
-                   "session_dir": self.session_dir}
+                   "session_dir": self.session_dir, "tls_ca": self.tls_ca}
         zygote = Zygote("", session, os.path.join(self.session_dir, "logs", "workers.log"))
         done = threading.Event()
         try:
@@ -139,6 +140,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--memory", type=int, default=None)
     p.add_argument("--resources", default=None)
     p.add_argument("--advertise", default="", help="this node's address, for `ember status`")
+    p.add_argument("--tls-ca", default=None, help="PEM file of the CA that signed the head's certificate")
     p.add_argument("--ready-fd", type=int, default=None)
     p.add_argument("--metrics-port", type=int, default=None,
                    help="serve Prometheus /metrics and /healthz on this port (none: no endpoint)")
@@ -154,7 +156,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.resources:
         totals.update({k: float(v) for k, v in json.loads(args.resources).items()})
     node = WorkerNode(args.address, args.token_file, totals, args.session_dir,
-                      args.advertise or socket.gethostname())
+                      args.advertise or socket.gethostname(),
+                      os.path.abspath(args.tls_ca) if args.tls_ca else None)
 
     def stop(signum: int, frame: Any) -> None:
         node.stopping = True
