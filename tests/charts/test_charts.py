@@ -641,7 +641,15 @@ def test_crd_defaults(schema):
         {"groupName": "g", "template": {}},
         schema["properties"]["spec"]["properties"]["workerGroupSpecs"]["items"],
     )
-    assert (bare["replicas"], bare["minReplicas"], bare["maxReplicas"]) == (0, 0, 2147483647)
+    # replicas has no schema default: the operator uses minReplicas, so a group that only
+    # sets minReplicas is valid (a default of 0 would fail the range rule)
+    assert "replicas" not in bare
+    assert (bare["minReplicas"], bare["maxReplicas"]) == (0, 2147483647)
+    only_min = yaml.safe_load(EXAMPLES[0].read_text())
+    group = only_min["spec"]["workerGroupSpecs"][0]
+    group.pop("replicas", None)
+    group["minReplicas"] = 1
+    check_object(only_min)
 
 
 # --- examples and CRs the CRD must refuse ------------------------------------
@@ -734,10 +742,6 @@ INVALID = {
     "min-above-max": (
         _with(lambda d: _group(d).update(replicas=3, minReplicas=3, maxReplicas=2)),
         "minReplicas must be less than or equal to maxReplicas",
-    ),
-    "min-above-default-replicas": (
-        _with(lambda d: (_group(d).pop("replicas"), _group(d).update(minReplicas=1))),
-        "replicas must be between minReplicas and maxReplicas",
     ),
     "duplicate-group-names": (
         _with(lambda d: d["spec"]["workerGroupSpecs"].append(copy.deepcopy(_group(d)))),

@@ -1,0 +1,340 @@
+"""The objects a RayCluster owns, built as plain dicts: pure functions, no I/O.
+
+- head Pod ``<cluster>-head-<suffix>`` and worker Pods ``<cluster>-<group>-worker-<suffix>``,
+  whose agent container (named ``ember-head``/``ember-worker``, else the first) runs ``ember start ...`` with flags derived from the group's
+  ``startParams`` and container resource limits;
+- head Service ``<cluster>-head`` (ports ``grpc``, ``metrics``, ``dashboard``);
+- token Secret ``<cluster>-token`` (key ``token``, mounted read-only in every pod);
+- core/v1 Events about the cluster.
+
+Every object carries the cluster's labels and a controller ``ownerReference`` so that
+deleting the RayCluster garbage-collects it. Pods also carry a hash of their group's
+template and start params, which the planner compares to roll pods with ``Recreate``.
+"""
+
+import base64
+import copy
+import hashlib
+import json
+import secrets
+import string
+from collections.abc import Callable, Mapping
+from decimal import Decimal
+from typing import Any
+
+from ember_operator import constants as c
+from ember_operator.quantities import QuantityError, parse_quantity
+from ember_operator.spec import ClusterSpec, GroupSpec
+
+__all__ = [
+    "SUFFIX_ALPHABET",
+    "SuffixFactory",
+    "random_suffix",
+    "owner_reference",
+    "cluster_labels",
+    "pod_labels",
+    "template_hash",
+    "agent_container_index",
+    "container_resources",
+    "start_args",
+    "pod_name",
+    "build_pod",
+    "build_head_pod",
+    "build_worker_pod",
+    "build_head_service",
+    "build_token_secret",
+    "new_token",
+    "build_event",
+]
+
+SUFFIX_ALPHABET = string.ascii_lowercase + string.digits
+SuffixFactory = Callable[[], str]
+
+
+def random_suffix() -> str:
+    """Five random lowercase letters or digits, as Kubernetes' ``generateName`` makes."""
+    return "".join(secrets.choice(SUFFIX_ALPHABET) for _ in range(5))
+
+
+def new_token() -> str:
+    """A fresh cluster token: 256 random bits, URL-safe text."""
+    return secrets.token_urlsafe(32)
+
+
+def owner_reference(cluster: ClusterSpec) -> dict[str, Any]:
+    """The controller reference that makes an object belong to (and die with) the cluster."""
+    return {
+        "apiVersion": c.API_VERSION,
+        "kind": c.KIND,
+        "name": cluster.name,
+        "uid": cluster.uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def cluster_labels(cluster: ClusterSpec) -> dict[str, str]:
+    """Labels on every object of the cluster."""
+    return {
+        c.LABEL_CLUSTER: cluster.name,
+        c.LABEL_APP_NAME: c.APP_NAME,
+        c.LABEL_APP_INSTANCE: cluster.name,
+        c.LABEL_MANAGED_BY: c.MANAGER,
+    }
+
+
+def pod_labels(cluster: ClusterSpec, group: GroupSpec) -> dict[str, str]:
+    """Labels on the pods of one group (and, for the head, its Service's selector)."""
+    return {
+        **cluster_labels(cluster),
+        c.LABEL_NODE_TYPE: group.node_type,
+        c.LABEL_GROUP: group.name,
+        c.LABEL_APP_COMPONENT: group.node_type,
+    }
+
+
+def template_hash(group: GroupSpec) -> str:
+    """A short stable hash of what a group's pods are made from (template and startParams).
+
+    Replicas and the scale strategy are left out: scaling never rolls pods.
+    """
+    payload = {"template": group.template, "startParams": dict(group.start_params)}
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def agent_container_index(group: GroupSpec) -> int:
+    """Index of the container running the agent: ``ember-head``/``ember-worker`` if present, else 0."""
+    wanted = c.AGENT_CONTAINER[group.node_type]
+    for index, container in enumerate(group.template["spec"]["containers"]):
+        if container.get("name") == wanted:
+            return index
+    return 0
+
+
+def container_resources(container: Mapping[str, Any]) -> dict[str, Decimal]:
+    """CPU cores, memory bytes and GPUs of a container: its limits, else its requests.
+
+    Keys are present only when the container states them (``cpu``, ``memory``, ``gpu``).
+    """
+    resources = container.get("resources") or {}
+    limits = resources.get("limits") or {}
+    requests = resources.get("requests") or {}
+    found: dict[str, Decimal] = {}
+    for key, name in (("cpu", "cpu"), ("memory", "memory"), ("gpu", c.GPU_RESOURCE)):
+        raw = limits.get(name, requests.get(name))
+        if raw is None:
+            continue
+        try:
+            found[key] = parse_quantity(raw)
+        except QuantityError:
+            continue
+    return found
+
+
+def _resource_flags(group: GroupSpec, container: Mapping[str, Any]) -> list[str]:
+    params = group.start_params
+    found = container_resources(container)
+    flags: list[str] = []
+    if "num-cpus" not in params and "cpu" in found:
+        flags += ["--num-cpus", str(max(1, int(found["cpu"])))]
+    if "num-gpus" not in params and found.get("gpu"):
+        flags += ["--num-gpus", str(int(found["gpu"]))]
+    if "memory" not in params and "memory" in found:
+        flags += ["--memory", str(int(found["memory"]))]
+    return flags
+
+
+def _param_flags(params: Mapping[str, str]) -> list[str]:
+    flags: list[str] = []
+    for key in sorted(params):
+        value = params[key]
+        # An empty value (or "true") is a bare switch: {"include-dashboard": ""} -> --include-dashboard.
+        flags += [f"--{key}"] if value in ("", "true") else [f"--{key}", value]
+    return flags
+
+
+def start_args(cluster: ClusterSpec, group: GroupSpec) -> list[str]:
+    """Arguments after the ``ember`` entrypoint for a pod of this group.
+
+    Head: ``start --head --block --host 0.0.0.0 --port 6380 --metrics-port 8080
+    --dashboard-port 8265 --token-file ...``; worker: ``start --block --address
+    <cluster>-head.<ns>.svc:6380 --host 0.0.0.0 --metrics-port 8080 --token-file ...``;
+    then ``--num-cpus``/``--num-gpus``/``--memory`` from the agent container's resources
+    unless startParams gives them, then every startParam as ``--key value``.
+    """
+    container = group.template["spec"]["containers"][agent_container_index(group)]
+    if group.node_type == c.NODE_TYPE_HEAD:
+        args = ["start", "--head", "--block", "--host", "0.0.0.0", "--port", str(c.GRPC_PORT),
+                "--metrics-port", str(c.METRICS_PORT), "--dashboard-port", str(c.DASHBOARD_PORT)]
+    else:
+        args = ["start", "--block", "--address", c.head_address(cluster.name, cluster.namespace),
+                "--host", "0.0.0.0", "--metrics-port", str(c.METRICS_PORT)]
+    args += ["--token-file", c.TOKEN_FILE]
+    return args + _resource_flags(group, container) + _param_flags(group.start_params)
+
+
+def _container_ports(node_type: str) -> list[dict[str, Any]]:
+    ports = [{"name": c.PORT_NAME_METRICS, "containerPort": c.METRICS_PORT, "protocol": "TCP"}]
+    if node_type == c.NODE_TYPE_HEAD:
+        ports = [
+            {"name": c.PORT_NAME_GRPC, "containerPort": c.GRPC_PORT, "protocol": "TCP"},
+            *ports,
+            {"name": c.PORT_NAME_DASHBOARD, "containerPort": c.DASHBOARD_PORT, "protocol": "TCP"},
+        ]
+    return ports
+
+
+def _probe(initial_delay: int, failures: int) -> dict[str, Any]:
+    return {
+        "httpGet": {"path": c.HEALTH_PATH, "port": c.PORT_NAME_METRICS},
+        "initialDelaySeconds": initial_delay,
+        "periodSeconds": 5,
+        "timeoutSeconds": 2,
+        "failureThreshold": failures,
+    }
+
+
+def _agent_container(cluster: ClusterSpec, group: GroupSpec, raw: Mapping[str, Any]) -> dict[str, Any]:
+    container = copy.deepcopy(dict(raw))
+    container["command"] = [c.ENTRYPOINT]
+    container["args"] = start_args(cluster, group)
+    env = list(container.get("env") or [])
+    present = {item.get("name") for item in env}
+    for name, path in ((c.ENV_NODE_NAME, "metadata.name"), (c.ENV_POD_IP, "status.podIP")):
+        if name not in present:
+            env.append({"name": name, "valueFrom": {"fieldRef": {"fieldPath": path}}})
+    container["env"] = env
+    ports = list(container.get("ports") or [])
+    taken = {p.get("containerPort") for p in ports} | {p.get("name") for p in ports}
+    ports += [p for p in _container_ports(group.node_type)
+              if p["containerPort"] not in taken and p["name"] not in taken]
+    container["ports"] = ports
+    container.setdefault("readinessProbe", _probe(initial_delay=2, failures=3))
+    container.setdefault("livenessProbe", _probe(initial_delay=10, failures=6))
+    mounts = list(container.get("volumeMounts") or [])
+    if not any(m.get("name") == c.TOKEN_VOLUME for m in mounts):
+        mounts.append({"name": c.TOKEN_VOLUME, "mountPath": c.TOKEN_DIR, "readOnly": True})
+    container["volumeMounts"] = mounts
+    return container
+
+
+def build_pod(cluster: ClusterSpec, group: GroupSpec, name: str) -> dict[str, Any]:
+    """A pod of ``group`` named ``name``, made from the group's template."""
+    template = copy.deepcopy(dict(group.template))
+    meta = template.get("metadata") or {}
+    spec = template["spec"]
+    index = agent_container_index(group)
+    spec["containers"][index] = _agent_container(cluster, group, spec["containers"][index])
+    volumes = list(spec.get("volumes") or [])
+    if not any(v.get("name") == c.TOKEN_VOLUME for v in volumes):
+        volumes.append({
+            "name": c.TOKEN_VOLUME,
+            "secret": {"secretName": c.secret_name(cluster.name), "defaultMode": 0o440},
+        })
+    spec["volumes"] = volumes
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": name,
+            "namespace": cluster.namespace,
+            "labels": {**(meta.get("labels") or {}), **pod_labels(cluster, group)},
+            "annotations": {
+                **(meta.get("annotations") or {}),
+                c.ANNOTATION_TEMPLATE_HASH: template_hash(group),
+            },
+            "ownerReferences": [owner_reference(cluster)],
+        },
+        "spec": spec,
+    }
+
+
+def build_head_pod(cluster: ClusterSpec, suffix: str) -> dict[str, Any]:
+    """The head pod ``<cluster>-head-<suffix>``."""
+    return build_pod(cluster, cluster.head, pod_name(cluster, cluster.head, suffix))
+
+
+def build_worker_pod(cluster: ClusterSpec, group: GroupSpec, suffix: str) -> dict[str, Any]:
+    """A worker pod ``<cluster>-<group>-worker-<suffix>``."""
+    return build_pod(cluster, group, pod_name(cluster, group, suffix))
+
+
+def pod_name(cluster: ClusterSpec, group: GroupSpec, suffix: str) -> str:
+    """The name a new pod of ``group`` gets with this random suffix."""
+    if group.node_type == c.NODE_TYPE_HEAD:
+        return f"{cluster.name}-head-{suffix}"
+    return f"{cluster.name}-{group.name}-worker-{suffix}"
+
+
+def build_head_service(cluster: ClusterSpec) -> dict[str, Any]:
+    """The head Service ``<cluster>-head``: gRPC (drivers, workers), metrics, dashboard."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": c.head_service_name(cluster.name),
+            "namespace": cluster.namespace,
+            "labels": pod_labels(cluster, cluster.head),
+            "ownerReferences": [owner_reference(cluster)],
+        },
+        "spec": {
+            "type": cluster.service_type,
+            "selector": {
+                c.LABEL_CLUSTER: cluster.name,
+                c.LABEL_NODE_TYPE: c.NODE_TYPE_HEAD,
+            },
+            "ports": [
+                {"name": c.PORT_NAME_GRPC, "port": c.GRPC_PORT,
+                 "targetPort": c.PORT_NAME_GRPC, "protocol": "TCP"},
+                {"name": c.PORT_NAME_METRICS, "port": c.METRICS_PORT,
+                 "targetPort": c.PORT_NAME_METRICS, "protocol": "TCP"},
+                {"name": c.PORT_NAME_DASHBOARD, "port": c.DASHBOARD_PORT,
+                 "targetPort": c.PORT_NAME_DASHBOARD, "protocol": "TCP"},
+            ],
+        },
+    }
+
+
+def build_token_secret(cluster: ClusterSpec, token: str) -> dict[str, Any]:
+    """The Secret ``<cluster>-token`` holding ``token`` under the key ``token``."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": {
+            "name": c.secret_name(cluster.name),
+            "namespace": cluster.namespace,
+            "labels": cluster_labels(cluster),
+            "ownerReferences": [owner_reference(cluster)],
+        },
+        "data": {c.TOKEN_KEY: base64.b64encode(token.encode()).decode()},
+    }
+
+
+def build_event(
+    involved: Mapping[str, Any], type_: str, reason: str, message: str, *, now: str, instance: str
+) -> dict[str, Any]:
+    """A core/v1 Event about ``involved`` (a RayCluster or pod object), ready to POST."""
+    meta = involved.get("metadata") or {}
+    return {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"generateName": f"{meta.get('name', 'ember')}.", "namespace": meta.get("namespace")},
+        "involvedObject": {
+            "apiVersion": involved.get("apiVersion", c.API_VERSION),
+            "kind": involved.get("kind", c.KIND),
+            "name": meta.get("name"),
+            "namespace": meta.get("namespace"),
+            "uid": meta.get("uid"),
+        },
+        "type": type_,
+        "reason": reason,
+        "message": message[:1024],
+        "source": {"component": c.MANAGER},
+        "reportingComponent": c.MANAGER,
+        "reportingInstance": instance,
+        "firstTimestamp": now,
+        "lastTimestamp": now,
+        "count": 1,
+    }

@@ -1,0 +1,264 @@
+"""One level-triggered reconcile pass for a RayCluster, serialized per cluster.
+
+Every trigger (the cluster created, changed or resumed, the periodic timer, an event
+on one of its pods) ends in :meth:`Reconciler.reconcile`, which reads the cluster and
+its pods afresh from the API server, decides with the pure planner, acts, and writes
+the status if it changed. Passes for the same cluster never overlap (a lock per
+cluster) and event-triggered passes coalesce: if one is already waiting for the lock,
+it will read everything after the new event anyway, so the new one is dropped.
+"""
+
+import datetime
+import logging
+import socket
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ember_operator import builders, planner
+from ember_operator import constants as c
+from ember_operator.kube import ApiError, KubeClient
+from ember_operator.metrics import OperatorMetrics
+from ember_operator.planner import PodInfo
+from ember_operator.spec import ClusterSpec, GroupSpec, parse_cluster, spec_problems
+from ember_operator.status import (
+    compute_status,
+    invalid_status,
+    provisioned_just_now,
+    status_changed,
+)
+
+__all__ = [
+    "IdlenessProbe",
+    "no_idleness",
+    "ReconcilerOptions",
+    "Reconciler",
+    "format_time",
+]
+
+logger = logging.getLogger(__name__)
+
+#: ``(cluster object, group name, pod names) -> {pod name: seconds idle}`` or None if unknown.
+IdlenessProbe = Callable[[Mapping[str, Any], str, Sequence[str]], Mapping[str, float] | None]
+
+
+def no_idleness(cluster: Mapping[str, Any], group: str, pods: Sequence[str]) -> Mapping[str, float] | None:
+    """The default idleness probe: unknown. (The head does not report idle workers yet.)"""
+    return None
+
+
+def _utcnow() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+def format_time(moment: datetime.datetime) -> str:
+    """RFC 3339 in UTC with second precision, as Kubernetes writes timestamps."""
+    return moment.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class ReconcilerOptions:
+    """Injectable sources of randomness, time and outside knowledge (tests replace them)."""
+
+    suffix: builders.SuffixFactory = builders.random_suffix
+    token: Callable[[], str] = builders.new_token
+    idleness: IdlenessProbe = no_idleness
+    clock: Callable[[], datetime.datetime] = _utcnow
+
+
+@dataclass
+class _Slot:
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    pending: bool = False
+
+
+class Reconciler:
+    """Brings RayClusters to their desired state. Thread-safe; calls block on the API."""
+
+    def __init__(
+        self,
+        kube: KubeClient,
+        metrics: OperatorMetrics,
+        *,
+        options: ReconcilerOptions | None = None,
+        instance: str | None = None,
+    ) -> None:
+        self.kube = kube
+        self.metrics = metrics
+        self.instance = instance or socket.gethostname()
+        self.options = options or ReconcilerOptions()
+        self._slots: dict[tuple[str, str], _Slot] = {}
+        self._guard = threading.Lock()
+
+    def event(self, body: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
+        """Post a Kubernetes Event about ``body``; failing to is logged, never fatal."""
+        logger.log(logging.WARNING if type_ == "Warning" else logging.INFO, "%s/%s: %s: %s",
+                   (body.get("metadata") or {}).get("namespace"), (body.get("metadata") or {}).get("name"),
+                   reason, message)
+        event = builders.build_event(body, type_, reason, message,
+                                     now=format_time(self.options.clock()), instance=self.instance)
+        try:
+            self.kube.create(event["metadata"]["namespace"], "events", event)
+        except ApiError as exc:
+            logger.warning("Could not post the event %s: %s", reason, exc)
+
+    def forget(self, namespace: str, name: str) -> None:
+        """The cluster was deleted: drop its bookkeeping (its objects are garbage-collected)."""
+        with self._guard:
+            self._slots.pop((namespace, name), None)
+        self.metrics.forget(namespace, name)
+
+    def reconcile(self, namespace: str, name: str, *, trigger: str, coalesce: bool = False) -> str | None:
+        """Run one pass for the cluster; returns its state, or None if skipped or gone.
+
+        With ``coalesce``, the pass is skipped when another is already waiting to start.
+        """
+        with self._guard:
+            slot = self._slots.setdefault((namespace, name), _Slot())
+            if coalesce and slot.pending:
+                return None
+            slot.pending = True
+        with slot.lock:
+            with self._guard:
+                slot.pending = False
+            self.metrics.reconciles.labels(trigger=trigger).inc()
+            try:
+                return self._reconcile(namespace, name)
+            except Exception:
+                self.metrics.reconcile_errors.labels(trigger=trigger).inc()
+                raise
+
+    # --- one pass ----------------------------------------------------------------------------
+    def _reconcile(self, namespace: str, name: str) -> str | None:
+        try:
+            body = self.kube.get_cluster(namespace, name)
+        except ApiError as exc:
+            if exc.not_found:
+                self.forget(namespace, name)
+                return None
+            raise
+        meta = body.get("metadata") or {}
+        if meta.get("deletionTimestamp"):
+            return None
+        previous = body.get("status") or {}
+        now = format_time(self.options.clock())
+        problems = spec_problems(name, body.get("spec"))
+        if problems:
+            status = invalid_status(problems, previous=previous, now=now,
+                                    generation=int(meta.get("generation") or 0))
+            if status_changed(previous, status):
+                self.kube.patch_cluster_status(namespace, name, status)
+                self.event(body, "Warning", "InvalidSpec", status["reason"])
+            self.metrics.set_state(namespace, name, c.STATE_FAILED)
+            return c.STATE_FAILED
+
+        cluster = parse_cluster(body)
+        self._ensure_secret(cluster, body)
+        service = self._ensure_service(cluster, body)
+        pods = [PodInfo.from_pod(pod) for pod in self._owned_pods(cluster)]
+        pods, failure = self._scale(cluster, body, pods)
+        status = compute_status(cluster, pods, service=service, previous=previous, now=now,
+                                replica_failure=failure)
+        if status_changed(previous, status):
+            self.kube.patch_cluster_status(namespace, name, status)
+            if provisioned_just_now(previous, status):
+                self._observe_provisioning(body)
+        self.metrics.set_state(namespace, name, status["state"])
+        return str(status["state"])
+
+    def _owned_pods(self, cluster: ClusterSpec) -> list[dict[str, Any]]:
+        pods = self.kube.list(cluster.namespace, "pods", {c.LABEL_CLUSTER: cluster.name})
+        return [
+            pod for pod in pods
+            if any(ref.get("uid") == cluster.uid and ref.get("controller")
+                   for ref in (pod.get("metadata") or {}).get("ownerReferences") or [])
+        ]
+
+    def _ensure_secret(self, cluster: ClusterSpec, body: Mapping[str, Any]) -> None:
+        # A Secret of that name made beforehand (say, to choose the token) is used as it is.
+        if self.kube.get(cluster.namespace, "secrets", c.secret_name(cluster.name)) is not None:
+            return
+        secret = builders.build_token_secret(cluster, self.options.token())
+        try:
+            self.kube.create(cluster.namespace, "secrets", secret)
+        except ApiError as exc:
+            if not exc.conflict:
+                raise
+        else:
+            self.event(body, "Normal", "CreatedSecret", f"Created token Secret {secret['metadata']['name']}")
+
+    def _ensure_service(self, cluster: ClusterSpec, body: Mapping[str, Any]) -> dict[str, Any]:
+        name = c.head_service_name(cluster.name)
+        service = self.kube.get(cluster.namespace, "services", name)
+        if service is None:
+            service = self.kube.create(cluster.namespace, "services", builders.build_head_service(cluster))
+            self.event(body, "Normal", "CreatedService", f"Created head Service {name}")
+        elif (service.get("spec") or {}).get("type", "ClusterIP") != cluster.service_type:
+            service = self.kube.patch(cluster.namespace, "services", name,
+                                      {"spec": {"type": cluster.service_type}})
+            self.event(body, "Normal", "UpdatedService",
+                        f"Changed head Service {name} to type {cluster.service_type}")
+        return service
+
+    def _scale(
+        self, cluster: ClusterSpec, body: Mapping[str, Any], pods: list[PodInfo]
+    ) -> tuple[list[PodInfo], str | None]:
+        failure: str | None = None
+        known = {(group.node_type, group.name) for group in cluster.groups}
+        for pod in pods:
+            if (pod.node_type, pod.group) not in known and not pod.deleting:
+                self._delete(cluster, body, planner.Deletion(pod.name, "group-removed"))
+        pods = [pod for pod in pods if (pod.node_type, pod.group) in known]
+        for group in cluster.groups:
+            mine = [p for p in pods if p.node_type == group.node_type and p.group == group.name]
+            plan = self._plan(cluster, body, group, mine)
+            gone = set()
+            for deletion in plan.delete:
+                self._delete(cluster, body, deletion)
+                gone.add(deletion.name)
+            pods = [p for p in pods if p.name not in gone]
+            for _ in range(plan.create):
+                try:
+                    pods.append(PodInfo.from_pod(self._create(cluster, body, group)))
+                except ApiError as exc:
+                    failure = f"creating a {group.name} pod failed: {exc}"
+                    self.event(body, "Warning", "PodCreationFailed", failure)
+                    break
+        return pods, failure
+
+    def _plan(
+        self, cluster: ClusterSpec, body: Mapping[str, Any], group: GroupSpec, pods: list[PodInfo]
+    ) -> planner.ScalePlan:
+        desired = 0 if cluster.suspend else group.replicas
+        alive = [p.name for p in pods if p.alive]
+        idleness = self.options.idleness(body, group.name, alive) if len(alive) > desired else None
+        return planner.plan_group(
+            desired,
+            pods,
+            template_hash=builders.template_hash(group),
+            recreate_outdated=cluster.upgrade_strategy == c.UPGRADE_RECREATE,
+            workers_to_delete=group.workers_to_delete,
+            idleness=idleness,
+        )
+
+    def _create(self, cluster: ClusterSpec, body: Mapping[str, Any], group: GroupSpec) -> dict[str, Any]:
+        name = builders.pod_name(cluster, group, self.options.suffix())
+        created = self.kube.create(cluster.namespace, "pods", builders.build_pod(cluster, group, name))
+        self.event(body, "Normal", "CreatedPod", f"Created {group.node_type} pod {name}")
+        return created
+
+    def _delete(self, cluster: ClusterSpec, body: Mapping[str, Any], deletion: planner.Deletion) -> None:
+        if self.kube.delete(cluster.namespace, "pods", deletion.name):
+            self.event(body, "Normal", "DeletedPod", f"Deleted pod {deletion.name} ({deletion.reason})")
+
+    def _observe_provisioning(self, body: Mapping[str, Any]) -> None:
+        created = (body.get("metadata") or {}).get("creationTimestamp")
+        if not created:
+            return
+        try:
+            start = datetime.datetime.fromisoformat(created.replace("Z", "+00:00"))
+        except ValueError:
+            return
+        seconds = (self.options.clock() - start).total_seconds()
+        self.metrics.provision_seconds.observe(max(seconds, 0.0))
