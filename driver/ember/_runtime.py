@@ -83,6 +83,7 @@ class CoreRuntime:
         self._pending_addrefs: list[bytes] = []
         self._pending_release: set[bytes] = set()
         self._pending_unpin: list[bytes] = []
+        self._held_msgs: list[tuple] = []  # sent with the next send or flush (see hold)
         self.objects: dict[bytes, tuple[int, Any]] = {}
         self._owned_pending: set[bytes] = set()
         self._requested: set[bytes] = set()
@@ -151,12 +152,19 @@ class CoreRuntime:
         if self.closed:
             raise RaySystemError("ember is shut down; call ember.init() first")
         pre, post = self._collect()
+        if self._held_msgs:
+            held, self._held_msgs = self._held_msgs, []
+            pre += held
         if not pre and not post and len(msgs) == 1:
             self._send_raw(msgs[0])
         elif releases_first:
             self._send_raw_many(pre + post + list(msgs))
         else:
             self._send_raw_many(pre + list(msgs) + post)
+
+    def hold(self, msg: tuple) -> None:
+        """Queue a message to go out with the next send or flush (batches a worker's results)."""
+        self._held_msgs.append(msg)
 
     def _send_raw(self, msg: tuple) -> None:
         try:
@@ -173,9 +181,13 @@ class CoreRuntime:
             raise RaySystemError(f"lost the connection to the node agent ({exc}); the cluster is gone") from exc
 
     def flush(self) -> None:
-        """Send pending ref operations now."""
-        if self._deferred or self._pending_addrefs or self._pending_release or self._pending_unpin:
+        """Send held messages and pending ref operations now."""
+        if (self._held_msgs or self._deferred or self._pending_addrefs or self._pending_release
+                or self._pending_unpin):
             pre, post = self._collect()
+            if self._held_msgs:
+                held, self._held_msgs = self._held_msgs, []
+                pre += held
             if pre or post:
                 self._send_raw_many(pre + post)
 

@@ -35,7 +35,9 @@ class RayTaskError(RayError):
         self.traceback_str = traceback_str
         self.cause = cause
         self.pid = pid
-        super().__init__(self._message())
+        # not super(): in the dual class the next __init__ would be the user's exception's,
+        # whose signature is unknown
+        Exception.__init__(self, self._message())
 
     def _message(self) -> str:
         where = f" (pid={self.pid})" if self.pid else ""
@@ -45,7 +47,7 @@ class RayTaskError(RayError):
         return self._message()
 
     def __reduce__(self):
-        return (_rebuild_task_error, (self.function_name, self.traceback_str, self.cause, self.pid))
+        return (_rebuild_task_error, (self.function_name, self.traceback_str, _exception_parts(self.cause), self.pid))
 
     def as_instanceof_cause(self) -> RayTaskError:
         """Return an exception that is an instance of both RayTaskError and the cause's type."""
@@ -87,8 +89,27 @@ def _dual_class(cause_cls: type) -> type:
     return cls
 
 
-def _rebuild_task_error(function_name, traceback_str, cause, pid):
-    return RayTaskError(function_name, traceback_str, cause, pid)
+def _exception_parts(exc: BaseException | None) -> tuple | None:
+    """An exception as (class, args, attributes): rebuilt without calling its __init__, so
+    exceptions whose constructor takes other arguments than their message survive the trip."""
+    if exc is None:
+        return None
+    return (type(exc), exc.args, dict(getattr(exc, "__dict__", {})))
+
+
+def _from_parts(parts: tuple | None) -> BaseException | None:
+    if parts is None:
+        return None
+    cls, args, attrs = parts
+    exc = cls.__new__(cls)
+    exc.args = args
+    if attrs:
+        exc.__dict__.update(attrs)
+    return exc
+
+
+def _rebuild_task_error(function_name, traceback_str, cause_parts, pid):
+    return RayTaskError(function_name, traceback_str, _from_parts(cause_parts), pid)
 
 
 def format_remote_traceback(exc: BaseException) -> str:

@@ -34,6 +34,8 @@ from ember._wire import ClientConnection, ConnectionClosed
 from ember.exceptions import RayTaskError, TaskCancelledError, format_remote_traceback
 
 _PR_SET_PDEATHSIG = 1
+BATCH_FAST_S = 0.001  # results of tasks this short may wait for the next one's...
+BATCH_MAX = 64  # ...up to this many, when the next queued task is short too
 
 
 def die_with_parent(sig: int = signal.SIGKILL) -> None:
@@ -52,6 +54,7 @@ class Worker:
         self.rt = rt
         self.functions: dict[bytes, Any] = {}
         self.cancelled: set[bytes] = set()
+        self.fast: set[bytes] = set()  # functions whose last run was short
         self.instance: Any = None
         self.aloop: asyncio.AbstractEventLoop | None = None
         self.semaphore: asyncio.Semaphore | None = None
@@ -172,7 +175,23 @@ class Worker:
         finally:
             rt.current_task_id = None
             rt.cancel_current = False
-        rt.send((M.DONE, task_id, results, retry, time.perf_counter() - start))
+        elapsed = time.perf_counter() - start
+        self._done((M.DONE, task_id, results, retry, elapsed), fn_id, elapsed)
+
+    def _done(self, msg: tuple, fn_id: bytes, elapsed: float) -> None:
+        """Report a finished task; results of short tasks queued back to back go out together."""
+        rt = self.rt
+        if elapsed < BATCH_FAST_S:
+            self.fast.add(fn_id)
+        else:
+            self.fast.discard(fn_id)
+        if threading.current_thread() is not threading.main_thread():
+            rt.send(msg)  # a threaded or async actor's call
+            return
+        rt.hold(msg)
+        queue = rt.task_queue
+        if not queue or len(rt._held_msgs) >= BATCH_MAX or queue[0][1][1] not in self.fast:
+            rt.flush()
 
     def _become_actor(self, instance: Any, actor: tuple) -> None:
         _, concurrency, is_async = actor

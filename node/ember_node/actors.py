@@ -118,12 +118,21 @@ class ActorManager:
         q.append(task)
         return True
 
-    def dispatch(self, actor: Actor) -> None:
+    def dispatch(self, actor: Actor, caller: Any = None) -> None:
+        """Send every call that is next in its caller's order and has its arguments.
+
+        ``caller``: only that caller's calls can have become ready.
+        """
         if actor.state != ALIVE:
             return
         rec = actor.worker
         agent = self.agent
-        for client, q in list(actor.queues.items()):
+        if caller is not None:
+            q = actor.queues.get(caller)
+            queues = [(caller, q)] if q else []
+        else:
+            queues = list(actor.queues.items())
+        for client, q in queues:
             while q:
                 task = q[0]
                 if task.state == FINISHED or task.cancelled:

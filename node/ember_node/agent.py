@@ -78,10 +78,12 @@ class Agent:
         self.node_id = uuid.uuid4().hex
         self.embedded = embedded
         self.address = ""
+        self.heartbeat_timeout = HEARTBEAT_TIMEOUT_S
         self.totals = dict(totals)
         self.local = NodeRec(self.node_id, "", socket.gethostname(), totals, is_head=True)
         self.nodes: dict[str, NodeRec] = {self.node_id: self.local}
         self.available = self.local.available
+        self._largest = dict(totals)
         self._wids = itertools.count(1)
         self.stopping = False
         self.sel = selectors.DefaultSelector()
@@ -212,9 +214,9 @@ class Agent:
             if rec.state == DEAD and rec.lost_at is not None and now - rec.lost_at > LOST_WORKER_GRACE_S:
                 self._finalize_worker(rec)
         for node in list(self.nodes.values()):
-            if node.client is not None and node.alive and now - node.last_heartbeat > HEARTBEAT_TIMEOUT_S:
+            if node.client is not None and node.alive and now - node.last_heartbeat > self.heartbeat_timeout:
                 self.metrics.heartbeat_missed()
-                self._node_dead(node, f"it sent no heartbeat for {HEARTBEAT_TIMEOUT_S:.0f} s")
+                self._node_dead(node, f"it sent no heartbeat for {self.heartbeat_timeout:g} s")
 
     # ------------------------------------------------------------------ connections
     def _on_hello(self, client: Client, msg: tuple) -> None:
@@ -239,6 +241,7 @@ class Agent:
             node = NodeRec(info["node_id"], info.get("address", ""), info.get("hostname", ""),
                            info["resources"], client=client)
             self.nodes[node.node_id] = node
+            self._nodes_changed()
             client.node = node
             log.info("%s joined with %s", node.describe(), node.totals)
             for _ in range(int(node.totals.get("CPU", 1)) or 1):
@@ -328,6 +331,7 @@ class Agent:
             return
         node.alive = False
         node.death_cause = cause
+        self._nodes_changed()
         node.idle.clear()
         log.warning("%s is dead: %s", node.describe(), cause)
         for rec in list(self.workers.values()):
@@ -413,8 +417,10 @@ class Agent:
         elif task.fn_id not in self.functions:
             self._fail(task, RayError(f"task {task.name}: its function was never registered"), pinned=False)
             return
-        problem = describe_unmet(f"{'actor' if kind == 'create' else 'task'} {task.name}",
-                                 task.resources, self._largest_node())
+        problem = None
+        if task.resources and not fits(task.resources, self._largest):
+            problem = describe_unmet(f"{'actor' if kind == 'create' else 'task'} {task.name}",
+                                     task.resources, self._largest)
         if problem:
             if self.embedded:  # no node will ever join an embedded cluster
                 self._fail(task, TaskUnschedulableError(problem), pinned=False)
@@ -448,22 +454,22 @@ class Agent:
         elif task.missing == 0:
             self._requeue(task)
 
-    def _largest_node(self) -> dict[str, float]:
-        """Per resource, the most any one live node has (what a single task can ever get)."""
+    def _nodes_changed(self) -> None:
+        """Recompute, per resource, the most any one live node has (what one task can get)."""
         largest: dict[str, float] = {}
         for node in self.nodes.values():
             if node.alive:
                 for name, amount in node.totals.items():
                     if amount > largest.get(name, 0.0):
                         largest[name] = amount
-        return largest
+        self._largest = largest
 
     def _requeue(self, task: Task, front: bool = False) -> None:
         task.state = QUEUED
         if task.extra and task.extra[0] == "call":
             actor = self.actors.actors.get(task.extra[1])
             if actor is not None:
-                self.actors.dispatch(actor)
+                self.actors.dispatch(actor, task.owner)
             return
         q = self.queues.get(task.shape)
         if q is None:
@@ -799,7 +805,7 @@ class Agent:
             return self._req_nodes(client, None)
         if what == "tasks":
             names = {0: "QUEUED", 1: "RUNNING", 2: "FINISHED"}
-            largest = self._largest_node()
+            largest = self._largest
             return [{"task_id": t.tid.hex(), "name": t.name,
                      "state": ("PENDING_ARGS" if t.missing else names[t.state]),
                      "pending_reason": ("" if t.state != QUEUED else
@@ -902,6 +908,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--host", default="127.0.0.1", help="address the gRPC port binds to")
     p.add_argument("--port", type=int, default=None, help="gRPC port for remote drivers (none: local only)")
     p.add_argument("--token-file", default=None, help="file holding the cluster token (required with --port)")
+    p.add_argument("--heartbeat-timeout", type=float, default=HEARTBEAT_TIMEOUT_S,
+                   help="declare a worker node dead after this many seconds without a heartbeat")
     p.add_argument("--tls-cert", default=None, help="PEM certificate: serve gRPC over TLS")
     p.add_argument("--tls-key", default=None, help="PEM private key for --tls-cert")
     p.add_argument("--metrics-port", type=int, default=None,
@@ -928,6 +936,7 @@ def main(argv: list[str] | None = None) -> None:
         totals["memory"] = float(args.memory)
     signal.signal(signal.SIGTERM, _exit_on_signal)
     agent = Agent(args.session_dir, totals, capacity, args.embedded)
+    agent.heartbeat_timeout = args.heartbeat_timeout
     server = None
     try:
         if args.port is not None:

@@ -36,6 +36,8 @@ def _start_parser(sub: Any) -> None:
     p.add_argument("--resources", default=None, help='custom resources as JSON, e.g. \'{"gpu_type_a": 1}\'')
     p.add_argument("--object-store-memory", type=int, default=None)
     p.add_argument("--metrics-port", type=int, default=None)
+    p.add_argument("--heartbeat-timeout", type=float, default=None,
+                   help="head: declare a worker node dead after this many seconds without a heartbeat (10)")
     p.add_argument("--dashboard-port", type=int, default=None, help="reserved; ember has no dashboard yet")
     p.add_argument("--token-file", default=None, help="use this token instead of generating one")
     p.add_argument("--state-dir", default=None, help="reserved for head persistence")
@@ -90,6 +92,7 @@ def start(args: argparse.Namespace) -> int:
     for flag, value in (("--num-cpus", args.num_cpus), ("--num-gpus", args.num_gpus),
                         ("--memory", args.memory), ("--object-store-memory", args.object_store_memory),
                         ("--resources", args.resources), ("--metrics-port", args.metrics_port),
+                        ("--heartbeat-timeout", args.heartbeat_timeout),
                         ("--tls-cert", args.tls_cert and os.path.abspath(args.tls_cert)),
                         ("--tls-key", args.tls_key and os.path.abspath(args.tls_key))):
         if value is not None:
