@@ -22,7 +22,7 @@ _OPTIONS = [("grpc.max_receive_message_length", 64 << 20), ("grpc.max_send_messa
 
 
 def _metadata(token: str | None) -> list[tuple[str, str]]:
-    return [("authorization", f"Bearer {token or ''}")]
+    return [("authorization", f"Bearer {token}")] if token else []
 
 
 def channel(address: str, tls_ca: str | None = None) -> grpc.Channel:

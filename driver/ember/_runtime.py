@@ -75,6 +75,7 @@ class CoreRuntime:
         self.session = session
         self.mode = mode  # "driver" | "worker"
         self.remote = remote  # reaches the cluster over gRPC, so cannot map the node's store
+        self.namespace: str | None = None  # init(namespace=...): where named actors live
         self.ids = IdGenerator()
         self.closed = False
         self._lock = threading.Lock()
@@ -548,7 +549,8 @@ class CoreRuntime:
         self.send(
             (
                 M.SUBMIT,
-                (task_id, fn_id, name, blob, deps, rids, resources, max_retries, retry_exceptions, contained, extra),
+                (task_id, fn_id, name, blob, deps, rids, resources, max_retries, retry_exceptions, contained, extra,
+                 self.namespace),
             )
         )
         del keep

@@ -95,7 +95,7 @@ class ActorClass:
     def _create(self, args: tuple, kwargs: dict, options: dict[str, Any]) -> ActorHandle:
         rt = _context.require_runtime()
         name = options.get("name")
-        namespace = options.get("namespace")
+        namespace = options.get("namespace") or rt.namespace
         if name is not None and (not isinstance(name, str) or not name):
             raise ValueError(f"actor name must be a non-empty string, got {name!r}")
         lifetime = options.get("lifetime")
@@ -116,13 +116,15 @@ class ActorClass:
         explicit_cpus = options.get("num_cpus")
         held = validate_request(explicit_cpus, options.get("num_gpus"), options.get("resources"),
                                 options.get("memory"), default_cpus=0.0)
-        placement = dict(held)
-        if explicit_cpus is None:
-            placement["CPU"] = 1.0  # like Ray: 1 CPU to place an actor, 0 held while it runs
-        if name is not None and options.get("get_if_exists"):
+        if name is not None:
             existing = _lookup(rt, name, namespace)
             if existing is not None:
-                return existing
+                if options.get("get_if_exists"):
+                    return existing
+                raise ValueError(
+                    f"an actor named {name!r} already exists in namespace {namespace or 'default'!r}; "
+                    f"use ember.get_actor({name!r}) or .options(get_if_exists=True)"
+                )
         if self._blob is None:
             try:
                 self._blob, self._contained = dumps_function(self._cls)
@@ -139,10 +141,12 @@ class ActorClass:
             "max_concurrency": concurrency,
             "is_async": self._is_async,
             "held": held,
+            # like Ray: a default actor holds 0 CPU while it runs, but goes on a node with CPUs
+            "cpu_node": explicit_cpus is None,
             "meta": serialize(meta).to_bytes(),
             "get_if_exists": bool(options.get("get_if_exists")),
         }
-        refs = rt.submit(fn_id, f"{self._name}.__init__", args, kwargs, 1, placement, 0, False,
+        refs = rt.submit(fn_id, f"{self._name}.__init__", args, kwargs, 1, held, 0, False,
                          extra=("create", spec))
         creation = refs[0]
         return ActorHandle(creation, meta)
@@ -262,7 +266,9 @@ def get_actor(name: str, namespace: str | None = None) -> ActorHandle:
     """The handle of a named actor; raises ValueError when there is none by that name."""
     if not isinstance(name, str) or not name:
         raise ValueError("get_actor() needs the actor's name (a non-empty string)")
-    handle = _lookup(_context.require_runtime(), name, namespace)
+    rt = _context.require_runtime()
+    namespace = namespace or rt.namespace
+    handle = _lookup(rt, name, namespace)
     if handle is None:
         where = f" in namespace {namespace!r}" if namespace else ""
         raise ValueError(f"no actor named {name!r}{where}; it was never created, or it has died")

@@ -97,6 +97,7 @@ def init(
                     "new local cluster; they cannot be given when connecting to a running one"
                 )
             rt = _connect(address, token, tls_ca or os.environ.get("EMBER_TLS_CA"))
+            rt.namespace = kwargs.get("namespace")
             _context.set_runtime(rt)
             if not _atexit_registered:
                 atexit.register(shutdown)
@@ -127,6 +128,7 @@ def init(
             cluster.stop(timeout=0)
             raise
         _cluster = cluster
+        rt.namespace = kwargs.get("namespace")
         _context.set_runtime(rt)
         if not _atexit_registered:
             atexit.register(shutdown)

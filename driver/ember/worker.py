@@ -148,8 +148,8 @@ class Worker:
             results = self._error_results(rids, TaskCancelledError(f"task {name} was cancelled"))
             rt.send((M.DONE, task_id, results, False, 0.0))
             return
-        if env:
-            os.environ.update(env)
+        if actor is None or actor[0] == "create":  # the caller's namespace, for named actors
+            rt.namespace = env.get("namespace") if env else None
         rt.current_task_id = task_id
         rt.cancel_current = False
         try:

@@ -103,6 +103,23 @@ class ActorManager:
         actor.state = ALIVE
         self.dispatch(actor)
 
+    def on_create_failed(self, task: Task, blob: bytes) -> None:
+        """The creation task failed before running (an argument's task failed, or it was
+        cancelled): the actor is dead, and its calls fail with the reason."""
+        actor = self.actors.get(task.rids[0])
+        if actor is None or actor.state == DEAD:
+            return
+        from ember._serialization import deserialize
+
+        try:
+            cause = deserialize(blob)
+        except Exception as exc:  # noqa: BLE001
+            cause = exc
+        if actor.death_cause is None:
+            actor.death_cause = RayActorError(f"actor {actor.class_name} could not be created: {cause}",
+                                              cause=cause)
+        self._die(actor, kill=True)
+
     # -------------------------------------------------------------- calls
     def on_call(self, task: Task, client: Client) -> bool:
         """A method call was submitted; False when it was failed right away."""
@@ -213,8 +230,11 @@ class ActorManager:
         rec = actor.worker
         if rec is not None and kill:
             agent._kill_worker(rec)
-        if agent.tasks.get(actor.create_task.tid) is actor.create_task:
-            agent._release_task(actor.create_task)
+        create = actor.create_task
+        if create.state != FINISHED:
+            agent._fail(create, actor.death_cause)  # it never ran: its result becomes the error
+        elif agent.tasks.get(create.tid) is create:
+            agent._release_task(create)
         if actor.key is not None and self.names.get(actor.key) == actor.aid:
             del self.names[actor.key]
         if actor.key is not None or actor.spec.get("detached"):
@@ -227,6 +247,8 @@ class ActorManager:
         if actor is None or actor.state == DEAD:
             return
         actor.no_restart = actor.no_restart or no_restart
+        if no_restart and actor.key is not None and self.names.get(actor.key) == aid:
+            del self.names[actor.key]  # the name is free again at once, as in Ray
         if actor.worker is not None:
             self.agent._kill_worker(actor.worker)
         elif no_restart:

@@ -101,6 +101,8 @@ class Agent:
         self.actors = ActorManager(self)
         actor_table = self.actors.actors
         self.table.on_free = lambda oid: self.actors.on_freed(oid) if oid in actor_table else None
+        # an actor whose every handle is dropped before it was created never starts
+        self.table.on_orphan = lambda oid: self.actors.on_freed(oid) if oid in actor_table else None
         self.functions: dict[bytes, bytes] = {}
         self.tasks: dict[bytes, Task] = {}
         self.queues: dict[tuple, deque[Task]] = {}
@@ -339,7 +341,9 @@ class Agent:
                 rec.state = DEAD
                 self._finalize_worker(rec)
                 if rec.client is not None:
+                    # cut it off: a worker of a dead node must not report results
                     rec.client.worker = None
+                    self._on_disconnect(rec.client)
         if node.client is not None and not node.client.conn.closed:
             self._on_disconnect(node.client)
 
@@ -417,6 +421,8 @@ class Agent:
         elif task.fn_id not in self.functions:
             self._fail(task, RayError(f"task {task.name}: its function was never registered"), pinned=False)
             return
+        if kind == "create" and not self.actors.on_create(task, client):
+            return
         problem = None
         if task.resources and not fits(task.resources, self._largest):
             problem = describe_unmet(f"{'actor' if kind == 'create' else 'task'} {task.name}",
@@ -427,8 +433,6 @@ class Agent:
                 return
             # a node that can run it may still join: keep it queued and say why
             log.warning("%s; it stays pending until a node that can run it joins", problem)
-        if kind == "create" and not self.actors.on_create(task, client):
-            return
         objs = table.objs
         for d in task.deps:
             if d not in objs:
@@ -513,9 +517,12 @@ class Agent:
     def _worker_for(self, task: Task, pipeline: bool = True) -> WorkerRec | None:
         """An idle worker on a node with room for ``task`` (the head's own node first)."""
         start_on = None
+        cpu_node = task.extra is not None and task.extra[0] == "create" and task.extra[1].get("cpu_node")
         for node in self.nodes.values():
             if not node.alive or not fits(task.resources, node.available):
                 continue
+            if cpu_node and node.totals.get("CPU", 0.0) < 1:
+                continue  # a default actor holds no CPU but, like Ray's, needs a node with CPUs
             if node.idle:
                 return node.idle.pop()
             if start_on is None and node.starting < 2:
@@ -585,7 +592,8 @@ class Agent:
         task.worker = rec
         task.state = RUNNING
         self._send(rec.client, (M.EXEC, (task.tid, fn_id, fn_blob, task.name, task.args, deps,
-                                         task.rids, task.retry_exc, task.retries_left(), None, actor)))
+                                         task.rids, task.retry_exc, task.retries_left(),
+                                         {"namespace": task.namespace} if task.namespace else None, actor)))
 
     def _worker_idle(self, rec: WorkerRec) -> None:
         if rec.held and not rec.blocked:
@@ -600,11 +608,15 @@ class Agent:
         _, tid, results, retry, duration = msg
         rec = client.worker
         task = self.tasks.get(tid)
+        if rec is None or (task is not None and task.worker is not rec):
+            # a late result from a worker we gave up on (its node was declared dead, and the
+            # task was retried elsewhere): the retry's result is the one that counts
+            task = None
         if rec is not None:
-            try:
-                rec.inflight.remove(task) if task is not None else None
-            except ValueError:
-                pass
+            for queued in rec.inflight:
+                if queued.tid == tid:
+                    rec.inflight.remove(queued)
+                    break
         if task is not None:
             stats = self.fn_stats.get(task.fn_id)
             if stats is None:
@@ -632,9 +644,11 @@ class Agent:
                                                bool(results) and results[0][1] == M.ERROR)
                     self._release_task(task)
         else:
-            # a task we no longer track (cancelled and failed already): free what it wrote
-            for rid, kind, payload, contained in results:
-                self.table.complete(rid, kind, payload, contained, client.refs)
+            # a task we no longer track (or no longer from this worker): free what it wrote
+            for rid, kind, payload, _ in results:
+                if kind == M.STORE:
+                    client.refs.creating.pop(rid, None)
+                    self.table.arena.free(*payload)
         if rec is not None and not rec.inflight and rec.state == BUSY and rec.actor is None:
             self._worker_idle(rec)
 
@@ -661,6 +675,13 @@ class Agent:
             self._release_task(task)
         else:
             task.state = FINISHED
+        if task.extra:
+            if task.extra[0] == "create":
+                self.actors.on_create_failed(task, blob)
+            elif task.extra[0] == "call":  # a failed call no longer holds up the calls behind it
+                actor = self.actors.actors.get(task.extra[1])
+                if actor is not None:
+                    self.actors.dispatch(actor, task.owner)
 
     def _on_bounce(self, client: Client, msg: tuple) -> None:
         rec = client.worker

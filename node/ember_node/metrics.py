@@ -8,10 +8,13 @@ Prometheus scrapes, by a Collector that reads the agent's structures from the HT
 thread. The loop keeps mutating those structures meanwhile, so the collector works on
 ``list(...)`` copies and retries once when a dict changes size under it.
 
-Every family is named ``ember_*``, carries a ``node_id`` label, and uses base units. Label
-values are bounded: no object or task ids, and at most ``MAX_NAMES`` distinct function names
-(later ones are folded into ``other``). The agent process's own CPU and memory come from
-``prometheus_client``'s ProcessCollector (``process_*``). See docs/monitoring.md.
+Every family is named ``ember_*``, carries a ``node_id`` label (the node a sample describes:
+the head reports every node's workers and resources, since it schedules them all), and uses
+base units. Label values are bounded: no object or task ids, at most ``MAX_NAMES`` distinct
+function names (later ones are folded into ``other``), gRPC methods outside ember's services
+reported as ``unknown``. The agent process's own CPU and memory come from
+``prometheus_client``'s ProcessCollector (``process_*``). A worker node serves a smaller set
+(``WorkerNodeMetrics``). See docs/monitoring.md.
 """
 
 from __future__ import annotations
@@ -102,13 +105,10 @@ class NodeMetrics(_Endpoint):
         self.node_id: str = agent.node_id
         self.max_names = max_names
         self.registry = CollectorRegistry()
-        # function name -> label value (at most max_names entries; later names map to OTHER)
-        self._labels: dict[str, str] = {}
-        # label value -> count
-        self.submitted: defaultdict[str, int] = defaultdict(int)
-        self.finished: defaultdict[str, int] = defaultdict(int)
-        self.failed: defaultdict[str, int] = defaultdict(int)
-        self.retried: defaultdict[str, int] = defaultdict(int)
+        # function name -> [submitted, finished, failed, retried], for the first max_names
+        # names; every later name counts in _other (reported as name="other")
+        self._counts: dict[str, list[int]] = {}
+        self._other = [0, 0, 0, 0]
         self.run_counts = [0] * (len(RUN_BUCKETS) + 1)  # per bucket, not cumulative; last is +Inf
         self.run_sum = 0.0
         self.worker_starts = 0
@@ -117,6 +117,8 @@ class NodeMetrics(_Endpoint):
         self.spilled_bytes = 0
         self.restores = 0
         self.restored_bytes = 0
+        # gRPC counters are bumped from the server's thread pool, so under a lock
+        self._grpc_lock = threading.Lock()
         self.grpc_requests: defaultdict[tuple[str, str], int] = defaultdict(int)
         self.auth_failures = 0
         self.heartbeats_missed = 0
@@ -129,35 +131,38 @@ class NodeMetrics(_Endpoint):
             table.on_restore = self.restored
 
     # ------------------------------------------------------------------ events (hot path)
-    def label(self, name: str) -> str:
-        """The label value for function ``name``: itself, or OTHER once MAX_NAMES are in use."""
-        lab = self._labels.get(name)
-        if lab is None:
-            if len(self._labels) >= self.max_names:
-                return OTHER
-            lab = self._labels[name] = name
-        return lab
+    def _slot(self, name: str) -> list[int]:
+        """The counters of a function not seen yet: its own, or OTHER's once the cap is hit."""
+        if len(self._counts) >= self.max_names:
+            return self._other
+        slot = self._counts[name] = [0, 0, 0, 0]
+        return slot
 
     def task_submitted(self, name: str) -> None:
-        self.submitted[self._labels.get(name) or self.label(name)] += 1
+        (self._counts.get(name) or self._slot(name))[0] += 1
 
     def task_finished(self, name: str, seconds: float | None, failed: bool) -> None:
         """A task ended for good (``seconds``: its last run's duration, None if it never ran)."""
-        lab = self._labels.get(name) or self.label(name)
-        if failed:
-            self.failed[lab] += 1
-        else:
-            self.finished[lab] += 1
+        (self._counts.get(name) or self._slot(name))[2 if failed else 1] += 1
         if seconds is not None:
             self.run_counts[bisect_left(RUN_BUCKETS, seconds)] += 1
             self.run_sum += seconds
 
     def task_retried(self, name: str, seconds: float | None = None) -> None:
         """A task will run again (``seconds``: how long the failed attempt ran, if known)."""
-        self.retried[self._labels.get(name) or self.label(name)] += 1
+        (self._counts.get(name) or self._slot(name))[3] += 1
         if seconds is not None:
             self.run_counts[bisect_left(RUN_BUCKETS, seconds)] += 1
             self.run_sum += seconds
+
+    def task_counts(self) -> dict[str, list[int]]:
+        """name label -> [submitted, finished, failed, retried] (a copy, safe from any thread)."""
+        counts = {name: list(c) for name, c in list(self._counts.items())}
+        if any(self._other):
+            merged = counts.setdefault(OTHER, [0, 0, 0, 0])
+            for i, n in enumerate(self._other):
+                merged[i] += n
+        return counts
 
     def worker_started(self) -> None:
         self.worker_starts += 1
@@ -189,7 +194,8 @@ class NodeMetrics(_Endpoint):
 
     def grpc_request(self, method: str, code: str) -> None:
         """One served gRPC call (``method``: the full method name; ``code``: e.g. 'OK')."""
-        self.grpc_requests[(method, code)] += 1
+        with self._grpc_lock:
+            self.grpc_requests[(method, code)] += 1
 
     def grpc_interceptor(self) -> Any:
         """A grpc.ServerInterceptor that counts every call by method and final status code.
@@ -202,7 +208,8 @@ class NodeMetrics(_Endpoint):
 
     def auth_failure(self, method: str | None = None) -> None:
         """A call refused for its token (``method`` is accepted for the hook's sake, not a label)."""
-        self.auth_failures += 1
+        with self._grpc_lock:
+            self.auth_failures += 1
 
     def heartbeat_missed(self) -> None:
         self.heartbeats_missed += 1
@@ -220,8 +227,7 @@ class WorkerNodeMetrics(_Endpoint):
     """
 
     def __init__(self, node: Any) -> None:
-        self.node = node
-        self.node_id: str = node.node_id
+        self.node = node  # its node_id changes when it registers again: read it at scrape time
         self.registry = CollectorRegistry()
         self.registry.register(_WorkerNodeCollector(self))
         ProcessCollector(registry=self.registry)
@@ -237,7 +243,8 @@ class _WorkerNodeCollector:
     def collect(self) -> Iterator[Metric]:
         g = GaugeMetricFamily("ember_node_worker_processes", "Worker processes alive on this "
                               "worker node.", labels=["node_id"])
-        g.add_metric([self.m.node_id], len(self.m.node.pids))
+        node = self.m.node
+        g.add_metric([node.node_id], len(node.pids))
         yield g
 
 
@@ -270,7 +277,7 @@ def _read_state(m: NodeMetrics) -> dict[str, Any]:
     from ember_node.workers import BUSY, IDLE, STARTING
 
     agent = m.agent
-    labels = m._labels
+    known = m._counts
     pending_args: defaultdict[str, int] = defaultdict(int)
     pending_node: defaultdict[str, int] = defaultdict(int)
     running: defaultdict[str, int] = defaultdict(int)
@@ -279,13 +286,13 @@ def _read_state(m: NodeMetrics) -> dict[str, Any]:
             continue
         st = task.state
         if st == QUEUED:
-            lab = labels.get(task.name, OTHER)
+            lab = task.name if task.name in known else OTHER
             if task.missing > 0:
                 pending_args[lab] += 1
             else:
                 pending_node[lab] += 1
         elif st == RUNNING:
-            running[labels.get(task.name, OTHER)] += 1
+            running[task.name if task.name in known else OTHER] += 1
     # per node: the head schedules every node, so it knows their workers and resources
     local = getattr(agent, "local", None)
     nodes = list(getattr(agent, "nodes", {}).values()) or [local]
@@ -336,29 +343,24 @@ def _read_state(m: NodeMetrics) -> dict[str, Any]:
 
 def _counter_families(m: NodeMetrics) -> Iterator[Metric]:
     nid = m.node_id
-    by_name = ["node_id", "name"]
-
-    def per_name(family: str, doc: str, counts: dict[str, int], keys: list[str]) -> Metric:
-        c = CounterMetricFamily(family, doc, labels=by_name)
-        for k in keys:
-            c.add_metric([nid, k], counts.get(k, 0))
-        return c
-
-    submitted = dict(m.submitted)
-    keys = sorted(submitted)
-    yield per_name("ember_tasks_submitted", "Tasks (and actor method calls) submitted to this node.",
-                   submitted, keys)
-    yield per_name("ember_tasks_finished", "Tasks that ended successfully.", dict(m.finished), keys)
-    yield per_name("ember_tasks_failed", "Tasks that ended with an error (raised, crashed, cancelled, "
-                   "unschedulable or lost an argument).", dict(m.failed), keys)
-    yield per_name("ember_tasks_retried", "Task attempts retried (each retry counts once).",
-                   dict(m.retried), keys)
+    counts = m.task_counts()
+    names = sorted(counts)
+    for i, family, doc in (
+            (0, "ember_tasks_submitted", "Tasks (and actor method calls) submitted to this node."),
+            (1, "ember_tasks_finished", "Tasks that ended successfully."),
+            (2, "ember_tasks_failed", "Tasks that ended with an error (raised, crashed, cancelled, "
+                                      "unschedulable, lost an argument or their actor)."),
+            (3, "ember_tasks_retried", "Task attempts retried (each retry counts once).")):
+        c = CounterMetricFamily(family, doc, labels=["node_id", "name"])
+        for name in names:
+            c.add_metric([nid, name], counts[name][i])
+        yield c
 
     h = HistogramMetricFamily("ember_task_run_seconds", "Run time of each task execution, as "
                               "measured by the worker.", labels=["node_id"], unit="seconds")
-    counts = list(m.run_counts)
+    run_counts = list(m.run_counts)
     cumulative, buckets = 0, []
-    for bound, n in zip(RUN_BUCKETS + (float("inf"),), counts, strict=True):
+    for bound, n in zip(RUN_BUCKETS + (float("inf"),), run_counts, strict=True):
         cumulative += n
         buckets.append(("+Inf" if bound == float("inf") else repr(bound), cumulative))
     h.add_metric([nid], buckets, sum_value=m.run_sum)
@@ -371,7 +373,7 @@ def _counter_families(m: NodeMetrics) -> Iterator[Metric]:
 
     yield single("ember_worker_starts", "Worker processes started.", m.worker_starts)
     yield single("ember_worker_crashes", "Worker processes that died without the agent asking "
-                 "them to (a crash, os._exit, the OOM killer).", m.worker_crashes)
+                 "them to (a crash, os._exit, the OOM killer, their node dying).", m.worker_crashes)
     yield single("ember_object_store_spills", "Objects evicted from the store to disk (spills).",
                  m.spills)
     yield single("ember_object_store_spilled_bytes", "Bytes spilled from the store to disk.",
@@ -402,10 +404,12 @@ def _state_families(m: NodeMetrics, s: dict[str, Any]) -> Iterator[Metric]:
         "ember_tasks", "Tasks on this node by state and function name: pending_args (waiting for "
         "arguments), pending_node (waiting for a worker or resources), running; finished and "
         "failed are cumulative counts.", labels=["node_id", "state", "name"])
-    finished, failed = dict(m.finished), dict(m.failed)
+    counts = m.task_counts()
+    finished = {name: c[1] for name, c in counts.items()}
+    failed = {name: c[2] for name, c in counts.items()}
     current = {"pending_args": s["pending_args"], "pending_node": s["pending_node"],
                "running": s["running"], "finished": finished, "failed": failed}
-    names = set(m.submitted)
+    names = set(counts)
     for counts in current.values():
         names.update(counts)
     for name in sorted(names):

@@ -66,6 +66,7 @@ class ObjectTable:
         self.in_store: OrderedDict[bytes, Obj] = OrderedDict()  # LRU of unspilled arena objects
         self.on_ready: Callable[[Obj], None] = lambda obj: None
         self.on_free: Callable[[bytes], None] = lambda oid: None
+        self.on_orphan: Callable[[bytes], None] = lambda oid: None
         self.on_spill: Callable[[int], None] = lambda nbytes: None  # metrics hooks
         self.on_restore: Callable[[int], None] = lambda nbytes: None
         self.spilled_bytes_total = 0
@@ -157,7 +158,10 @@ class ObjectTable:
             self.maybe_free(obj)
 
     def maybe_free(self, obj: Obj) -> None:
-        if obj.holders > 0 or obj.pins > 0 or obj.state != READY:
+        if obj.holders > 0 or obj.pins > 0:
+            return
+        if obj.state != READY:
+            self.on_orphan(obj.oid)  # nobody wants it, though it is not computed yet
             return
         oid = obj.oid
         if self.objs.get(oid) is not obj:

@@ -16,11 +16,11 @@ class Task:
 
     __slots__ = ("tid", "fn_id", "name", "args", "deps", "rids", "resources", "shape", "max_retries",
                  "retry_exc", "contained", "extra", "owner", "missing", "worker", "attempt",
-                 "cancelled", "state", "failed_dep", "submitted_at")
+                 "cancelled", "state", "failed_dep", "submitted_at", "namespace")
 
     def __init__(self, spec: tuple, owner: Any) -> None:
         (self.tid, self.fn_id, self.name, self.args, self.deps, self.rids, self.resources,
-         self.max_retries, self.retry_exc, self.contained, self.extra) = spec
+         self.max_retries, self.retry_exc, self.contained, self.extra, self.namespace) = spec
         self.shape = shape_key(self.resources)
         self.owner = owner
         self.missing = 0

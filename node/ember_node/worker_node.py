@@ -124,6 +124,9 @@ class WorkerNode:
                 log.warning("cannot join the head: %s; retrying in %.1f s", exc, delay)
             if self.stopping:
                 return
+            # a new identity for the next registration: a node declared dead stays dead in
+            # the head's records, and coming back makes a new node
+            self.node_id = uuid.uuid4().hex
             if time.monotonic() - started > 30:
                 delay = 0.5
             time.sleep(delay)

@@ -1,0 +1,137 @@
+"""Fixtures for the multi-node cluster tests (issue 4): real agents on loopback.
+
+``procs``          function-scoped ``helpers.Procs``: whatever a test starts is stopped by pid
+                   afterwards (SIGTERM, then SIGKILL, descendants included).
+``module_procs``   the same for module-scoped clusters.
+``three_nodes``    module-scoped: a head (1 CPU) and worker nodes ``a`` and ``b`` (2 CPUs each,
+                   custom resources ``node_a`` / ``node_b``), started directly (no CLI records).
+``connect``        function-scoped factory: ``connect(head)`` connects this process as a remote
+                   driver (``ember.init("host:port", token=...)``); disconnected afterwards.
+``forwarder``      function-scoped factory: ``forwarder(("127.0.0.1", port))`` -> a running
+                   ``helpers.Forwarder`` (closed afterwards).
+
+After each module, ``_no_survivors`` checks that no process carrying this run's mark
+(``EMBER_CLUSTER_TEST_MARK``, inherited by agents, zygotes, workers and drivers) is alive;
+survivors are killed by pid and the module errors with the list.
+"""
+
+from __future__ import annotations
+
+import shutil
+
+import ember
+import psutil
+import pytest
+
+from .helpers import (
+    Forwarder,
+    Procs,
+    marked_pids,
+    short_tmpdir,
+    start_head,
+    start_worker_node,
+    wait_cluster,
+    wait_until,
+)
+
+
+def _describe(pids: list[int]) -> str:
+    out = []
+    for pid in pids:
+        try:
+            out.append(f"{pid}: {' '.join(psutil.Process(pid).cmdline())[:150]}")
+        except psutil.Error:
+            out.append(f"{pid}: (gone)")
+    return "; ".join(out)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _no_survivors(request):
+    yield
+    if ember.is_initialized():
+        ember.shutdown()
+    wait_until(lambda: not marked_pids(), 10, 0.1)
+    survivors = marked_pids()
+    if survivors:
+        desc = _describe(survivors)
+        for pid in survivors:
+            try:
+                psutil.Process(pid).kill()
+            except psutil.Error:
+                pass
+        pytest.fail(f"{request.module.__name__}: processes survived the module: {desc}", pytrace=False)
+
+
+def finish(p: Procs) -> None:
+    """Stop what ``p`` started; fail when something needed SIGKILL or left shared memory."""
+    p.cleanup()
+    stubborn = p.stubborn
+    leaked = p.leaked_arenas()
+    problems = []
+    if stubborn:
+        problems.append(f"needed SIGKILL after SIGTERM and 8 s: {stubborn}")
+    if leaked:
+        problems.append(f"shared memory left in /dev/shm after the head stopped: {leaked}")
+    if problems:
+        pytest.fail("cleanup: " + " | ".join(problems), pytrace=False)
+
+
+@pytest.fixture
+def procs():
+    p = Procs()
+    yield p
+    finish(p)
+
+
+@pytest.fixture(scope="module")
+def module_procs():
+    p = Procs()
+    yield p
+    finish(p)
+
+
+@pytest.fixture
+def tmp_short(procs):
+    """A short private directory, removed after what the test started has stopped."""
+    path = short_tmpdir()
+    yield path
+    procs.cleanup()
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def three_nodes(module_procs):
+    """head (1 CPU) + node a (2 CPUs, node_a) + node b (2 CPUs, node_b); 1 GiB store on the head."""
+    root = short_tmpdir()
+    head = start_head(module_procs, root, num_cpus=1, store_bytes=1024 << 20)
+    a = start_worker_node(module_procs, head, root, "a", num_cpus=2, resources={"node_a": 1})
+    b = start_worker_node(module_procs, head, root, "b", num_cpus=2, resources={"node_b": 1})
+    wait_cluster(head, alive_nodes=3, idle_workers=5)
+    yield head, a, b
+    module_procs.cleanup()  # module_procs' own teardown reports what needed SIGKILL
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def connect():
+    def _connect(head, token=None):
+        assert not ember.is_initialized()
+        ember.init(head.address, token=token or head.token)
+
+    yield _connect
+    if ember.is_initialized():
+        ember.shutdown()
+
+
+@pytest.fixture
+def forwarder():
+    started: list[Forwarder] = []
+
+    def _start(target):
+        fwd = Forwarder(target)
+        started.append(fwd)
+        return fwd
+
+    yield _start
+    for fwd in started:
+        fwd.close()

@@ -1,0 +1,196 @@
+"""The ``ember`` command line on a real head and worker node (issue 4, tests 6 and 7).
+
+Every CLI call runs with ``TMPDIR`` set to a test-private directory, so the agent records
+(``$TMPDIR/ember-<uid>/agents/``), the generated token and ``ember stop`` only ever see this
+test's agents, while other suites run on the same machine. Agents started by the CLI are
+detached from it; their pids come from those records and are cleaned up by pid.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from .helpers import (
+    cli_records,
+    ember_cli,
+    free_port,
+    last_json,
+    pid_alive,
+    run_driver,
+    short_tmpdir,
+    wait_until,
+)
+
+
+class Cli:
+    def __init__(self, procs, root):
+        self.procs = procs
+        self.root = root
+        self.env = procs.env({"TMPDIR": str(root)})
+        self.base = root / f"ember-{os.getuid()}"
+
+    def __call__(self, *args: str, timeout: float = 60):
+        return ember_cli(self.env, *args, timeout=timeout)
+
+    def ok(self, *args: str) -> str:
+        r = self(*args)
+        assert r.returncode == 0, f"ember {' '.join(args)} failed ({r.returncode}):\n{r.stdout}\n{r.stderr}"
+        return r.stdout
+
+    def track_agents(self) -> list[dict]:
+        recs = cli_records(self.root)
+        for rec in recs:
+            self.procs.track(int(rec["pid"]))
+        return recs
+
+    def start_head(self, *extra: str) -> tuple[int, dict]:
+        port = free_port()
+        out = self.ok("start", "--head", "--port", str(port), "--num-cpus", "1",
+                      "--object-store-memory", str(256 << 20), *extra)
+        assert f"127.0.0.1:{port}" in out, out
+        heads = [r for r in self.track_agents() if r["role"] == "head"]
+        assert len(heads) == 1, heads
+        return port, heads[0]
+
+    def driver(self, script: str, timeout: float = 60):
+        return run_driver(self.procs, script, env={"TMPDIR": str(self.root)}, timeout=timeout)
+
+
+@pytest.fixture
+def cli(procs):
+    root = short_tmpdir()
+    c = Cli(procs, root)
+    yield c
+    c.track_agents()
+    try:
+        c("stop", timeout=30)
+    except Exception:  # noqa: BLE001 - cleanup by pid below anyway
+        pass
+    procs.cleanup()
+    shutil.rmtree(root, ignore_errors=True)
+
+
+NAMED_ACTOR = r"""
+import json
+
+import ember
+
+ember.init(address="auto")
+
+
+@ember.remote
+class Probe:
+    def ping(self):
+        return "pong"
+
+
+p = Probe.options(name="cli_probe", lifetime="detached").remote()
+print(json.dumps({"ping": ember.get(p.ping.remote(), timeout=30)}))
+"""
+
+
+def test_status_list_and_stop(cli):
+    from ember._remote import ping
+
+    port, head_rec = cli.start_head()
+    token_file = cli.base / "token"
+    assert oct(token_file.stat().st_mode & 0o777) == "0o600"
+    cli.ok("start", "--address", f"127.0.0.1:{port}", "--token-file", str(token_file),
+           "--num-cpus", "1", "--resources", json.dumps({"node_a": 1}))
+    recs = cli.track_agents()
+    assert sorted(r["role"] for r in recs) == ["head", "worker"], recs
+
+    def two_nodes():
+        r = cli("list", "nodes", "--json")
+        return r.returncode == 0 and sum(1 for n in json.loads(r.stdout) if n["Alive"]) >= 2
+
+    assert wait_until(two_nodes, 30, 0.2), cli("list", "nodes", "--json")
+    nodes = json.loads(cli.ok("list", "nodes", "--json"))
+    assert len(nodes) >= 2 and all({"NodeID", "Alive", "Resources"} <= set(n) for n in nodes), nodes
+
+    status = cli.ok("status")
+    assert "nodes: 2 alive, 0 dead" in status, status
+    assert re.search(r"^\s+CPU\s+\S+ / 2$", status, re.M), status
+    assert re.search(r"^\s+node_a\s+\S+ / 1$", status, re.M), status
+    as_json = json.loads(cli.ok("status", "--json"))
+    assert as_json["resources"]["CPU"] == 2 and len(as_json["nodes"]) == 2
+
+    assert last_json(cli.driver(NAMED_ACTOR)) == {"ping": "pong"}
+    actors = cli.ok("list", "actors")
+    line = [ln for ln in actors.splitlines() if "cli_probe" in ln]
+    assert line and "Probe" in line[0] and "ALIVE" in line[0], actors
+
+    # a wrong token on the CLI-started head is refused, and its log says so
+    with pytest.raises(ConnectionError, match="token"):
+        ping(f"127.0.0.1:{port}", "not-the-token")
+    agent_log = Path(head_rec["session_dir"]) / "logs" / "agent.log"
+    assert wait_until(lambda: "refused" in agent_log.read_text(), 5), agent_log.read_text()[-2000:]
+
+    # ember stop: every agent and everything under it is gone
+    pids = {int(r["pid"]) for r in cli_records(cli.root)}
+    for pid in list(pids):
+        pids |= set(cli.procs.remember_tree(pid))
+    assert len(pids) >= 4, f"expected agents, zygotes and workers, found {pids}"
+    stopped = cli.ok("stop")
+    assert stopped.count("ember stopped") == 2, stopped
+    assert wait_until(lambda: not [p for p in pids if pid_alive(p)], 15), \
+        f"still alive after `ember stop`: {[p for p in pids if pid_alive(p)]}"
+    assert cli_records(cli.root) == []
+    arena = f"ember-{Path(head_rec['session_dir']).name}-"
+    assert wait_until(lambda: not [f for f in os.listdir("/dev/shm") if f.startswith(arena)], 5), \
+        f"the head's shared memory /dev/shm/{arena}* survived `ember stop`"
+
+    after = cli("status")
+    assert after.returncode != 0
+    assert "no cluster started by `ember start` is running on this machine" in after.stderr, after
+    again = cli("stop")
+    assert again.returncode == 0 and "nothing" in again.stdout, again
+
+
+DETACHED_1 = r"""
+import json
+
+import ember
+
+ember.init(address="auto")
+
+
+@ember.remote
+class Counter:
+    def __init__(self):
+        self.n = 0
+
+    def incr(self):
+        self.n += 1
+        return self.n
+
+
+c = Counter.options(name="c", lifetime="detached").remote()
+values = ember.get([c.incr.remote() for _ in range(3)], timeout=30)
+print(json.dumps({"values": values}))
+"""
+
+DETACHED_2 = r"""
+import json
+
+import ember
+
+ember.init(address="auto")
+c = ember.get_actor("c")
+print(json.dumps({"after": ember.get(c.incr.remote(), timeout=30)}))
+"""
+
+
+def test_detached_actor_outlives_its_driver(cli):
+    cli.start_head()
+    assert last_json(cli.driver(DETACHED_1)) == {"values": [1, 2, 3]}
+    actors = cli.ok("list", "actors")
+    assert any(" c " in f" {ln} " and "ALIVE" in ln for ln in actors.splitlines()), actors
+    assert last_json(cli.driver(DETACHED_2)) == {"after": 4}
+    assert last_json(cli.driver(DETACHED_2)) == {"after": 5}

@@ -1,0 +1,183 @@
+"""A remote driver that knows one address:port and nothing else (issue 4, test 4).
+
+First through a pure-Python TCP forwarder on 127.0.0.1 (what ``kubectl port-forward`` does);
+then, where we are root, from inside a network namespace whose only way out is a veth pair
+to the head's address. The driver reports its own sockets: it listens on nothing and its only
+peers are that one address:port.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import subprocess
+import uuid
+
+import pytest
+
+from .helpers import (
+    last_json,
+    run_driver,
+    start_head,
+    start_worker_node,
+    wait_cluster,
+)
+
+DRIVER = r"""
+import json
+import os
+
+import numpy as np
+import psutil
+
+import ember
+
+address = os.environ["DRIVER_ADDRESS"]
+token = os.environ.get("DRIVER_TOKEN")  # absent: ember.init reads EMBER_TOKEN
+ember.init(address, token=token)
+
+
+@ember.remote
+def square(x):
+    return x * x
+
+
+@ember.remote
+def where():
+    import os
+
+    return os.environ.get("EMBER_TEST_NODE")
+
+
+@ember.remote
+def total(x):
+    import os
+
+    return int(x.sum()), x.nbytes, os.environ.get("EMBER_TEST_NODE")
+
+
+@ember.remote
+class Counter:
+    def __init__(self, start):
+        self.n = start
+
+    def incr(self, by=1):
+        self.n += by
+        return self.n
+
+
+out = {}
+out["squares"] = ember.get([square.remote(i) for i in range(50)], timeout=60)
+out["nodes"] = sorted({n for n in ember.get([where.remote() for _ in range(20)], timeout=60)})
+pinned = os.environ.get("DRIVER_PIN")
+if pinned:
+    out["pinned"] = ember.get(where.options(resources={pinned: 1}).remote(), timeout=60)
+c = Counter.remote(10)
+for _ in range(5):
+    c.incr.remote()
+out["counter"] = ember.get(c.incr.remote(100), timeout=60)
+arr = np.arange(50 * 2**20 // 8, dtype=np.int64)
+ref = ember.put(arr)
+back = ember.get(ref, timeout=60)
+out["put_get_equal"] = bool(np.array_equal(arr, back))
+out["task_sum"] = ember.get(total.remote(ref), timeout=60)
+out["expected_sum"] = int(arr.sum())
+out["returned_equal"] = bool(np.array_equal(ember.get(ember.put(back), timeout=60), arr))
+out["cluster_cpus"] = ember.cluster_resources()["CPU"]
+
+me = psutil.Process()
+inet = me.net_connections(kind="inet")
+out["listening"] = [f"{c.laddr.ip}:{c.laddr.port}" for c in inet if c.status == psutil.CONN_LISTEN]
+out["peers"] = sorted({f"{c.raddr.ip.removeprefix('::ffff:')}:{c.raddr.port}" for c in inet if c.raddr})
+out["unix_peers"] = sorted({c.raddr for c in me.net_connections(kind="unix") if c.raddr})
+ember.shutdown()
+print(json.dumps(out))
+"""
+
+
+def _check(result: dict, only_peer: str, nodes: set[str]) -> None:
+    assert result["squares"] == [i * i for i in range(50)]
+    assert set(result["nodes"]) <= nodes and result["nodes"], result["nodes"]
+    assert result["counter"] == 115
+    assert result["put_get_equal"] and result["returned_equal"]
+    s, nbytes, _node = result["task_sum"]
+    assert (s, nbytes) == (result["expected_sum"], 50 * 2**20)
+    assert result["listening"] == [], f"the driver listens on {result['listening']}"
+    assert result["peers"] == [only_peer], f"the driver talked to {result['peers']}, not only {only_peer}"
+    assert not [p for p in result["unix_peers"] if "agent.sock" in p], result["unix_peers"]
+
+
+def test_remote_driver_through_one_forwarded_port(procs, tmp_short, forwarder):
+    head = start_head(procs, tmp_short, num_cpus=2)
+    start_worker_node(procs, head, tmp_short, "a", num_cpus=1, resources={"node_a": 1})
+    wait_cluster(head, alive_nodes=2, idle_workers=3)
+    fwd = forwarder(("127.0.0.1", head.port))
+    result = last_json(run_driver(procs, DRIVER, timeout=90, env={
+        "DRIVER_ADDRESS": f"127.0.0.1:{fwd.port}", "DRIVER_TOKEN": head.token, "DRIVER_PIN": "node_a"}))
+    _check(result, f"127.0.0.1:{fwd.port}", {"head", "a"})
+    assert result["pinned"] == "a"
+    assert result["cluster_cpus"] == 3
+    assert fwd.connections >= 1
+    # the 50 MiB array went up (put) and came down (get) through the forwarder
+    assert fwd.bytes_up > 50 * 2**20 and fwd.bytes_down > 50 * 2**20, (fwd.bytes_up, fwd.bytes_down)
+
+
+def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run(["ip", *args], capture_output=True, text=True, timeout=20, check=check)
+
+
+@pytest.fixture
+def netns():
+    """A network namespace joined to this one by a veth pair: (namespace, host_ip, ns_ip)."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to create a network namespace and a veth pair")
+    if shutil.which("ip") is None:
+        pytest.skip("the `ip` command (iproute2) is not installed")
+    tag = uuid.uuid4().hex[:6]
+    ns, host_if, ns_if = f"embt-{tag}", f"ebh{tag}", f"ebn{tag}"
+    in_use = _ip("-4", "route", "show", check=False).stdout + _ip("-4", "addr", "show", check=False).stdout
+    free = [n for n in random.sample(range(1, 251), 250) if f"10.213.{n}." not in in_use]
+    if not free:
+        pytest.skip("no free 10.213.x.0/30 subnet for the veth pair")
+    host_ip, ns_ip = f"10.213.{free[0]}.1", f"10.213.{free[0]}.2"
+    made = _ip("netns", "add", ns, check=False)
+    if made.returncode != 0:
+        pytest.skip(f"`ip netns add` failed: {made.stderr.strip()}")
+    try:
+        try:
+            _ip("link", "add", host_if, "type", "veth", "peer", "name", ns_if)
+            _ip("link", "set", ns_if, "netns", ns)
+            _ip("addr", "add", f"{host_ip}/30", "dev", host_if)
+            _ip("link", "set", host_if, "up")
+            _ip("-n", ns, "addr", "add", f"{ns_ip}/30", "dev", ns_if)
+            _ip("-n", ns, "link", "set", ns_if, "up")
+            _ip("-n", ns, "link", "set", "lo", "up")
+        except subprocess.CalledProcessError as exc:
+            pytest.skip(f"cannot set up a veth pair into the namespace: {exc.cmd}: {exc.stderr.strip()}")
+        yield ns, host_ip, ns_ip
+    finally:
+        pids = _ip("netns", "pids", ns, check=False).stdout.split()
+        for pid in pids:
+            try:
+                os.kill(int(pid), 9)
+            except (ProcessLookupError, ValueError):
+                pass
+        _ip("netns", "del", ns, check=False)
+        _ip("link", "del", host_if, check=False)  # normally gone with the namespace
+        leftover = _ip("netns", "list", check=False).stdout
+        assert ns not in leftover, f"network namespace {ns} was not deleted"
+
+
+def test_remote_driver_from_a_network_namespace(procs, tmp_short, netns):
+    ns, host_ip, ns_ip = netns
+    # inside, only the namespace's own veth address (and its own loopback) exist
+    probe = subprocess.run(["ip", "netns", "exec", ns, "ip", "-4", "addr", "show"], capture_output=True,
+                           text=True, timeout=20)
+    assert ns_ip in probe.stdout and host_ip not in probe.stdout
+    head = start_head(procs, tmp_short, num_cpus=2, host=host_ip)
+    wait_cluster(head, alive_nodes=1, idle_workers=2)
+    result = last_json(run_driver(procs, DRIVER, timeout=90, prefix=["ip", "netns", "exec", ns], env={
+        "DRIVER_ADDRESS": f"{host_ip}:{head.port}", "EMBER_TOKEN": head.token}))
+    _check(result, f"{host_ip}:{head.port}", {"head"})
+    assert result["cluster_cpus"] == 2
