@@ -97,18 +97,7 @@ def start(args: argparse.Namespace) -> int:
                         ("--tls-key", args.tls_key and os.path.abspath(args.tls_key))):
         if value is not None:
             cmd += [flag, str(value)]
-    rfd, wfd = os.pipe()
-    cmd += ["--ready-fd", str(wfd)]
-    log_path = os.path.join(session_dir, "logs", "agent.log")
-    if args.block:
-        proc = subprocess.Popen(cmd, pass_fds=(wfd,))
-    else:
-        with open(log_path, "ab") as log:
-            proc = subprocess.Popen(cmd, pass_fds=(wfd,), stdin=subprocess.DEVNULL, stdout=log,
-                                    stderr=log, start_new_session=True)
-    os.close(wfd)
-    info = _wait_ready(rfd, proc, log_path)
-    os.close(rfd)
+    proc, info = _launch(cmd, os.path.join(session_dir, "logs", "agent.log"), args.block)
     if info is None:
         return 1
     write_record({"pid": proc.pid, "role": "head", "socket": info["socket"], "address": info.get("address"),
@@ -164,18 +153,7 @@ def _start_worker_node(args: argparse.Namespace) -> int:
     advertise = os.environ.get("EMBER_NODE_NAME") or os.environ.get("EMBER_POD_IP")
     if advertise:
         cmd += ["--advertise", advertise]
-    rfd, wfd = os.pipe()
-    cmd += ["--ready-fd", str(wfd)]
-    log_path = os.path.join(session_dir, "logs", "node.log")
-    if args.block:
-        proc = subprocess.Popen(cmd, pass_fds=(wfd,))
-    else:
-        with open(log_path, "ab") as log:
-            proc = subprocess.Popen(cmd, pass_fds=(wfd,), stdin=subprocess.DEVNULL, stdout=log,
-                                    stderr=log, start_new_session=True)
-    os.close(wfd)
-    info = _wait_ready(rfd, proc, log_path)
-    os.close(rfd)
+    proc, info = _launch(cmd, os.path.join(session_dir, "logs", "node.log"), args.block)
     if info is None:
         return 1
     write_record({"pid": proc.pid, "role": "worker", "address": args.address, "session_dir": session_dir})
@@ -185,6 +163,24 @@ def _start_worker_node(args: argparse.Namespace) -> int:
     if args.block:
         return _wait_foreground(proc)
     return 0
+
+
+def _launch(cmd: list[str], log_path: str, block: bool) -> tuple[subprocess.Popen, dict | None]:
+    """Start an agent (in the foreground with ``block``, else detached, logging to
+    ``log_path``) and wait for the line it writes once it is ready; (process, that line)."""
+    rfd, wfd = os.pipe()
+    cmd = [*cmd, "--ready-fd", str(wfd)]
+    if block:
+        proc = subprocess.Popen(cmd, pass_fds=(wfd,))
+    else:
+        with open(log_path, "ab") as log:
+            proc = subprocess.Popen(cmd, pass_fds=(wfd,), stdin=subprocess.DEVNULL, stdout=log,
+                                    stderr=log, start_new_session=True)
+    os.close(wfd)
+    try:
+        return proc, _wait_ready(rfd, proc, log_path)
+    finally:
+        os.close(rfd)
 
 
 def _wait_ready(rfd: int, proc: subprocess.Popen, log_path: str, timeout: float = 30.0) -> dict | None:
