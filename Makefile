@@ -33,3 +33,4 @@ clean:
 
 include make/k8s.mk
 include make/bench.mk
+include make/containers.mk

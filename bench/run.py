@@ -319,6 +319,15 @@ def default_python(system: str) -> str:
     return sys.executable
 
 
+def git_revision() -> str:
+    try:
+        out = subprocess.run(["git", "-C", str(ROOT), "describe", "--always", "--dirty"],
+                             capture_output=True, text=True, timeout=10)
+        return out.stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+
+
 def version_of(python: str, module: str) -> str:
     code = (f"import importlib.metadata as m\ntry: print(m.version({module!r}))\n"
             "except Exception: print('')")
@@ -472,6 +481,7 @@ def main(argv: list[str] | None = None) -> int:
                    f"{platform.python_version()}",
         "quick": args.quick, "num_cpus": args.num_cpus,
         "loadavg_start": round(os.getloadavg()[0], 2),
+        "revision": git_revision(),
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "pythons": {s: pythons[s] for s in systems},
         "versions": {s: version_of(pythons[s], s) for s in systems},

@@ -416,7 +416,8 @@ def actor_roundtrip(rt, ctx: Ctx) -> dict:
         rt.get(a.ping.remote())
         samples.append(_now() - t0)
     _kill(rt, a)
-    return {"actor_rtt_us": _median_us(samples)}
+    return {"actor_rtt_us": _median_us(samples),
+            "_notes": [f"actor rtt p10/p90 {_pct(samples, 10):.0f}/{_pct(samples, 90):.0f} us"]}
 
 
 def actor_throughput(rt, ctx: Ctx) -> dict:

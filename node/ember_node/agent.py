@@ -974,7 +974,11 @@ def main(argv: list[str] | None = None) -> None:
                 with open(args.tls_cert, "rb") as c, open(args.tls_key, "rb") as k:
                     tls = (c.read(), k.read())
             server, bound = serve(agent, args.host, args.port, token, agent.metrics.auth_failure, tls)
-            agent.address = f"{args.host}:{bound}"
+            host = args.host
+            if host in ("0.0.0.0", "::", ""):  # bound everywhere: advertise a reachable address
+                host = os.environ.get("EMBER_POD_IP") or socket.gethostname()
+            agent.address = f"{host}:{bound}"
+            agent.local.address = agent.address
             agent.session["address"] = agent.address
         if args.metrics_port is not None:
             agent.session["metrics_port"] = agent.metrics.serve(args.metrics_port, args.metrics_host or args.host)

@@ -227,8 +227,8 @@ class ObjectTable:
         if size > arena.capacity:
             raise ObjectStoreFullError(
                 f"an object of {fmt_bytes(size)} cannot fit in the object store "
-                f"(capacity {fmt_bytes(arena.capacity)}); start ember with a larger "
-                f"object_store_memory (ember.init(object_store_memory=...))"
+                f"(capacity {fmt_bytes(arena.capacity)}); give the node a larger store: "
+                f"ember.init(object_store_memory=...) or `ember start --object-store-memory`"
             )
         offset = arena.alloc(size)
         while offset is None:

@@ -18,12 +18,28 @@ def page_align(n: int) -> int:
     return (n + PAGE - 1) // PAGE * PAGE
 
 
-def default_capacity() -> int:
-    """A sane default: 30% of RAM, at most half of /dev/shm, at least 64 MiB."""
+def memory_limit() -> int:
+    """This process's memory: RAM, or a container's (cgroup) limit when lower."""
     try:
         ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError):
         ram = 8 << 30
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            with open(path) as f:
+                text = f.read().strip()
+        except OSError:
+            continue
+        if text.isdigit():
+            ram = min(ram, int(text))
+        break
+    return ram
+
+
+def default_capacity() -> int:
+    """A sane default: 30% of memory (a container's limit included), at most half of
+    /dev/shm, at least 64 MiB."""
+    ram = memory_limit()
     try:
         st = os.statvfs("/dev/shm")
         shm = st.f_bsize * st.f_blocks

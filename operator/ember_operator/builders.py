@@ -215,6 +215,9 @@ def _agent_container(cluster: ClusterSpec, group: GroupSpec, raw: Mapping[str, A
     mounts = list(container.get("volumeMounts") or [])
     if not any(m.get("name") == c.TOKEN_VOLUME for m in mounts):
         mounts.append({"name": c.TOKEN_VOLUME, "mountPath": c.TOKEN_DIR, "readOnly": True})
+    if not any(m.get("mountPath") == "/dev/shm" for m in mounts):
+        # the object store lives in /dev/shm, which a container otherwise gets at 64 MiB
+        mounts.append({"name": c.SHM_VOLUME, "mountPath": "/dev/shm"})
     container["volumeMounts"] = mounts
     return container
 
@@ -228,10 +231,21 @@ def build_pod(cluster: ClusterSpec, group: GroupSpec, name: str) -> dict[str, An
     spec["containers"][index] = _agent_container(cluster, group, spec["containers"][index])
     volumes = list(spec.get("volumes") or [])
     if not any(v.get("name") == c.TOKEN_VOLUME for v in volumes):
+        # world-readable inside the pod: the image runs as a non-root user and a Secret file
+        # is owned by root (the pod is the boundary; the Secret's RBAC guards the token)
         volumes.append({
             "name": c.TOKEN_VOLUME,
-            "secret": {"secretName": c.secret_name(cluster.name), "defaultMode": 0o440},
+            "secret": {"secretName": c.secret_name(cluster.name), "defaultMode": 0o444},
         })
+    agent = spec["containers"][index]
+    if any(m.get("name") == c.SHM_VOLUME for m in agent.get("volumeMounts") or []) and \
+            not any(v.get("name") == c.SHM_VOLUME for v in volumes):
+        shm: dict[str, Any] = {"medium": "Memory"}
+        memory = container_resources(agent).get("memory")
+        if memory is not None:
+            # the store's default share of memory (see ember_node.store.default_capacity)
+            shm["sizeLimit"] = str(int(memory * 3 / 10))
+        volumes.append({"name": c.SHM_VOLUME, "emptyDir": shm})
     spec["volumes"] = volumes
     return {
         "apiVersion": "v1",

@@ -84,8 +84,12 @@ def test_head_pod() -> None:
     for probe in (agent["readinessProbe"], agent["livenessProbe"]):
         assert probe["httpGet"] == {"path": "/healthz", "port": "metrics"}
     assert {"name": "ember-token", "mountPath": "/etc/ember/token", "readOnly": True} in agent["volumeMounts"]
+    assert {"name": "ember-shm", "mountPath": "/dev/shm"} in agent["volumeMounts"]
     assert pod["spec"]["volumes"] == [
-        {"name": "ember-token", "secret": {"secretName": "demo-token", "defaultMode": 0o440}}]
+        # readable by the image's non-root user: Kubernetes makes Secret files root-owned
+        {"name": "ember-token", "secret": {"secretName": "demo-token", "defaultMode": 0o444}},
+        # the object store's shared memory: 30% of the 4 GiB memory limit
+        {"name": "ember-shm", "emptyDir": {"medium": "Memory", "sizeLimit": str(int(4 * 2**30 * 3 / 10))}}]
     env = {e["name"]: e for e in agent["env"]}
     assert env["EMBER_NODE_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
     assert env["EMBER_POD_IP"]["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP"
