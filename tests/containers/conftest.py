@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,9 +29,28 @@ SKIP_STATUS = 77
 LABEL = "dev.ember.test-run"
 
 
+def _engine_answers() -> bool:
+    try:
+        return subprocess.run([DOCKER, "info"], capture_output=True, timeout=20).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
 @pytest.fixture(scope="session")
-def image() -> str:
+def image() -> Iterator[str]:
+    """The image, built or reused; a dockerd this session had to start is stopped at the end
+    (no orphans: its images stay on disk, so the next run starts it and reuses them)."""
     name = os.environ.get("EMBER_IMAGE", "ember:test")
+    was_running = _engine_answers()
+    try:
+        yield _build(name)
+    finally:
+        if not was_running:
+            subprocess.run([sys.executable, str(BUILD_TOOL), "--stop-engine"], capture_output=True,
+                           timeout=60)
+
+
+def _build(name: str) -> str:
     started = time.monotonic()
     done = subprocess.run([sys.executable, str(BUILD_TOOL), "--image", name],
                           capture_output=True, text=True, timeout=570)
