@@ -106,6 +106,7 @@ class CoreRuntime:
         self.blocked = False
         self.no_block = False
         self.message_hook: Callable[[tuple], bool] | None = None
+        self.inbox: Any = None  # a driver's DirectInbox, when it has one
         self._flusher = threading.Thread(target=self._flush_loop, name="ember-ref-flusher", daemon=True)
         self._flusher.start()
 
@@ -242,8 +243,35 @@ class CoreRuntime:
             raise RaySystemError(f"unexpected message from the node agent: {msg[0]!r}")
 
     def _pump(self, timeout: float | None) -> None:
-        for msg in self.conn.recv(timeout):
-            self._handle(msg)
+        inbox = self.inbox
+        if inbox is None:
+            for msg in self.conn.recv(timeout):
+                self._handle(msg)
+            return
+        events = self._poller.poll(None if timeout is None else max(timeout, 0.0) * 1000)
+        for fd, _ in events:
+            msgs = self.conn.recv_ready() if fd == self._conn_fd else inbox.ready(fd, self._poller)
+            for msg in msgs:
+                self._handle(msg)
+
+    def open_inbox(self, directory: str) -> str | None:
+        """Listen for results sent straight from workers (see ember._direct); its path, or
+        None when it cannot be made (results then all come through the agent)."""
+        import select
+
+        from ember._direct import DirectInbox
+
+        path = os.path.join(directory, f"d-{os.getpid()}-{os.urandom(3).hex()}.sock")
+        try:
+            inbox = DirectInbox(path)
+        except OSError:
+            return None
+        self._poller = select.poll()
+        self._conn_fd = self.conn.sock.fileno()
+        self._poller.register(self._conn_fd, select.POLLIN)
+        inbox.register(self._poller)
+        self.inbox = inbox
+        return path
 
     def wait_until(self, ready: Callable[[], bool], deadline: float | None) -> bool:
         """Read messages until ``ready()`` or the deadline; True when ready."""
@@ -582,6 +610,8 @@ class CoreRuntime:
             pass
         self.closed = True
         self.conn.close()
+        if self.inbox is not None:
+            self.inbox.close()
         self.objects.clear()
         self._arena_view = None
         if self._arena_mm is not None:

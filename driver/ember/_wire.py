@@ -137,6 +137,10 @@ class ClientConnection:
         """Whatever messages are available now, without blocking."""
         return self.recv(0.0)
 
+    def recv_ready(self) -> list[Any]:
+        """Read a socket already known to be readable (no select first)."""
+        return self.recv(None)
+
     def close(self) -> None:
         self.closed = True
         try:

@@ -123,7 +123,8 @@ def init(
             session = SessionInfo(cluster.session)
             conn = ClientConnection.connect(session.socket_path)
             rt = CoreRuntime(conn, session, "driver")
-            rt.send((M.HELLO, "driver", _pid(), None, None))
+            inbox = rt.open_inbox(session.session_dir)
+            rt.send((M.HELLO, "driver", _pid(), None, {"direct": inbox}))
         except BaseException:
             cluster.stop(timeout=0)
             raise
@@ -168,7 +169,11 @@ def _connect(address: str, token: str | None, tls_ca: str | None = None) -> Core
 
         ping(address, token, tls_ca=tls_ca)
         rt = CoreRuntime(GrpcConnection(address, token, tls_ca), None, "driver", remote=True)
-    rt.send((M.HELLO, "driver", _pid(), None, None))
+    if address == "auto":
+        inbox = rt.open_inbox(os.path.dirname(rec["socket"]))
+    else:
+        inbox = None
+    rt.send((M.HELLO, "driver", _pid(), None, {"direct": inbox}))
     rt.session = SessionInfo(rt.request(M.REQUEST, "session", None, timeout=30))
     return rt
 

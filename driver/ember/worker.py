@@ -28,9 +28,10 @@ from typing import Any
 
 from ember import _context
 from ember import _messages as M
+from ember._direct import DirectSender
 from ember._runtime import CoreRuntime, Dep, SessionInfo
 from ember._serialization import deserialize, loads_function, serialize
-from ember._wire import ClientConnection, ConnectionClosed
+from ember._wire import ClientConnection, ConnectionClosed, encode
 from ember.exceptions import RayTaskError, TaskCancelledError, format_remote_traceback
 
 _PR_SET_PDEATHSIG = 1
@@ -55,6 +56,7 @@ class Worker:
         self.functions: dict[bytes, Any] = {}
         self.cancelled: set[bytes] = set()
         self.fast: set[bytes] = set()  # functions whose last run was short
+        self.direct = DirectSender()
         self.instance: Any = None
         self.aloop: asyncio.AbstractEventLoop | None = None
         self.semaphore: asyncio.Semaphore | None = None
@@ -146,7 +148,7 @@ class Worker:
         if task_id in self.cancelled:
             self.cancelled.discard(task_id)
             results = self._error_results(rids, TaskCancelledError(f"task {name} was cancelled"))
-            rt.send((M.DONE, task_id, results, False, 0.0))
+            rt.send((M.DONE, task_id, results, False, 0.0, False))
             return
         if actor is None or actor[0] == "create":  # the caller's namespace, for named actors
             rt.namespace = env.get("namespace") if env else None
@@ -176,7 +178,15 @@ class Worker:
             rt.current_task_id = None
             rt.cancel_current = False
         elapsed = time.perf_counter() - start
-        self._done((M.DONE, task_id, results, retry, elapsed), fn_id, elapsed)
+        direct = not retry and env is not None and self._send_direct(env.get("reply"), results)
+        self._done((M.DONE, task_id, results, retry, elapsed, direct), fn_id, elapsed)
+
+    def _send_direct(self, path: str | None, results: list) -> bool:
+        """Send small results straight to the waiting driver (see ember._direct)."""
+        if not path or not results or any(kind == M.STORE for _, kind, _, _ in results):
+            return False
+        data = b"".join(encode((M.OBJ, rid, kind, payload)) for rid, kind, payload, _ in results)
+        return self.direct.send(path, data)
 
     def _done(self, msg: tuple, fn_id: bytes, elapsed: float) -> None:
         """Report a finished task; results of short tasks queued back to back go out together."""
@@ -218,7 +228,7 @@ class Worker:
                 results = self._pack(rids, value, name)
             except BaseException as exc:  # noqa: BLE001 - reported to the caller
                 results = self._task_error(rids, name, exc)
-        rt.send((M.DONE, task_id, results, False, time.perf_counter() - start))
+        rt.send((M.DONE, task_id, results, False, time.perf_counter() - start, False))
 
     def _pack(self, rids: tuple, value: Any, name: str) -> list:
         n = len(rids)

@@ -55,7 +55,7 @@ HEARTBEAT_TIMEOUT_S = float(os.environ.get("EMBER_HEARTBEAT_TIMEOUT_S", "10"))
 class Client:
     """One connected process (driver or worker)."""
 
-    __slots__ = ("conn", "kind", "pid", "refs", "worker", "node")
+    __slots__ = ("conn", "kind", "pid", "refs", "worker", "node", "direct")
 
     def __init__(self, conn: ServerConnection) -> None:
         self.conn = conn
@@ -64,6 +64,7 @@ class Client:
         self.refs = ClientRefs()
         self.worker: WorkerRec | None = None
         self.node: NodeRec | None = None  # set for a worker node's uplink
+        self.direct: str | None = None  # a local driver's inbox for results (ember._direct)
 
 
 def error_blob(exc: BaseException) -> bytes:
@@ -248,8 +249,10 @@ class Agent:
             log.info("%s joined with %s", node.describe(), node.totals)
             for _ in range(int(node.totals.get("CPU", 1)) or 1):
                 self._start_worker(node)
-        elif self.embedded and self.owner is None:
-            self.owner = client
+        else:
+            client.direct = (_info or {}).get("direct")
+            if self.embedded and self.owner is None:
+                self.owner = client
 
     def _on_disconnect(self, client: Client) -> None:
         conn = client.conn
@@ -591,9 +594,14 @@ class Agent:
         rec.inflight.append(task)
         task.worker = rec
         task.state = RUNNING
+        ctx = None
+        owner = task.owner
+        if task.namespace or (owner.direct and rec.node.client is None):
+            ctx = {"namespace": task.namespace}
+            if owner.direct and rec.node.client is None and not owner.conn.closed:
+                ctx["reply"] = owner.direct  # the worker may send the result straight back
         self._send(rec.client, (M.EXEC, (task.tid, fn_id, fn_blob, task.name, task.args, deps,
-                                         task.rids, task.retry_exc, task.retries_left(),
-                                         {"namespace": task.namespace} if task.namespace else None, actor)))
+                                         task.rids, task.retry_exc, task.retries_left(), ctx, actor)))
 
     def _worker_idle(self, rec: WorkerRec) -> None:
         if rec.held and not rec.blocked:
@@ -605,7 +613,7 @@ class Agent:
         rec.node.idle.append(rec)
 
     def _on_done(self, client: Client, msg: tuple) -> None:
-        _, tid, results, retry, duration = msg
+        _, tid, results, retry, duration, direct = msg
         rec = client.worker
         task = self.tasks.get(tid)
         if rec is None or (task is not None and task.worker is not rec):
@@ -632,7 +640,12 @@ class Agent:
                 task.worker = None
                 self._requeue(task)
             else:
+                objs = self.table.objs
                 for rid, kind, payload, contained in results:
+                    if direct:  # the owner has the value already
+                        obj = objs.get(rid)
+                        if obj is not None and task.owner in obj.subs:
+                            obj.subs.remove(task.owner)
                     self.table.complete(rid, kind, payload, contained, client.refs)
                 actor = rec.actor if rec is not None else None
                 if actor is not None and task is actor.create_task:
