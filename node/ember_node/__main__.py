@@ -1,3 +1,3 @@
-from ember_node.agent import main
+from ember_node.main import main
 
 main()

@@ -7,16 +7,13 @@ flushes every connection's output buffer without blocking.
 
 from __future__ import annotations
 
-import argparse
 import itertools
-import json
 import logging
 import os
 import selectors
 import shutil
 import signal
 import socket
-import sys
 import time
 import uuid
 from collections import deque
@@ -27,21 +24,21 @@ from ember._resources import acquire, describe_unmet, fits, release
 from ember._serialization import serialize
 from ember._wire import RECV_CHUNK, ServerConnection
 from ember.exceptions import (
-    NodeDiedError,
     ObjectLostError,
     ObjectStoreFullError,
     RayError,
     TaskCancelledError,
     TaskUnschedulableError,
-    WorkerCrashedError,
 )
 
 from ember_node.actors import ActorManager
+from ember_node.membership import Membership
 from ember_node.metrics import NodeMetrics
 from ember_node.objects import PENDING, ClientRefs, Obj, ObjectTable
-from ember_node.store import Arena, default_capacity
+from ember_node.requests import Requests
+from ember_node.store import Arena
 from ember_node.tasks import FINISHED, QUEUED, RUNNING, Task
-from ember_node.workers import BUSY, DEAD, IDLE, NodeRec, WorkerRec, Zygote, describe_exit
+from ember_node.workers import BUSY, DEAD, IDLE, NodeRec, WorkerRec, Zygote
 
 log = logging.getLogger("ember.agent")
 
@@ -71,7 +68,7 @@ def error_blob(exc: BaseException) -> bytes:
     return serialize(exc).to_bytes()
 
 
-class Agent:
+class Agent(Membership, Requests):
     """A node agent for one machine (the embedded cluster's only node)."""
 
     def __init__(self, session_dir: str, totals: dict[str, float], capacity: int, embedded: bool) -> None:
@@ -281,127 +278,6 @@ class Agent:
             log.info("the driver that owns this embedded cluster disconnected; stopping")
             self.stopping = True
 
-    # ------------------------------------------------------------------ workers
-    def _start_worker(self, node: NodeRec) -> None:
-        wid = next(self._wids)
-        self.workers[wid] = WorkerRec(wid, node)
-        node.starting += 1
-        if node.client is None:
-            self.zygote.fork(wid)
-        else:
-            self._send(node.client, (M.START_WORKER, wid))
-        self.metrics.worker_started()
-
-    def _on_zygote(self, key: Any, mask: int) -> None:
-        events = self.zygote.read_events()
-        if events is None:
-            log.error("the worker zygote exited; stopping the node")
-            self.stopping = True
-            return
-        for kind, a, b in events:
-            self._worker_event(self.local, kind, a, b)
-
-    def _on_node_event(self, client: Client, msg: tuple) -> None:
-        if client.node is not None:
-            self._worker_event(client.node, msg[1], msg[2], msg[3])
-
-    def _worker_event(self, node: NodeRec, kind: str, a: int, b: int) -> None:
-        """A zygote's report: ('P', wid, pid) a worker was forked, ('X', pid, status) one exited."""
-        if kind == "P":
-            rec = self.workers.get(a)
-            if rec is not None and rec.node is node:
-                rec.pid = b
-                self.by_pid[(node.node_id, b)] = rec
-        elif kind == "X":
-            rec = self.by_pid.pop((node.node_id, a), None)
-            if rec is None:
-                return
-            rec.exit_status = b
-            if rec.client is None and rec.state != DEAD:
-                # died before it connected
-                rec.state = DEAD
-                node.starting -= 1
-                self.metrics.worker_lost(rec)
-                self.workers.pop(rec.wid, None)
-            elif rec.state == DEAD:
-                self._finalize_worker(rec)
-
-    def _on_heartbeat(self, client: Client, msg: tuple) -> None:
-        if client.node is not None:
-            client.node.last_heartbeat = time.monotonic()
-
-    def _node_dead(self, node: NodeRec, cause: str) -> None:
-        """Declare a worker node dead: its tasks are retried elsewhere, its actors restarted."""
-        if not node.alive:
-            return
-        node.alive = False
-        node.death_cause = cause
-        self._nodes_changed()
-        node.idle.clear()
-        log.warning("%s is dead: %s", node.describe(), cause)
-        for rec in list(self.workers.values()):
-            if rec.node is node:
-                rec.state = DEAD
-                self._finalize_worker(rec)
-                if rec.client is not None:
-                    # cut it off: a worker of a dead node must not report results
-                    rec.client.worker = None
-                    self._on_disconnect(rec.client)
-        if node.client is not None and not node.client.conn.closed:
-            self._on_disconnect(node.client)
-
-    def _finalize_worker(self, rec: WorkerRec) -> None:
-        if self.workers.pop(rec.wid, None) is None:
-            return
-        node = rec.node
-        if rec.pid is not None:
-            self.by_pid.pop((node.node_id, rec.pid), None)
-        if rec in node.idle:
-            node.idle.remove(rec)
-        if node.alive:
-            cause = describe_exit(rec.exit_status)
-        else:
-            cause = f"was lost because {node.describe()} died ({node.death_cause})"
-        self.metrics.worker_lost(rec)
-        inflight = list(rec.inflight)
-        rec.inflight.clear()
-        if rec.held and not rec.blocked:
-            release(node.available, rec.held)
-        rec.held = None
-        if rec.actor is not None:
-            self.actors.on_worker_lost(rec, cause, inflight)
-            inflight = []
-        for i, task in enumerate(inflight):
-            task.worker = None
-            if task.cancelled:
-                self._fail(task, TaskCancelledError(f"task {task.name} was cancelled (its worker was killed)"))
-            elif i > 0:
-                self._requeue(task, front=True)
-            elif task.retries_left() != 0:
-                task.attempt += 1
-                self.metrics.task_retried(task.name)
-                log.warning("worker pid %s %s while running %s; retrying", rec.pid, cause, task.name)
-                self._requeue(task, front=True)
-            else:
-                error = WorkerCrashedError if node.alive else NodeDiedError
-                self._fail(task, error(
-                    f"the worker process (pid {rec.pid}) running task {task.name} {cause}. "
-                    f"The task ran {task.attempt + 1} time(s) (max_retries={task.max_retries}); "
-                    f"raise max_retries to retry it more."))
-        if rec.client is not None:
-            self.table.drop_client(rec.client.refs)
-
-    def _kill_worker(self, rec: WorkerRec) -> None:
-        if not rec.pid:
-            return
-        if rec.node.client is not None:
-            self._send(rec.node.client, (M.KILL_WORKER, rec.pid))
-            return
-        try:
-            os.kill(rec.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-
     # ------------------------------------------------------------------ functions and tasks
     def _on_register_fn(self, client: Client, msg: tuple) -> None:
         _, fn_id, blob, contained = msg
@@ -460,16 +336,6 @@ class Agent:
             self._fail_with_blob(task, failed.payload)
         elif task.missing == 0:
             self._requeue(task)
-
-    def _nodes_changed(self) -> None:
-        """Recompute, per resource, the most any one live node has (what one task can get)."""
-        largest: dict[str, float] = {}
-        for node in self.nodes.values():
-            if node.alive:
-                for name, amount in node.totals.items():
-                    if amount > largest.get(name, 0.0):
-                        largest[name] = amount
-        self._largest = largest
 
     def _requeue(self, task: Task, front: bool = False) -> None:
         task.state = QUEUED
@@ -812,106 +678,6 @@ class Agent:
         for oid in msg[1]:
             table.read_unpin(oid, client.refs)
 
-    # ------------------------------------------------------------------ requests
-    def _on_request(self, client: Client, msg: tuple) -> None:
-        _, req_id, what, arg = msg
-        try:
-            value = getattr(self, "_req_" + what)(client, arg)
-        except Exception as exc:  # noqa: BLE001 - the caller gets the error
-            value = exc if isinstance(exc, RayError | ValueError | TypeError) else RayError(f"{what} failed: {exc}")
-        self._send(client, (M.REPLY, req_id, value))
-
-    def _req_alloc(self, client: Client, arg: tuple) -> int:
-        oid, size = arg
-        return self.table.alloc(oid, size, client.refs)
-
-    def _req_pin(self, client: Client, oid: bytes) -> tuple[int, int]:
-        try:
-            return self.table.read_pin(oid, client.refs)
-        except KeyError:
-            raise ObjectLostError(f"object {oid.hex()} is no longer in the object store") from None
-
-    def _req_session(self, client: Client, arg: Any) -> dict:
-        return self.session
-
-    def _req_list(self, client: Client, what: str) -> list[dict]:
-        if what == "nodes":
-            return self._req_nodes(client, None)
-        if what == "tasks":
-            names = {0: "QUEUED", 1: "RUNNING", 2: "FINISHED"}
-            largest = self._largest
-            return [{"task_id": t.tid.hex(), "name": t.name,
-                     "state": ("PENDING_ARGS" if t.missing else names[t.state]),
-                     "pending_reason": ("" if t.state != QUEUED else
-                                        "waiting for its arguments" if t.missing else
-                                        describe_unmet("it", t.resources, largest)
-                                        or "waiting for free resources or a worker"),
-                     "attempt": t.attempt, "worker_pid": t.worker.pid if t.worker else None}
-                    for t in list(self.tasks.values()) if t.state != FINISHED]
-        if what == "actors":
-            return [{"actor_id": a.aid.hex(), "class_name": a.class_name, "state": a.state,
-                     "name": a.key[1] if a.key else "", "pid": a.worker.pid if a.worker else None,
-                     "restarts": a.restarts}
-                    for a in list(self.actors.actors.values())]
-        if what == "objects":
-            kinds = {M.INLINE: "INLINE", M.STORE: "STORE", M.ERROR: "ERROR"}
-            return [{"object_id": o.oid.hex(), "state": "READY" if o.state else "PENDING",
-                     "kind": ("SPILLED" if o.spilled else kinds[o.kind]) if o.state else "",
-                     "size": o.size, "holders": o.holders, "pins": o.pins}
-                    for o in list(self.table.objs.values())]
-        raise ValueError(f"cannot list {what!r}; choose nodes, tasks, actors or objects")
-
-    def _req_cluster_resources(self, client: Client, arg: Any) -> dict[str, float]:
-        total: dict[str, float] = {}
-        for node in self.nodes.values():
-            if node.alive:
-                release(total, node.totals)
-        return total
-
-    def _req_available_resources(self, client: Client, arg: Any) -> dict[str, float]:
-        avail: dict[str, float] = {}
-        for node in self.nodes.values():
-            if node.alive:
-                release(avail, node.available)
-        return {k: v for k, v in avail.items() if v > 1e-9}
-
-    def _req_nodes(self, client: Client, arg: Any) -> list[dict]:
-        return [{
-            "NodeID": node.node_id,
-            "Alive": node.alive,
-            "NodeManagerAddress": (node.address or self.address or "127.0.0.1").rsplit(":", 1)[0],
-            "NodeManagerHostname": node.hostname,
-            "NodeName": node.address or node.hostname,
-            "Resources": dict(node.totals),
-            "IsHead": node.is_head,
-            "DeathCause": node.death_cause,
-            "alive": node.alive,
-        } for node in self.nodes.values()]
-
-    def _req_stats(self, client: Client, arg: Any) -> dict:
-        return {
-            **self.table.stats(),
-            "workers": len(self.workers),
-            "idle_workers": sum(len(n.idle) for n in self.nodes.values()),
-            "tasks": len(self.tasks),
-            "worker_pids": [r.pid for r in self.workers.values() if r.pid],
-        }
-
-    def _req_get_actor(self, client: Client, arg: tuple) -> tuple[bytes, bytes] | None:
-        name, namespace = arg
-        found = self.actors.lookup(name, namespace)
-        if found is not None:
-            self.table.addref(found[0], client.refs)  # the caller builds a handle from it
-        return found
-
-    def _req_kill_actor(self, client: Client, arg: tuple) -> None:
-        aid, no_restart = arg
-        self.actors.kill(aid, no_restart)
-
-    def _on_shutdown(self, client: Client, msg: tuple) -> None:
-        if client is self.owner:  # only the driver that owns an embedded cluster may stop it
-            self.stopping = True
-
     # ------------------------------------------------------------------ stop
     def close(self) -> None:
         for rec in list(self.workers.values()):
@@ -927,89 +693,3 @@ class Agent:
             pass
         self.arena.close()
         shutil.rmtree(os.path.join(self.session_dir, "spill"), ignore_errors=True)
-
-
-def parse_args(argv: list[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m ember_node", description="ember node agent")
-    p.add_argument("--session-dir", required=True)
-    p.add_argument("--num-cpus", type=float, default=None)
-    p.add_argument("--num-gpus", type=float, default=0)
-    p.add_argument("--resources", default="{}")
-    p.add_argument("--object-store-memory", type=int, default=None)
-    p.add_argument("--memory", type=int, default=None)
-    p.add_argument("--ready-fd", type=int, default=None)
-    p.add_argument("--embedded", action="store_true")
-    p.add_argument("--host", default="127.0.0.1", help="address the gRPC port binds to")
-    p.add_argument("--port", type=int, default=None, help="gRPC port for remote drivers (none: local only)")
-    p.add_argument("--token-file", default=None, help="file holding the cluster token (required with --port)")
-    p.add_argument("--heartbeat-timeout", type=float, default=HEARTBEAT_TIMEOUT_S,
-                   help="declare a worker node dead after this many seconds without a heartbeat")
-    p.add_argument("--tls-cert", default=None, help="PEM certificate: serve gRPC over TLS")
-    p.add_argument("--tls-key", default=None, help="PEM private key for --tls-cert")
-    p.add_argument("--metrics-port", type=int, default=None,
-                   help="serve Prometheus /metrics and /healthz on this port (none: no endpoint)")
-    p.add_argument("--metrics-host", default=None, help="address the metrics port binds to (default: --host)")
-    return p.parse_args(argv)
-
-
-def _exit_on_signal(signum: int, frame: Any) -> None:
-    raise SystemExit(0)
-
-
-def main(argv: list[str] | None = None) -> None:
-    args = parse_args(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    os.makedirs(os.path.join(args.session_dir, "logs"), mode=0o700, exist_ok=True)
-    totals: dict[str, float] = {"CPU": float(args.num_cpus if args.num_cpus is not None else os.cpu_count() or 1)}
-    if args.num_gpus:
-        totals["GPU"] = float(args.num_gpus)
-    totals.update({k: float(v) for k, v in json.loads(args.resources).items()})
-    capacity = args.object_store_memory or default_capacity()
-    totals["object_store_memory"] = float(capacity)
-    if args.memory:
-        totals["memory"] = float(args.memory)
-    signal.signal(signal.SIGTERM, _exit_on_signal)
-    agent = Agent(args.session_dir, totals, capacity, args.embedded)
-    agent.heartbeat_timeout = args.heartbeat_timeout
-    server = None
-    try:
-        if args.port is not None:
-            from ember_node.grpc_server import serve
-
-            if not args.token_file:
-                raise SystemExit("--port needs --token-file: every gRPC call is checked against the cluster token")
-            with open(args.token_file) as f:
-                token = f.read().strip()
-            tls = None
-            if args.tls_cert or args.tls_key:
-                if not (args.tls_cert and args.tls_key):
-                    raise SystemExit("TLS needs both --tls-cert and --tls-key")
-                with open(args.tls_cert, "rb") as c, open(args.tls_key, "rb") as k:
-                    tls = (c.read(), k.read())
-            server, bound = serve(agent, args.host, args.port, token, agent.metrics.auth_failure, tls)
-            host = args.host
-            if host in ("0.0.0.0", "::", ""):  # bound everywhere: advertise a reachable address
-                host = os.environ.get("EMBER_POD_IP") or socket.gethostname()
-            agent.address = f"{host}:{bound}"
-            agent.local.address = agent.address
-            agent.session["address"] = agent.address
-        if args.metrics_port is not None:
-            agent.session["metrics_port"] = agent.metrics.serve(args.metrics_port, args.metrics_host or args.host)
-        if args.ready_fd is not None:
-            os.write(args.ready_fd, json.dumps(agent.session).encode() + b"\n")
-            os.close(args.ready_fd)
-        profile_path = os.environ.get("EMBER_AGENT_PROFILE")
-        if profile_path:  # developer aid: cProfile the event loop
-            import cProfile
-
-            cProfile.runctx("agent.run()", globals(), {"agent": agent}, profile_path)
-        else:
-            agent.run()
-    except (KeyboardInterrupt, SystemExit):
-        pass
-    finally:
-        if server is not None:
-            server.stop(grace=None)
-        agent.metrics.close()
-        agent.close()
-        shutil.rmtree(args.session_dir, ignore_errors=True)

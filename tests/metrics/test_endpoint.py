@@ -9,7 +9,7 @@ import types
 
 import ember
 import pytest
-from ember_node.agent import parse_args
+from ember_node.main import parse_args
 from ember_node.metrics import NodeMetrics
 
 from .helpers import Scrape, free_port, get

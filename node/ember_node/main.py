@@ -1,0 +1,102 @@
+"""``python -m ember_node``: run a node agent (the head, or an embedded cluster's node)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import sys
+from typing import Any
+
+from ember_node.agent import HEARTBEAT_TIMEOUT_S, Agent
+from ember_node.store import default_capacity
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m ember_node", description="ember node agent")
+    p.add_argument("--session-dir", required=True)
+    p.add_argument("--num-cpus", type=float, default=None)
+    p.add_argument("--num-gpus", type=float, default=0)
+    p.add_argument("--resources", default="{}")
+    p.add_argument("--object-store-memory", type=int, default=None)
+    p.add_argument("--memory", type=int, default=None)
+    p.add_argument("--ready-fd", type=int, default=None)
+    p.add_argument("--embedded", action="store_true")
+    p.add_argument("--host", default="127.0.0.1", help="address the gRPC port binds to")
+    p.add_argument("--port", type=int, default=None, help="gRPC port for remote drivers (none: local only)")
+    p.add_argument("--token-file", default=None, help="file holding the cluster token (required with --port)")
+    p.add_argument("--heartbeat-timeout", type=float, default=HEARTBEAT_TIMEOUT_S,
+                   help="declare a worker node dead after this many seconds without a heartbeat")
+    p.add_argument("--tls-cert", default=None, help="PEM certificate: serve gRPC over TLS")
+    p.add_argument("--tls-key", default=None, help="PEM private key for --tls-cert")
+    p.add_argument("--metrics-port", type=int, default=None,
+                   help="serve Prometheus /metrics and /healthz on this port (none: no endpoint)")
+    p.add_argument("--metrics-host", default=None, help="address the metrics port binds to (default: --host)")
+    return p.parse_args(argv)
+
+
+def _exit_on_signal(signum: int, frame: Any) -> None:
+    raise SystemExit(0)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    os.makedirs(os.path.join(args.session_dir, "logs"), mode=0o700, exist_ok=True)
+    totals: dict[str, float] = {"CPU": float(args.num_cpus if args.num_cpus is not None else os.cpu_count() or 1)}
+    if args.num_gpus:
+        totals["GPU"] = float(args.num_gpus)
+    totals.update({k: float(v) for k, v in json.loads(args.resources).items()})
+    capacity = args.object_store_memory or default_capacity()
+    totals["object_store_memory"] = float(capacity)
+    if args.memory:
+        totals["memory"] = float(args.memory)
+    signal.signal(signal.SIGTERM, _exit_on_signal)
+    agent = Agent(args.session_dir, totals, capacity, args.embedded)
+    agent.heartbeat_timeout = args.heartbeat_timeout
+    server = None
+    try:
+        if args.port is not None:
+            from ember_node.grpc_server import serve
+
+            if not args.token_file:
+                raise SystemExit("--port needs --token-file: every gRPC call is checked against the cluster token")
+            with open(args.token_file) as f:
+                token = f.read().strip()
+            tls = None
+            if args.tls_cert or args.tls_key:
+                if not (args.tls_cert and args.tls_key):
+                    raise SystemExit("TLS needs both --tls-cert and --tls-key")
+                with open(args.tls_cert, "rb") as c, open(args.tls_key, "rb") as k:
+                    tls = (c.read(), k.read())
+            server, bound = serve(agent, args.host, args.port, token, agent.metrics.auth_failure, tls)
+            host = args.host
+            if host in ("0.0.0.0", "::", ""):  # bound everywhere: advertise a reachable address
+                host = os.environ.get("EMBER_POD_IP") or socket.gethostname()
+            agent.address = f"{host}:{bound}"
+            agent.local.address = agent.address
+            agent.session["address"] = agent.address
+        if args.metrics_port is not None:
+            agent.session["metrics_port"] = agent.metrics.serve(args.metrics_port, args.metrics_host or args.host)
+        if args.ready_fd is not None:
+            os.write(args.ready_fd, json.dumps(agent.session).encode() + b"\n")
+            os.close(args.ready_fd)
+        profile_path = os.environ.get("EMBER_AGENT_PROFILE")
+        if profile_path:  # developer aid: cProfile the event loop
+            import cProfile
+
+            cProfile.runctx("agent.run()", globals(), {"agent": agent}, profile_path)
+        else:
+            agent.run()
+    except (KeyboardInterrupt, SystemExit):
+        pass
+    finally:
+        if server is not None:
+            server.stop(grace=None)
+        agent.metrics.close()
+        agent.close()
+        shutil.rmtree(args.session_dir, ignore_errors=True)

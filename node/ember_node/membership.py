@@ -1,0 +1,160 @@
+"""The agent's worker pool and cluster membership: starting and losing workers, worker
+nodes joining, heart-beating and dying. A mixin of ``ember_node.agent.Agent``."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+from typing import TYPE_CHECKING, Any
+
+from ember import _messages as M
+from ember._resources import release
+from ember.exceptions import (
+    NodeDiedError,
+    TaskCancelledError,
+    WorkerCrashedError,
+)
+
+from ember_node.workers import DEAD, NodeRec, WorkerRec, describe_exit
+
+if TYPE_CHECKING:
+    from ember_node.agent import Client
+
+log = logging.getLogger("ember.agent")
+
+
+class Membership:
+    """Workers and nodes (methods of the Agent)."""
+
+    def _start_worker(self, node: NodeRec) -> None:
+        wid = next(self._wids)
+        self.workers[wid] = WorkerRec(wid, node)
+        node.starting += 1
+        if node.client is None:
+            self.zygote.fork(wid)
+        else:
+            self._send(node.client, (M.START_WORKER, wid))
+        self.metrics.worker_started()
+
+    def _on_zygote(self, key: Any, mask: int) -> None:
+        events = self.zygote.read_events()
+        if events is None:
+            log.error("the worker zygote exited; stopping the node")
+            self.stopping = True
+            return
+        for kind, a, b in events:
+            self._worker_event(self.local, kind, a, b)
+
+    def _on_node_event(self, client: Client, msg: tuple) -> None:
+        if client.node is not None:
+            self._worker_event(client.node, msg[1], msg[2], msg[3])
+
+    def _worker_event(self, node: NodeRec, kind: str, a: int, b: int) -> None:
+        """A zygote's report: ('P', wid, pid) a worker was forked, ('X', pid, status) one exited."""
+        if kind == "P":
+            rec = self.workers.get(a)
+            if rec is not None and rec.node is node:
+                rec.pid = b
+                self.by_pid[(node.node_id, b)] = rec
+        elif kind == "X":
+            rec = self.by_pid.pop((node.node_id, a), None)
+            if rec is None:
+                return
+            rec.exit_status = b
+            if rec.client is None and rec.state != DEAD:
+                # died before it connected
+                rec.state = DEAD
+                node.starting -= 1
+                self.metrics.worker_lost(rec)
+                self.workers.pop(rec.wid, None)
+            elif rec.state == DEAD:
+                self._finalize_worker(rec)
+
+    def _on_heartbeat(self, client: Client, msg: tuple) -> None:
+        if client.node is not None:
+            client.node.last_heartbeat = time.monotonic()
+
+    def _node_dead(self, node: NodeRec, cause: str) -> None:
+        """Declare a worker node dead: its tasks are retried elsewhere, its actors restarted."""
+        if not node.alive:
+            return
+        node.alive = False
+        node.death_cause = cause
+        self._nodes_changed()
+        node.idle.clear()
+        log.warning("%s is dead: %s", node.describe(), cause)
+        for rec in list(self.workers.values()):
+            if rec.node is node:
+                rec.state = DEAD
+                self._finalize_worker(rec)
+                if rec.client is not None:
+                    # cut it off: a worker of a dead node must not report results
+                    rec.client.worker = None
+                    self._on_disconnect(rec.client)
+        if node.client is not None and not node.client.conn.closed:
+            self._on_disconnect(node.client)
+
+    def _finalize_worker(self, rec: WorkerRec) -> None:
+        if self.workers.pop(rec.wid, None) is None:
+            return
+        node = rec.node
+        if rec.pid is not None:
+            self.by_pid.pop((node.node_id, rec.pid), None)
+        if rec in node.idle:
+            node.idle.remove(rec)
+        if node.alive:
+            cause = describe_exit(rec.exit_status)
+        else:
+            cause = f"was lost because {node.describe()} died ({node.death_cause})"
+        self.metrics.worker_lost(rec)
+        inflight = list(rec.inflight)
+        rec.inflight.clear()
+        if rec.held and not rec.blocked:
+            release(node.available, rec.held)
+        rec.held = None
+        if rec.actor is not None:
+            self.actors.on_worker_lost(rec, cause, inflight)
+            inflight = []
+        for i, task in enumerate(inflight):
+            task.worker = None
+            if task.cancelled:
+                self._fail(task, TaskCancelledError(f"task {task.name} was cancelled (its worker was killed)"))
+            elif i > 0:
+                self._requeue(task, front=True)
+            elif task.retries_left() != 0:
+                task.attempt += 1
+                self.metrics.task_retried(task.name)
+                log.warning("worker pid %s %s while running %s; retrying", rec.pid, cause, task.name)
+                self._requeue(task, front=True)
+            else:
+                error = WorkerCrashedError if node.alive else NodeDiedError
+                self._fail(task, error(
+                    f"the worker process (pid {rec.pid}) running task {task.name} {cause}. "
+                    f"The task ran {task.attempt + 1} time(s) (max_retries={task.max_retries}); "
+                    f"raise max_retries to retry it more."))
+        if rec.client is not None:
+            self.table.drop_client(rec.client.refs)
+
+    def _kill_worker(self, rec: WorkerRec) -> None:
+        if not rec.pid:
+            return
+        if rec.node.client is not None:
+            self._send(rec.node.client, (M.KILL_WORKER, rec.pid))
+            return
+        try:
+            os.kill(rec.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+    def _nodes_changed(self) -> None:
+        """Recompute, per resource, the most any one live node has (what one task can get)."""
+        largest: dict[str, float] = {}
+        for node in self.nodes.values():
+            if node.alive:
+                for name, amount in node.totals.items():
+                    if amount > largest.get(name, 0.0):
+                        largest[name] = amount
+        self._largest = largest
+
