@@ -42,6 +42,8 @@ def fmt_value(v: float, unit: str) -> str:
         return f"{v:.2f} GB/s"
     if unit == "MiB":
         return f"{v:,.0f} MiB"
+    if unit == "%":
+        return f"{v:.1f}%"
     return f"{v:.2f}"
 
 

@@ -105,6 +105,15 @@ METRICS: list[Metric] = [
            _rel(">=", 5, ">= 5x Ray"), 4400),
     Metric("actor_create_ms", "actor creation + first call (median)", "ms", "lower",
            _rel("<=", 1, "<= Ray"), 18),
+    # issue 4: clusters (ember only: Ray's remote client needs its own client server)
+    Metric("remote_put_gbps", "remote driver put 100 MiB, loopback gRPC (median)", "GB/s", "higher",
+           _abs(">=", 1.0, ">= 1 GB/s"), 0.09),
+    Metric("remote_get_gbps", "remote driver get 100 MiB, loopback gRPC (median)", "GB/s", "higher",
+           _abs(">=", 1.0, ">= 1 GB/s")),
+    Metric("multinode_tasks_per_s", "10k noop tasks, head + 1 worker node", "/s", "higher"),
+    # issue 5: metrics
+    Metric("metrics_overhead_pct", "task throughput cost of --metrics-port", "%", "lower",
+           _abs("<", 5, "< 5%")),
 ]
 METRIC_BY_KEY = {m.key: m for m in METRICS}
 
@@ -455,6 +464,163 @@ def _pct(samples: list[int], p: int) -> float:
 
 
 # --------------------------------------------------------------------------
+# Clusters and metrics (ember only; each starts and stops its own agents)
+# --------------------------------------------------------------------------
+
+
+class _Agents:
+    """Node agents started for one workload, stopped (by PID) when it ends."""
+
+    def __init__(self) -> None:
+        import tempfile
+
+        self.dir = tempfile.mkdtemp(prefix="ember-bench-")
+        self.token_file = f"{self.dir}/token"
+        with open(self.token_file, "w") as f:
+            f.write("bench-token")
+        self.procs: list = []
+
+    def start(self, *args: str) -> dict:
+        import json
+        import os
+        import subprocess
+        import sys
+
+        rfd, wfd = os.pipe()
+        proc = subprocess.Popen([sys.executable, "-m", *args, "--ready-fd", str(wfd)], pass_fds=(wfd,),
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        os.close(wfd)
+        self.procs.append(proc)
+        with os.fdopen(rfd) as f:
+            line = f.readline()
+        if not line:
+            raise RuntimeError(f"agent {args[0]} did not start")
+        return json.loads(line)
+
+    def head(self, num_cpus: int) -> str:
+        import os
+        import socket
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        os.makedirs(f"{self.dir}/head", exist_ok=True)
+        self.start("ember_node", "--session-dir", f"{self.dir}/head", "--num-cpus", str(num_cpus),
+                   "--port", str(port), "--token-file", self.token_file)
+        return f"127.0.0.1:{port}"
+
+    def worker_node(self, address: str, num_cpus: int) -> None:
+        self.start("ember_node.worker_node", "--address", address, "--token-file", self.token_file,
+                   "--session-dir", f"{self.dir}/node{len(self.procs)}", "--num-cpus", str(num_cpus))
+
+    def stop(self) -> None:
+        import shutil
+        import subprocess
+
+        for proc in reversed(self.procs):
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def remote_driver(rt, ctx: Ctx) -> dict:
+    agents = _Agents()
+    try:
+        address = agents.head(ctx.num_cpus)
+        rt.init(address, token="bench-token")
+
+        @rt.remote
+        def make(n):
+            import numpy as np
+
+            return np.ones(n, dtype=np.uint8)
+
+        data = _array(100 * MiB)
+        puts, gets = [], []
+        for _ in range(ctx.n(5, 2)):
+            t = _now()
+            ref = rt.put(data)
+            puts.append(_now() - t)
+            del ref
+            result = make.remote(100 * MiB)
+            rt.wait([result])
+            t = _now()
+            value = rt.get(result)
+            gets.append(_now() - t)
+            del value, result
+        rt.shutdown()
+        return {"remote_put_gbps": 100 * MiB / statistics.median(puts),
+                "remote_get_gbps": 100 * MiB / statistics.median(gets)}
+    finally:
+        agents.stop()
+
+
+def multinode_tasks(rt, ctx: Ctx) -> dict:
+    import time as _time
+
+    agents = _Agents()
+    try:
+        address = agents.head(1)
+        agents.worker_node(address, 2)
+        rt.init(address, token="bench-token")
+        deadline = _time.monotonic() + 30
+        while sum(1 for n in rt.nodes() if n["Alive"]) < 2 and _time.monotonic() < deadline:
+            _time.sleep(0.1)
+
+        @rt.remote
+        def noop(i):
+            return i
+
+        rt.get([noop.remote(i) for i in range(500)])
+        n = ctx.n(10_000, 2_000)
+        t = _now()
+        rt.get([noop.remote(i) for i in range(n)])
+        rate = n / ((_now() - t) / 1e9)
+        rt.shutdown()
+        return {"multinode_tasks_per_s": rate}
+    finally:
+        agents.stop()
+
+
+def metrics_overhead(rt, ctx: Ctx) -> dict:
+    import socket
+
+    def rate(metrics: bool) -> float:
+        kwargs = ctx.init_kwargs()
+        if metrics:
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                kwargs["metrics_port"] = s.getsockname()[1]
+        rt.init(**kwargs)
+
+        @rt.remote
+        def noop(i):
+            return i
+
+        rt.get([noop.remote(i) for i in range(1000)])
+        best = 0.0
+        for _ in range(ctx.n(3, 1)):
+            n = ctx.n(10_000, 3_000)
+            t = _now()
+            rt.get([noop.remote(i) for i in range(n)])
+            best = max(best, n / ((_now() - t) / 1e9))
+        rt.shutdown()
+        return best
+
+    off, on = [], []
+    for _ in range(ctx.n(2, 1)):  # interleaved, best of each, to damp drift on a busy machine
+        off.append(rate(False))
+        on.append(rate(True))
+    overhead = (1 - max(on) / max(off)) * 100
+    return {"metrics_overhead_pct": max(overhead, 0.0),
+            "_notes": [f"tasks/s without metrics {max(off):,.0f}, with {max(on):,.0f}"]}
+
+
+# --------------------------------------------------------------------------
 # Registry
 # --------------------------------------------------------------------------
 
@@ -486,6 +652,12 @@ WORKLOADS: list[Workload] = [
              tags=frozenset({"actor"})),
     Workload("actor_create", actor_creation, ("actor_create_ms",), "actors",
              tags=frozenset({"actor"})),
+    Workload("remote", remote_driver, ("remote_put_gbps", "remote_get_gbps"), "clusters",
+             mode="fresh", systems=("ember",), timeout_s=120),
+    Workload("multinode", multinode_tasks, ("multinode_tasks_per_s",), "clusters",
+             mode="fresh", systems=("ember",), timeout_s=120),
+    Workload("metrics", metrics_overhead, ("metrics_overhead_pct",), "metrics",
+             mode="fresh", systems=("ember",), timeout_s=180),
 ]
 WORKLOAD_BY_NAME = {w.name: w for w in WORKLOADS}
 

@@ -70,12 +70,34 @@ class GrpcConnection:
         self._thread.start()
 
     def _requests(self) -> Any:
+        """The outgoing stream: everything queued since the last message goes in one, since
+        each gRPC message costs far more than its bytes (batching is what makes a remote
+        driver's task throughput)."""
+        out = self._out
         while True:
-            data = self._out.get()
+            data = out.get()
             if data is None:
                 return
+            closing = False
+            if len(data) < CHUNK:
+                parts = [data]
+                size = len(data)
+                while size < CHUNK:
+                    try:
+                        more = out.get_nowait()
+                    except queue.Empty:
+                        break
+                    if more is None:
+                        closing = True
+                        break
+                    parts.append(more)
+                    size += len(more)
+                if len(parts) > 1:
+                    data = b"".join(parts)
             for i in range(0, len(data), CHUNK):
                 yield pb.Frames(data=data[i : i + CHUNK])
+            if closing:
+                return
 
     def _receive(self) -> None:
         try:

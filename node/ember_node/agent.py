@@ -45,6 +45,7 @@ log = logging.getLogger("ember.agent")
 PIPELINE_DEPTH = 32  # tasks in flight on one worker, for functions known to be short
 FAST_TASK_S = 0.002  # a function whose recent runs all took less may be pipelined
 FAST_STREAK = 4  # ...this many runs in a row
+REMOTE_RECENT_S = 0.02  # a worker on another node counts as busy with short tasks for this long
 LOST_WORKER_GRACE_S = 1.0  # wait this long for a dead worker's exit status
 HEARTBEAT_TIMEOUT_S = float(os.environ.get("EMBER_HEARTBEAT_TIMEOUT_S", "10"))
 
@@ -406,9 +407,11 @@ class Agent(Membership, Requests):
         stats = self.fn_stats.get(task.fn_id)
         if stats is None or stats[2] < FAST_STREAK:
             return None
-        recent = time.monotonic() - FAST_TASK_S
+        now = time.monotonic()
         best = None
         for rec in self.workers.values():
+            # a worker on another node answers later (gRPC hops), so "just now" is longer
+            recent = now - (FAST_TASK_S if rec.node.client is None else REMOTE_RECENT_S)
             if (rec.state == BUSY and rec.shape == task.shape and not rec.blocked
                     and rec.idle_since >= recent
                     and len(rec.inflight) < PIPELINE_DEPTH and rec.actor is None
