@@ -67,10 +67,13 @@ class NodeServicer(pb_grpc.NodeServicer):
 
     def ClusterInfo(self, request: pb.ClusterInfoRequest, context: grpc.ServicerContext) -> pb.ClusterInfoReply:
         agent = self.agent
-        node = pb.NodeInfo(node_id=agent.node_id, address=agent.address, alive=True, is_head=True,
-                           resources=dict(agent.totals),
-                           available={k: max(v, 0.0) for k, v in dict(agent.available).items()})
-        return pb.ClusterInfoReply(nodes=[node])
+        idle = agent.idle_seconds()
+        nodes = [pb.NodeInfo(node_id=node.node_id, address=node.address, alive=node.alive,
+                             is_head=node.is_head, resources=dict(node.totals),
+                             available={k: max(v, 0.0) for k, v in dict(node.available).items()},
+                             idle_seconds=idle.get(node.node_id, 0.0))
+                 for node in list(agent.nodes.values())]
+        return pb.ClusterInfoReply(nodes=nodes)
 
     def Session(self, request_iterator: Iterator[pb.Frames], context: grpc.ServicerContext) -> Iterator[pb.Frames]:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

@@ -17,7 +17,7 @@ from ember.exceptions import (
     WorkerCrashedError,
 )
 
-from ember_node.workers import DEAD, NodeRec, WorkerRec, describe_exit
+from ember_node.workers import BUSY, DEAD, NodeRec, WorkerRec, describe_exit
 
 if TYPE_CHECKING:
     from ember_node.agent import Client
@@ -147,6 +147,21 @@ class Membership:
             os.kill(rec.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+    def idle_seconds(self) -> dict[str, float]:
+        """Per live node, seconds since one of its workers last ran something (0 while busy).
+
+        Read from the gRPC threads: works on copies.
+        """
+        now = time.monotonic()
+        last: dict[str, float] = {}
+        busy: set[str] = set()
+        for rec in list(self.workers.values()):
+            node_id = rec.node.node_id
+            if rec.state == BUSY:
+                busy.add(node_id)
+            last[node_id] = max(last.get(node_id, 0.0), rec.idle_since)
+        return {node_id: 0.0 if node_id in busy else max(now - t, 0.0) for node_id, t in last.items()}
 
     def _nodes_changed(self) -> None:
         """Recompute, per resource, the most any one live node has (what one task can get)."""

@@ -66,6 +66,7 @@ def config_from_args(args: argparse.Namespace) -> OperatorConfig:
         metrics_host=args.metrics_host,
         metrics_port=args.metrics_port,
         resync_seconds=args.resync_seconds,
+        head_idleness=True,
     )
 
 

@@ -44,7 +44,7 @@ IdlenessProbe = Callable[[Mapping[str, Any], str, Sequence[str]], Mapping[str, f
 
 
 def no_idleness(cluster: Mapping[str, Any], group: str, pods: Sequence[str]) -> Mapping[str, float] | None:
-    """The default idleness probe: unknown. (The head does not report idle workers yet.)"""
+    """An idleness probe that knows nothing (see ember_operator.idleness for the head's)."""
     return None
 
 

@@ -11,6 +11,7 @@ objects are garbage-collected through ownerReferences) even when the operator is
 """
 
 import asyncio
+import dataclasses
 import functools
 import logging
 from collections.abc import Callable
@@ -20,9 +21,10 @@ from dataclasses import dataclass, field
 import kubernetes
 
 from ember_operator import constants as c
+from ember_operator.idleness import HeadIdleness
 from ember_operator.kube import KubeClient, load_configuration
 from ember_operator.metrics import MetricsServer, OperatorMetrics
-from ember_operator.reconciler import Reconciler, ReconcilerOptions
+from ember_operator.reconciler import Reconciler, ReconcilerOptions, no_idleness
 
 __all__ = ["OperatorConfig", "Operator"]
 
@@ -39,6 +41,9 @@ class OperatorConfig:
     workers: int = 8  # threads running the (blocking) handlers and resyncs
     kube_configuration: Callable[[], kubernetes.client.Configuration] = load_configuration
     reconciler: ReconcilerOptions = field(default_factory=ReconcilerOptions)
+    #: ask each cluster's head which workers are idlest before scaling down (needs the head
+    #: reachable from the operator; tests without a head leave it off)
+    head_idleness: bool = False
 
 
 class Operator:
@@ -87,7 +92,12 @@ class Operator:
         """Connect to the API server, start the handler threads, serve metrics, resync."""
         self._executor = ThreadPoolExecutor(self.config.workers, thread_name_prefix="ember-operator")
         self._kube = KubeClient(self.config.kube_configuration())
-        self._reconciler = Reconciler(self._kube, self.metrics, options=self.config.reconciler)
+        options = self.config.reconciler
+        if self.config.head_idleness and options.idleness is no_idleness:
+            kube = self._kube
+            options = dataclasses.replace(
+                options, idleness=HeadIdleness(lambda ns, name: kube.get(ns, "secrets", name)))
+        self._reconciler = Reconciler(self._kube, self.metrics, options=options)
         await self.server.start()
         self._resync = asyncio.create_task(self._resync_forever(), name="ember-operator resync")
 

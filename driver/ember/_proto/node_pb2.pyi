@@ -23,7 +23,7 @@ class ClusterInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class NodeInfo(_message.Message):
-    __slots__ = ("node_id", "address", "alive", "resources", "available", "is_head")
+    __slots__ = ("node_id", "address", "alive", "resources", "available", "is_head", "idle_seconds")
     class ResourcesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -44,13 +44,15 @@ class NodeInfo(_message.Message):
     RESOURCES_FIELD_NUMBER: _ClassVar[int]
     AVAILABLE_FIELD_NUMBER: _ClassVar[int]
     IS_HEAD_FIELD_NUMBER: _ClassVar[int]
+    IDLE_SECONDS_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     address: str
     alive: bool
     resources: _containers.ScalarMap[str, float]
     available: _containers.ScalarMap[str, float]
     is_head: bool
-    def __init__(self, node_id: _Optional[str] = ..., address: _Optional[str] = ..., alive: _Optional[bool] = ..., resources: _Optional[_Mapping[str, float]] = ..., available: _Optional[_Mapping[str, float]] = ..., is_head: _Optional[bool] = ...) -> None: ...
+    idle_seconds: float
+    def __init__(self, node_id: _Optional[str] = ..., address: _Optional[str] = ..., alive: _Optional[bool] = ..., resources: _Optional[_Mapping[str, float]] = ..., available: _Optional[_Mapping[str, float]] = ..., is_head: _Optional[bool] = ..., idle_seconds: _Optional[float] = ...) -> None: ...
 
 class ClusterInfoReply(_message.Message):
     __slots__ = ("nodes",)

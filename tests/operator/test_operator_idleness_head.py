@@ -1,0 +1,109 @@
+"""The operator's idleness probe against a real head and worker node (real agents, real gRPC
+on loopback). Only the Kubernetes Secret read is a stand-in (a function returning the
+object), since there is no API server on these machines."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+import ember
+import pytest
+from ember_operator.idleness import HeadIdleness
+
+POD = "demo-workers-worker-abcde"
+TOKEN = "idleness-test-token"
+
+
+def _start(args: list[str]) -> subprocess.Popen:
+    rfd, wfd = os.pipe()
+    proc = subprocess.Popen([sys.executable, "-m", *args, "--ready-fd", str(wfd)], pass_fds=(wfd,),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    os.close(wfd)
+    with os.fdopen(rfd) as f:
+        assert json.loads(f.readline())
+    return proc
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    tmp = tempfile.mkdtemp(prefix="ember-idle-")
+    token_file = os.path.join(tmp, "token")
+    with open(token_file, "w") as f:
+        f.write(TOKEN)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    address = f"127.0.0.1:{port}"
+    procs = []
+    try:
+        procs.append(_start(["ember_node", "--session-dir", os.path.join(tmp, "head"), "--num-cpus", "1",
+                             "--port", str(port), "--token-file", token_file]))
+        procs.append(_start(["ember_node.worker_node", "--address", address, "--token-file", token_file,
+                             "--session-dir", os.path.join(tmp, "node"), "--num-cpus", "1",
+                             "--resources", '{"on_pod": 1}', "--advertise", POD]))
+        yield address
+    finally:
+        for proc in reversed(procs):
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _probe(address: str, token: str = TOKEN) -> HeadIdleness:
+    secret = {"data": {"token": base64.b64encode(token.encode()).decode()}}
+    return HeadIdleness(lambda ns, name: secret if name == "demo-token" else None,
+                        address=lambda name, ns: address)
+
+
+CLUSTER = {"metadata": {"name": "demo", "namespace": "default"}}
+
+
+def _wait_for(fn, timeout: float = 20.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = fn()
+        if value:
+            return value
+        time.sleep(0.1)
+    return fn()
+
+
+def test_idle_worker_pod_reports_idle_seconds_and_busy_reports_zero(cluster):
+    probe = _probe(cluster)
+    idle = _wait_for(lambda: (probe(CLUSTER, "workers", [POD, "other-pod"]) or {}).get(POD, 0) > 0.2
+                     and probe(CLUSTER, "workers", [POD, "other-pod"]))
+    assert set(idle) == {POD}, idle  # only pods the head knows, and never the head itself
+    assert idle[POD] > 0.2
+
+    ember.init(cluster, token=TOKEN)
+    try:
+        @ember.remote(resources={"on_pod": 1})
+        def busy():
+            time.sleep(3)
+            return "done"
+
+        ref = busy.remote()
+        assert _wait_for(lambda: probe(CLUSTER, "workers", [POD]) == {POD: 0.0}, timeout=10), \
+            probe(CLUSTER, "workers", [POD])
+        assert ember.get(ref, timeout=30) == "done"
+    finally:
+        ember.shutdown()
+
+
+def test_wrong_token_or_missing_secret_means_unknown(cluster):
+    assert _probe(cluster, token="wrong")(CLUSTER, "workers", [POD]) is None
+    no_secret = HeadIdleness(lambda ns, name: None, address=lambda name, ns: cluster)
+    assert no_secret(CLUSTER, "workers", [POD]) is None
