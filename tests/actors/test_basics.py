@@ -50,6 +50,12 @@ def test_issue_example(cluster):
     assert ember.get(tracker.increment.remote(7), timeout=T) == (7, 5)
 
 
+def test_issue_example_at_scale(cluster):
+    tracker = ReferenceDataTrackerActor.remote(5)
+    assert ember.get([track.remote(i, tracker) for i in range(200)], timeout=T) == list(range(200))
+    assert ember.get(tracker.get_counts.remote(), timeout=T) == [40] * 5
+
+
 # --------------------------------------------------------------------- classes and calls
 
 

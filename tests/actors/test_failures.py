@@ -132,6 +132,36 @@ def test_method_exception_is_task_error_and_actor_survives(cluster, tmp_path):
     assert len(_lines(tmp_path / "log")) == 1
 
 
+class TwoPartError(Exception):
+    """An exception whose constructor does not take its message (pickling trips on these)."""
+
+    def __init__(self, part, other):
+        super().__init__(f"{part}/{other}")
+        self.part = part
+        self.other = other
+
+
+@ember.remote
+class OddFailer:
+    def fail(self):
+        raise TwoPartError("left-17", "right-18")
+
+    def ok(self):
+        return "ok"
+
+
+@pytest.mark.ray_differs
+def test_method_exception_with_custom_constructor(cluster):
+    """Ray 2.60 raises UnserializableException here (the exception does not unpickle);
+    ember keeps the type, so the error is both a RayTaskError and a TwoPartError."""
+    a = OddFailer.remote()
+    with pytest.raises(exc.RayTaskError) as info:
+        ember.get(a.fail.remote(), timeout=T)
+    assert "left-17/right-18" in str(info.value)
+    assert isinstance(info.value, TwoPartError)
+    assert ember.get(a.ok.remote(), timeout=T) == "ok"
+
+
 def test_async_method_exception_is_task_error(cluster):
     a = AsyncFailer.remote()
     with pytest.raises(KeyError) as info:

@@ -79,6 +79,13 @@ def test_calls_run_in_submission_order_with_delayed_arguments(cluster):
     assert ember.get(rec.log.remote(), timeout=T) == list(range(n))
 
 
+def test_many_calls_in_flight_keep_their_order(cluster):
+    rec = Recorder.remote()
+    refs = [rec.append.remote(i) for i in range(2000)]
+    assert ember.get(refs, timeout=T) == list(range(2000))
+    assert ember.get(rec.log.remote(), timeout=T) == list(range(2000))
+
+
 def test_order_kept_when_later_calls_have_ready_arguments(cluster):
     rec = Recorder.remote()
     slow = delayed.remote("slow", 0.5)

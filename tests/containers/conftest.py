@@ -36,10 +36,11 @@ def _engine_answers() -> bool:
         return False
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def image() -> Iterator[str]:
-    """The image, built or reused; a dockerd this session had to start is stopped at the end
-    (no orphans: its images stay on disk, so the next run starts it and reuses them)."""
+    """The image, built or reused; a dockerd this tier had to start is stopped when the tier
+    ends (no orphans, also for the other tiers' leak checks: its images stay on disk, so the
+    next run starts it again and reuses them)."""
     name = os.environ.get("EMBER_IMAGE", "ember:test")
     was_running = _engine_answers()
     try:
