@@ -6,85 +6,35 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import textwrap
 import time
-import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 
 import psutil
+from ember_testkit import (  # noqa: F401 - re-exported for the tests of this suite
+    CLEANUP_GRACE_S,
+    SHM_DIR,
+    SHM_PREFIX,
+    child_processes,
+    cmdline,
+    describe,
+    ember_shm_entries,
+    kill_all,
+    pid_alive,
+    remove_shm,
+    session_processes,
+    shm_used_by,
+    wait_pid_gone,
+    wait_shm_gone,
+    wait_until,
+)
 
-SHM_DIR = Path("/dev/shm")
-SHM_PREFIX = "ember"
 AGENT_MARK = "ember_node"  # agent command line: python -m ember_node ...
 WORKER_MARK = "ember.worker"  # worker command line: python -m ember.worker ...
 MiB = 1024 * 1024
-
-# Every process started from this pytest run inherits this variable, so a process
-# that outlives its parent (re-parented to init) can still be traced back to us.
-SESSION_MARK_VAR = "EMBER_TEST_SESSION_MARK"
-SESSION_MARK = os.environ.setdefault(SESSION_MARK_VAR, uuid.uuid4().hex)
-
-# How long processes and shared memory get to disappear after a shutdown.
-CLEANUP_GRACE_S = 15.0
-
-
-def wait_until(predicate: Callable[[], object], timeout: float, interval: float = 0.05):
-    """Poll ``predicate`` until it returns something truthy or ``timeout`` passes.
-
-    Returns the last value of ``predicate`` (truthy on success, falsy on timeout).
-    """
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() >= deadline:
-            return value
-        time.sleep(interval)
-
-
-def _is_live(proc: psutil.Process) -> bool:
-    try:
-        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        return _is_live(psutil.Process(pid))
-    except psutil.Error:
-        return False
-
-
-def cmdline(proc: psutil.Process) -> str:
-    try:
-        return " ".join(proc.cmdline())
-    except psutil.Error:
-        return ""
-
-
-def child_processes() -> list[psutil.Process]:
-    """Live (non-zombie) descendants of this process."""
-    return [p for p in psutil.Process().children(recursive=True) if _is_live(p)]
-
-
-def session_processes() -> list[psutil.Process]:
-    """Live processes started by this test session: our descendants, plus any
-    process carrying our session mark in its environment."""
-    me = os.getpid()
-    found = {p.pid: p for p in child_processes()}
-    for proc in psutil.process_iter(["pid"]):
-        if proc.pid == me or proc.pid in found:
-            continue
-        try:
-            if proc.environ().get(SESSION_MARK_VAR) == SESSION_MARK and _is_live(proc):
-                found[proc.pid] = proc
-        except psutil.Error:
-            continue
-    return list(found.values())
 
 
 def agent_processes() -> list[psutil.Process]:
@@ -93,13 +43,6 @@ def agent_processes() -> list[psutil.Process]:
 
 def worker_processes() -> list[psutil.Process]:
     return [p for p in child_processes() if WORKER_MARK in cmdline(p)]
-
-
-def ember_shm_entries() -> set[str]:
-    try:
-        return {name for name in os.listdir(SHM_DIR) if name.startswith(SHM_PREFIX)}
-    except FileNotFoundError:
-        return set()
 
 
 def ember_shm_bytes() -> int:
@@ -120,30 +63,6 @@ def ember_shm_bytes() -> int:
         except FileNotFoundError:
             pass
     return total
-
-
-def shm_used_by(pids: Iterable[int]) -> set[str]:
-    """/dev/shm/ember* entries that the given processes map or hold open."""
-    names: set[str] = set()
-    prefix = str(SHM_DIR / SHM_PREFIX)
-    cut = len(str(SHM_DIR)) + 1
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/maps") as f:
-                for line in f:
-                    idx = line.find(prefix)
-                    if idx >= 0:
-                        names.add(line[idx + cut :].split()[0].split("/")[0])
-            for fd in os.scandir(f"/proc/{pid}/fd"):
-                try:
-                    target = os.readlink(fd.path)
-                except OSError:
-                    continue
-                if target.startswith(prefix):
-                    names.add(target[cut:].split()[0].split("/")[0])
-        except OSError:
-            continue
-    return names
 
 
 def shm_mapped_by_others(session_pids: Iterable[int]) -> set[str]:
@@ -173,37 +92,6 @@ def wait_pids_gone(pids: Iterable[int], timeout: float = CLEANUP_GRACE_S) -> lis
     pids = list(pids)
     wait_until(lambda: not any(pid_alive(p) for p in pids), timeout)
     return [p for p in pids if pid_alive(p)]
-
-
-def wait_shm_gone(names: Iterable[str], timeout: float = CLEANUP_GRACE_S) -> set[str]:
-    """Wait for the /dev/shm entries to disappear; return those still present."""
-    names = set(names)
-    wait_until(lambda: not (names & ember_shm_entries()), timeout)
-    return names & ember_shm_entries()
-
-
-def kill_all(procs: Iterable[psutil.Process]) -> None:
-    for proc in procs:
-        try:
-            proc.kill()
-        except psutil.Error:
-            pass
-
-
-def remove_shm(names: Iterable[str]) -> None:
-    for name in names:
-        path = SHM_DIR / name
-        try:
-            if path.is_dir():
-                shutil.rmtree(path, ignore_errors=True)
-            else:
-                path.unlink()
-        except OSError:
-            pass
-
-
-def describe(procs: Iterable[psutil.Process]) -> str:
-    return "; ".join(f"pid {p.pid}: {cmdline(p)[:160]!r}" for p in procs)
 
 
 # ------------------------------------------------------------------ subprocess drivers
