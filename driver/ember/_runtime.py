@@ -32,8 +32,6 @@ from ember._wire import ConnectionClosed
 from ember.exceptions import (
     GetTimeoutError,
     ObjectLostError,
-    ObjectStoreFullError,
-    RayError,
     RaySystemError,
     RayTaskError,
 )
@@ -97,7 +95,6 @@ class CoreRuntime:
         self._arena_fd: int | None = None
         self._arena_view: memoryview | None = None
         self._arena_mm: mmap.mmap | None = None
-        self._callbacks: dict[bytes, list] = {}
         # worker side (see ember.worker)
         self.task_queue: collections.deque = collections.deque()
         self.current_task_id: bytes | None = None
@@ -128,7 +125,6 @@ class CoreRuntime:
                     entry = self.objects.pop(oid, None)
                     self._requested.discard(oid)
                     self._owned_pending.discard(oid)
-                    self._callbacks.pop(oid, None)
                     del entry
                 else:  # a read-only mapping of a store object was finalized
                     self._pending_unpin.append(oid)
@@ -231,10 +227,6 @@ class CoreRuntime:
             if oid in self._counts:
                 self.objects[oid] = (msg[2], msg[3])
                 self._owned_pending.discard(oid)
-                cbs = self._callbacks.pop(oid, None)
-                if cbs:
-                    for cb in cbs:
-                        self._run_callback(oid, cb)
         elif t == M.REPLY:
             self._replies[msg[1]] = msg[2]
         elif self.message_hook is not None and self.message_hook(msg):
@@ -597,9 +589,6 @@ class CoreRuntime:
 
         threading.Thread(target=run, name="ember-future", daemon=True).start()
 
-    def _run_callback(self, oid: bytes, cb: Any) -> None:  # pragma: no cover - reserved
-        cb(oid)
-
     # ------------------------------------------------------------------ lifecycle
     def close(self) -> None:
         if self.closed:
@@ -626,12 +615,3 @@ class CoreRuntime:
 
 
 _EMPTY_ARGS = serialize(((), {})).to_bytes()
-
-
-def raise_if_error(value: Any) -> Any:
-    if isinstance(value, RayError):
-        raise value
-    return value
-
-
-__all__ = ["CoreRuntime", "SessionInfo", "Dep", "ObjectStoreFullError"]

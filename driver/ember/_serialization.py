@@ -131,17 +131,6 @@ def deserialize(data: bytes | bytearray | memoryview) -> Any:
     return pickle.loads(main, buffers=bufs)
 
 
-def dumps_plain(value: Any) -> bytes:
-    """cloudpickle without buffers (functions, exceptions): small, self-contained blobs."""
-    prev = getattr(_local, "contained", None)
-    contained: list[bytes] = []
-    _local.contained = contained
-    try:
-        return cloudpickle.dumps(value, protocol=5)
-    finally:
-        _local.contained = prev
-
-
 def dumps_function(fn: Any) -> tuple[bytes, list[bytes]]:
     """Pickle a function or class for workers, keeping its source file name for tracebacks.
 

@@ -170,9 +170,6 @@ class ServerConnection:
         self.out += _pack(len(body))
         self.out += body
 
-    def queue_raw(self, frame: bytes) -> None:
-        self.out += frame
-
     def flush(self) -> bool:
         """Write what the socket takes; return True if everything was written."""
         out = self.out

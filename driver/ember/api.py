@@ -7,7 +7,6 @@ import inspect
 import logging
 import os
 import threading
-import time
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -376,7 +375,3 @@ def _stats() -> dict[str, Any]:
 def timeline(filename: str | None = None) -> list:
     warnings.warn("ember does not record a task timeline yet", stacklevel=2)
     return []
-
-
-def _now() -> float:
-    return time.monotonic()

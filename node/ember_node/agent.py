@@ -332,7 +332,6 @@ class Agent(Membership, Requests):
             elif obj.kind == M.ERROR and failed is None:
                 failed = obj
         self.tasks[task.tid] = task
-        task.submitted_at = time.monotonic()
         if failed is not None:
             self._fail_with_blob(task, failed.payload)
         elif task.missing == 0:

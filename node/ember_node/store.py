@@ -99,9 +99,6 @@ class Arena:
             starts.insert(i, offset)
             sizes.insert(i, size)
 
-    def largest_free(self) -> int:
-        return max(self._sizes, default=0)
-
     def close(self) -> None:
         if self._mm is not None:
             try:

@@ -21,7 +21,7 @@ class WorkerRec:
     """The agent's view of one worker process."""
 
     __slots__ = ("wid", "pid", "client", "state", "inflight", "held", "blocked", "known_fns",
-                 "shape", "exit_status", "lost_at", "started_at", "idle_since", "actor", "node")
+                 "shape", "exit_status", "lost_at", "idle_since", "actor", "node")
 
     def __init__(self, wid: int, node: Any) -> None:
         self.wid = wid
@@ -36,7 +36,6 @@ class WorkerRec:
         self.shape: tuple | None = None
         self.exit_status: int | None = None
         self.lost_at: float | None = None
-        self.started_at = time.monotonic()
         self.idle_since = time.monotonic()
         self.actor: Any = None
 
