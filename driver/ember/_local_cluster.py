@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 
 
@@ -44,8 +45,11 @@ def all_records() -> list[dict]:
             continue
         if pid_is_agent(int(rec.get("pid", 0))):
             out.append(rec)
-        else:
+        else:  # the agent died without cleaning up (SIGKILL): clean up after it
             remove_record(int(rec.get("pid", 0)))
+            session_dir = rec.get("session_dir") or ""
+            if os.path.dirname(os.path.abspath(session_dir)) == base_dir():
+                shutil.rmtree(session_dir, ignore_errors=True)
     return out
 
 
