@@ -26,6 +26,7 @@ log = logging.getLogger("ember.grpc")
 CHUNK = 4 << 20
 BULK_CHUNK = 1 << 20  # measured here: 1 MiB messages stream faster than 4 or 16 MiB
 MAX_MESSAGE = 64 << 20
+MAX_SESSIONS = 1024
 
 
 class TokenInterceptor(grpc.ServerInterceptor):
@@ -155,7 +156,9 @@ def serve(agent: Any, host: str, port: int, token: str, on_auth_failure: Callabl
     # the metrics interceptor goes first, so calls the token check refuses are counted too
     counting = [agent.metrics.grpc_interceptor()] if getattr(agent, "metrics", None) is not None else []
     server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=64, thread_name_prefix="ember-grpc"),
+        # every Session (a remote driver, or each worker of a worker node) holds one thread for
+        # its whole life, so the pool bounds how many can be connected at once
+        futures.ThreadPoolExecutor(max_workers=MAX_SESSIONS, thread_name_prefix="ember-grpc"),
         interceptors=[*counting, TokenInterceptor(token, on_auth_failure)],
         options=[("grpc.max_receive_message_length", MAX_MESSAGE),
                  ("grpc.max_send_message_length", MAX_MESSAGE),
