@@ -38,7 +38,7 @@ from ember_node.objects import PENDING, ClientRefs, Obj, ObjectTable
 from ember_node.requests import Requests
 from ember_node.store import Arena
 from ember_node.tasks import FINISHED, QUEUED, RUNNING, Task
-from ember_node.workers import BUSY, DEAD, IDLE, NodeRec, WorkerRec, Zygote
+from ember_node.workers import BUSY, DEAD, IDLE, RETIRING, NodeRec, WorkerRec, Zygote
 
 log = logging.getLogger("ember.agent")
 
@@ -47,6 +47,7 @@ FAST_TASK_S = 0.002  # a function whose recent runs all took less may be pipelin
 FAST_STREAK = 4  # ...this many runs in a row
 REMOTE_RECENT_S = 0.02  # a worker on another node counts as busy with short tasks for this long
 LOST_WORKER_GRACE_S = 1.0  # wait this long for a dead worker's exit status
+IDLE_RETIRE_S = float(os.environ.get("EMBER_IDLE_WORKER_RETIRE_S", "30"))
 HEARTBEAT_TIMEOUT_S = float(os.environ.get("EMBER_HEARTBEAT_TIMEOUT_S", "10"))
 
 
@@ -218,6 +219,20 @@ class Agent(Membership, Requests):
             if node.client is not None and node.alive and now - node.last_heartbeat > self.heartbeat_timeout:
                 self.metrics.heartbeat_missed()
                 self._node_dead(node, f"it sent no heartbeat for {self.heartbeat_timeout:g} s")
+            self._retire_idle(node, now)
+
+    def _retire_idle(self, node: NodeRec, now: float) -> None:
+        """Workers started beyond a node's CPUs (for tasks blocked in get, or CPU-less
+        tasks) exit after idling IDLE_RETIRE_S, so a burst does not leave them around."""
+        keep = max(int(node.totals.get("CPU", 1)), 1)
+        if len(node.idle) <= keep:
+            return
+        for rec in sorted(node.idle, key=lambda r: r.idle_since)[: len(node.idle) - keep]:
+            if now - rec.idle_since < IDLE_RETIRE_S:
+                break
+            node.idle.remove(rec)
+            rec.state = RETIRING
+            self._send(rec.client, (M.EXIT,))
 
     # ------------------------------------------------------------------ connections
     def _on_hello(self, client: Client, msg: tuple) -> None:

@@ -15,6 +15,7 @@ STARTING = "starting"
 IDLE = "idle"
 BUSY = "busy"
 DEAD = "dead"
+RETIRING = "retiring"  # told to exit (idle beyond the node's CPUs)
 
 
 class WorkerRec:
