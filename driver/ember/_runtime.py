@@ -102,6 +102,9 @@ class CoreRuntime:
         self.exit_requested = False
         self.blocked = False
         self.no_block = False
+        self.sending = 0  # > 0 while a thread is writing to the agent
+        self.signal_pending = False  # a cancel signal came while sending (see ember.worker)
+        self.on_deferred_signal: Callable[[], None] = lambda: None
         self.message_hook: Callable[[tuple], bool] | None = None
         self.inbox: Any = None  # a driver's DirectInbox, when it has one
         self._flusher = threading.Thread(target=self._flush_loop, name="ember-ref-flusher", daemon=True)
@@ -165,18 +168,24 @@ class CoreRuntime:
         self._held_msgs.append(msg)
 
     def _send_raw(self, msg: tuple) -> None:
-        try:
-            self.conn.send(msg)
-        except ConnectionClosed as exc:
-            raise RaySystemError(f"lost the connection to the node agent ({exc}); the cluster is gone") from exc
+        self._send_raw_many([msg])
 
     def _send_raw_many(self, msgs: list) -> None:
         if not msgs:
             return
+        self.sending += 1  # a cancel signal must not interrupt a frame half-sent
         try:
-            self.conn.send_many(msgs)
+            if len(msgs) == 1:
+                self.conn.send(msgs[0])
+            else:
+                self.conn.send_many(msgs)
         except ConnectionClosed as exc:
             raise RaySystemError(f"lost the connection to the node agent ({exc}); the cluster is gone") from exc
+        finally:
+            self.sending -= 1
+        if self.signal_pending and not self.sending and threading.current_thread() is threading.main_thread():
+            self.signal_pending = False
+            self.on_deferred_signal()
 
     def flush(self) -> None:
         """Send held messages and pending ref operations now."""
@@ -298,6 +307,9 @@ class CoreRuntime:
                 with cond:
                     self._reading = False
                     cond.notify_all()
+            if self.signal_pending and threading.current_thread() is threading.main_thread():
+                self.signal_pending = False
+                self.on_deferred_signal()
 
     def request(self, kind: int, *args: Any, timeout: float | None = None) -> Any:
         """A request/reply exchange with the agent."""

@@ -31,7 +31,7 @@ from ember import _messages as M
 from ember._direct import DirectSender
 from ember._runtime import CoreRuntime, Dep, SessionInfo
 from ember._serialization import deserialize, loads_function, serialize
-from ember._wire import ClientConnection, ConnectionClosed, encode
+from ember._wire import ClientConnection, encode
 from ember.exceptions import RayTaskError, TaskCancelledError, format_remote_traceback
 
 _PR_SET_PDEATHSIG = 1
@@ -289,14 +289,28 @@ def _matches(retry_exc: Any, exc: BaseException) -> bool:
 def _on_cancel_signal(signum: int, frame: Any) -> None:
     """SIGUSR1 from the agent: a CANCEL message for the running task is on the socket."""
     rt = _context.current_runtime()
-    if rt is None or rt.current_task_id is None or rt._reading:
+    if rt is None or rt.current_task_id is None:
         return
+    if rt.sending or rt._reading:  # never interrupt a frame half-sent or half-read: once done
+        rt.signal_pending = True
+        return
+    _check_cancel(rt)
+
+
+def _check_cancel(rt: CoreRuntime) -> None:
+    """Raise TaskCancelledError if the agent cancelled the running task: it names the task
+    in a file (ember_node.agent.cancel_file) before sending the signal."""
+    task_id = rt.current_task_id
+    if task_id is None:
+        return
+    path = os.path.join(rt.session.session_dir, f"cancel-{os.getpid()}")
     try:
-        for msg in rt.conn.recv_nowait():
-            rt._handle(msg)
-    except ConnectionClosed:
+        with open(path) as f:
+            named = f.read().strip()
+        os.unlink(path)
+    except OSError:
         return
-    if rt.cancel_current and not rt.blocked:
+    if named == task_id.hex() and not rt.blocked:
         rt.cancel_current = False
         raise TaskCancelledError("the task was cancelled while it ran")
 
@@ -313,6 +327,7 @@ def run_worker(socket_path: str, session: dict, worker_id: int) -> None:
     else:
         conn = ClientConnection.connect(socket_path)
     rt = CoreRuntime(conn, SessionInfo(session), "worker", remote=bool(head))
+    rt.on_deferred_signal = lambda: _check_cancel(rt)
     _context.set_runtime(rt)
     worker = Worker(rt)
     signal.signal(signal.SIGUSR1, _on_cancel_signal)

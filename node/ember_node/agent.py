@@ -66,6 +66,11 @@ class Client:
         self.direct: str | None = None  # a local driver's inbox for results (ember._direct)
 
 
+def cancel_file(session_dir: str, pid: int) -> str:
+    """Where the agent names the task it cancels for the worker with ``pid``."""
+    return os.path.join(session_dir, f"cancel-{pid}")
+
+
 def error_blob(exc: BaseException) -> bytes:
     return serialize(exc).to_bytes()
 
@@ -627,8 +632,14 @@ class Agent(Membership, Requests):
             self._kill_worker(rec)
             return
         self._send(rec.client, (M.CANCEL, tid))
-        if rec.inflight and rec.inflight[0] is task and not rec.blocked and rec.pid:
-            self._flush()
+        if (rec.inflight and rec.inflight[0] is task and not rec.blocked and rec.pid
+                and rec.node.client is None):
+            # The running task is interrupted by a signal; which task it is for goes in a file,
+            # since the CANCEL message may sit behind a backlog the busy worker is not reading.
+            path = cancel_file(self.session_dir, rec.pid)
+            with open(path + ".tmp", "w") as f:
+                f.write(tid.hex())
+            os.replace(path + ".tmp", path)
             try:
                 os.kill(rec.pid, signal.SIGUSR1)
             except ProcessLookupError:
