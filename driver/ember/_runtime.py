@@ -77,6 +77,7 @@ class CoreRuntime:
         self.ids = IdGenerator()
         self.closed = False
         self._lock = threading.Lock()
+        self._order = threading.RLock()  # held from collecting ref operations to sending them
         self._counts: dict[bytes, int] = {}
         self._deferred: collections.deque = collections.deque()
         self._pending_addrefs: list[bytes] = []
@@ -152,16 +153,18 @@ class CoreRuntime:
         """
         if self.closed:
             raise RaySystemError("ember is shut down; call ember.init() first")
-        pre, post = self._collect()
-        if self._held_msgs:
-            held, self._held_msgs = self._held_msgs, []
-            pre += held
-        if not pre and not post and len(msgs) == 1:
-            self._send_raw(msgs[0])
-        elif releases_first:
-            self._send_raw_many(pre + post + list(msgs))
-        else:
-            self._send_raw_many(pre + list(msgs) + post)
+        # collect and send as one step: two threads must not reorder an addref and a release
+        with self._order:
+            pre, post = self._collect()
+            if self._held_msgs:
+                held, self._held_msgs = self._held_msgs, []
+                pre += held
+            if not pre and not post and len(msgs) == 1:
+                self._send_raw(msgs[0])
+            elif releases_first:
+                self._send_raw_many(pre + post + list(msgs))
+            else:
+                self._send_raw_many(pre + list(msgs) + post)
 
     def hold(self, msg: tuple) -> None:
         """Queue a message to go out with the next send or flush (batches a worker's results)."""
@@ -191,12 +194,13 @@ class CoreRuntime:
         """Send held messages and pending ref operations now."""
         if (self._held_msgs or self._deferred or self._pending_addrefs or self._pending_release
                 or self._pending_unpin):
-            pre, post = self._collect()
-            if self._held_msgs:
-                held, self._held_msgs = self._held_msgs, []
-                pre += held
-            if pre or post:
-                self._send_raw_many(pre + post)
+            with self._order:
+                pre, post = self._collect()
+                if self._held_msgs:
+                    held, self._held_msgs = self._held_msgs, []
+                    pre += held
+                if pre or post:
+                    self._send_raw_many(pre + post)
 
     def _flush_loop(self) -> None:
         while not self.closed:
