@@ -74,6 +74,7 @@ class CoreRuntime:
         self.mode = mode  # "driver" | "worker"
         self.remote = remote  # reaches the cluster over gRPC, so cannot map the node's store
         self.namespace: str | None = None  # init(namespace=...): where named actors live
+        self.gpu_ids: list[int] = []  # in a worker: the GPUs of the running task or actor
         self.ids = IdGenerator()
         self.closed = False
         self._lock = threading.Lock()

@@ -272,6 +272,13 @@ def get_actor(name: str, namespace: str | None = None) -> Any:
     return _get_actor(name, namespace)
 
 
+def get_gpu_ids() -> list[int]:
+    """The GPU ids the current task or actor may use (what CUDA_VISIBLE_DEVICES lists);
+    empty in a driver."""
+    rt = _context.current_runtime()
+    return list(rt.gpu_ids) if rt is not None else []
+
+
 def put(value: Any, *, _owner: Any = None) -> ObjectRef:
     """Store ``value`` in the cluster; returns an ObjectRef to it."""
     return _context.require_runtime().put(value)

@@ -152,6 +152,9 @@ class Worker:
             return
         if actor is None or actor[0] == "create":  # the caller's namespace, for named actors
             rt.namespace = env.get("namespace") if env else None
+        if env and "gpus" in env:  # the GPUs this task (or actor) may use
+            rt.gpu_ids = list(env["gpus"])
+            os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in rt.gpu_ids)
         rt.current_task_id = task_id
         rt.cancel_current = False
         try:

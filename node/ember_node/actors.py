@@ -83,8 +83,7 @@ class ActorManager:
         rec.actor = actor
         rec.state = BUSY
         spec = actor.spec
-        rec.held = dict(spec["held"])
-        rec.shape = None
+        rec.shape = None  # (the agent gave it the actor's resources: Agent._hold)
         self.agent._send_exec(rec, actor.create_task, ("create", spec["max_concurrency"], spec["is_async"]))
 
     def on_created(self, actor: Actor, task: Task, results: list) -> None:

@@ -66,6 +66,10 @@ class Client:
         self.direct: str | None = None  # a local driver's inbox for results (ember._direct)
 
 
+def _without_cpu(resources: dict[str, float]) -> dict[str, float]:
+    return {k: v for k, v in resources.items() if k != "CPU"}
+
+
 def cancel_file(session_dir: str, pid: int) -> str:
     """Where the agent names the task it cancels for the worker with ``pid``."""
     return os.path.join(session_dir, f"cancel-{pid}")
@@ -391,12 +395,11 @@ class Agent(Membership, Requests):
                     if actor is None or actor.state == "DEAD":
                         self._worker_idle(rec)
                         continue
+                    self._hold(rec, actor.spec["held"])
                     self.actors.start(actor, rec)
-                    acquire(rec.node.available, rec.held)
                     continue
                 if rec.state == IDLE:
-                    rec.held = dict(task.resources)
-                    acquire(rec.node.available, rec.held)
+                    self._hold(rec, task.resources)
                     rec.shape = task.shape
                     rec.state = BUSY
                 self._assign(rec, task)
@@ -412,6 +415,9 @@ class Agent(Membership, Requests):
                 continue
             if cpu_node and node.totals.get("CPU", 0.0) < 1:
                 continue  # a default actor holds no CPU but, like Ray's, needs a node with CPUs
+            gpus = task.resources.get("GPU")
+            if gpus and node.gpus.pick(gpus) is None:
+                continue  # enough GPU in total, but split over GPUs that are partly in use
             if node.idle:
                 return node.idle.pop()
             if start_on is None and node.starting < 2:
@@ -484,17 +490,37 @@ class Agent(Membership, Requests):
         task.state = RUNNING
         ctx = None
         owner = task.owner
-        if task.namespace or (owner.direct and rec.node.client is None):
+        has_gpus = bool(rec.node.gpus.free)
+        if task.namespace or has_gpus or (owner.direct and rec.node.client is None):
             ctx = {"namespace": task.namespace}
             if owner.direct and rec.node.client is None and not owner.conn.closed:
                 ctx["reply"] = owner.direct  # the worker may send the result straight back
+            if has_gpus:  # a node with GPUs shows each task only its own (none without num_gpus)
+                ctx["gpus"] = rec.gpu_ids
         self._send(rec.client, (M.EXEC, (task.tid, fn_id, fn_blob, task.name, task.args, deps,
                                          task.rids, task.retry_exc, task.retries_left(), ctx, actor)))
 
-    def _worker_idle(self, rec: WorkerRec) -> None:
-        if rec.held and not rec.blocked:
-            release(rec.node.available, rec.held)
+    def _hold(self, rec: WorkerRec, resources: dict[str, float]) -> None:
+        """Give ``rec`` the resources it runs with (and the GPU ids to make visible)."""
+        rec.held = dict(resources)
+        acquire(rec.node.available, rec.held)
+        gpus = rec.held.get("GPU")
+        if gpus:
+            rec.gpu_ids = rec.node.gpus.pick(gpus) or []
+            rec.node.gpus.take(rec.gpu_ids, gpus)
+
+    def _release_held(self, rec: WorkerRec) -> None:
+        """Return what ``rec`` held (a blocked worker gave its CPU back already)."""
+        held = rec.held
+        if held:
+            release(rec.node.available, _without_cpu(held) if rec.blocked else held)
+            if rec.gpu_ids:
+                rec.node.gpus.give(rec.gpu_ids, held.get("GPU", 0.0))
+        rec.gpu_ids = []
         rec.held = None
+
+    def _worker_idle(self, rec: WorkerRec) -> None:
+        self._release_held(rec)
         rec.shape = None
         rec.state = IDLE
         rec.idle_since = time.monotonic()
@@ -606,15 +632,15 @@ class Agent(Membership, Requests):
         rec = client.worker
         if rec is not None and not rec.blocked:
             rec.blocked = True
-            if rec.held:
-                release(rec.node.available, rec.held)
+            if rec.held and rec.held.get("CPU"):  # only the CPU: GPUs and the rest stay held
+                release(rec.node.available, {"CPU": rec.held["CPU"]})
 
     def _on_unblocked(self, client: Client, msg: tuple) -> None:
         rec = client.worker
         if rec is not None and rec.blocked:
             rec.blocked = False
-            if rec.held:
-                acquire(rec.node.available, rec.held)
+            if rec.held and rec.held.get("CPU"):
+                acquire(rec.node.available, {"CPU": rec.held["CPU"]})
 
     def _on_cancel(self, client: Client, msg: tuple) -> None:
         _, tid, force, _recursive = msg

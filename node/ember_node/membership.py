@@ -10,7 +10,6 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from ember import _messages as M
-from ember._resources import release
 from ember.exceptions import (
     NodeDiedError,
     TaskCancelledError,
@@ -111,9 +110,7 @@ class Membership:
         self.metrics.worker_lost(rec)
         inflight = list(rec.inflight)
         rec.inflight.clear()
-        if rec.held and not rec.blocked:
-            release(node.available, rec.held)
-        rec.held = None
+        self._release_held(rec)
         if rec.actor is not None:
             self.actors.on_worker_lost(rec, cause, inflight)
             inflight = []

@@ -22,7 +22,7 @@ class WorkerRec:
     """The agent's view of one worker process."""
 
     __slots__ = ("wid", "pid", "client", "state", "inflight", "held", "blocked", "known_fns",
-                 "shape", "exit_status", "lost_at", "idle_since", "actor", "node")
+                 "shape", "exit_status", "lost_at", "idle_since", "actor", "node", "gpu_ids")
 
     def __init__(self, wid: int, node: Any) -> None:
         self.wid = wid
@@ -39,6 +39,7 @@ class WorkerRec:
         self.lost_at: float | None = None
         self.idle_since = time.monotonic()
         self.actor: Any = None
+        self.gpu_ids: list[int] = []  # GPUs given with ``held`` (CUDA_VISIBLE_DEVICES)
 
 
 def describe_exit(status: int | None) -> str:
@@ -123,11 +124,36 @@ class Zygote:
         self._log.close()
 
 
+class GpuPool:
+    """Which GPUs of a node are free: whole ones for requests of 1 or more, shares of one
+    GPU for fractional requests (packed onto the fullest GPU that still fits)."""
+
+    def __init__(self, count: float) -> None:
+        self.free = {i: 1.0 for i in range(int(count))}
+
+    def pick(self, amount: float) -> list[int] | None:
+        """The GPU ids a request of ``amount`` would get, or None if it cannot be placed."""
+        if amount >= 1:
+            whole = [i for i, share in self.free.items() if share >= 1 - 1e-9]
+            n = int(amount)
+            return whole[:n] if len(whole) >= n else None
+        fitting = [i for i, share in self.free.items() if share >= amount - 1e-9]
+        return [min(fitting, key=lambda i: self.free[i])] if fitting else None
+
+    def take(self, ids: list[int], amount: float) -> None:
+        for i in ids:
+            self.free[i] -= 1.0 if amount >= 1 else amount
+
+    def give(self, ids: list[int], amount: float) -> None:
+        for i in ids:
+            self.free[i] = min(1.0, self.free[i] + (1.0 if amount >= 1 else amount))
+
+
 class NodeRec:
     """A node of the cluster as the head sees it: resources, workers, health."""
 
     __slots__ = ("node_id", "address", "hostname", "totals", "available", "client", "alive",
-                 "last_heartbeat", "idle", "starting", "is_head", "death_cause")
+                 "last_heartbeat", "idle", "starting", "is_head", "death_cause", "gpus")
 
     def __init__(self, node_id: str, address: str, hostname: str, totals: dict[str, float],
                  client: Any = None, is_head: bool = False) -> None:
@@ -143,6 +169,7 @@ class NodeRec:
         self.starting = 0
         self.is_head = is_head
         self.death_cause = ""
+        self.gpus = GpuPool(totals.get("GPU", 0))
 
     def describe(self) -> str:
         return f"node {self.node_id[:12]} ({self.address or self.hostname})"
