@@ -26,6 +26,7 @@ Agent to client:
   CANCEL(task_id)                              stop this task if it is running (to a worker)
   EXIT()                                       the worker should exit
   START_WORKER(wid) / KILL_WORKER(pid)         head to a worker node: fork a worker, kill one
+  EVICT(ids)                                   these objects were freed: drop cached copies
 """
 
 HELLO = 1
@@ -54,6 +55,7 @@ EXEC = 32
 EXIT = 33
 START_WORKER = 34
 KILL_WORKER = 35
+EVICT = 36
 
 # object payload kinds
 INLINE = 0

@@ -109,6 +109,13 @@ class CoreRuntime:
         self.on_deferred_signal: Callable[[], None] = lambda: None
         self.message_hook: Callable[[tuple], bool] | None = None
         self.inbox: Any = None  # a driver's DirectInbox, when it has one
+        # A worker on a worker node keeps copies of the store objects it streamed from the
+        # head, so the next task with the same argument reads it locally (the head sends
+        # EVICT when an object is freed).
+        self._cache: collections.OrderedDict[bytes, bytearray] = collections.OrderedDict()
+        self._cache_bytes = 0
+        self._cache_cap = int(os.environ.get("EMBER_WORKER_CACHE_BYTES", 256 << 20)) \
+            if remote and mode == "worker" else 0
         self._flusher = threading.Thread(target=self._flush_loop, name="ember-ref-flusher", daemon=True)
         self._flusher.start()
 
@@ -243,6 +250,11 @@ class CoreRuntime:
                 self._owned_pending.discard(oid)
         elif t == M.REPLY:
             self._replies[msg[1]] = msg[2]
+        elif t == M.EVICT:
+            for oid in msg[1]:
+                data = self._cache.pop(oid, None)
+                if data is not None:
+                    self._cache_bytes -= len(data)
         elif self.message_hook is not None and self.message_hook(msg):
             pass
         else:
@@ -357,14 +369,7 @@ class CoreRuntime:
         A remote process (one that reaches the store over gRPC) gets a private copy instead.
         """
         if self.remote:
-            if granted is None:
-                granted = self.request(M.REQUEST, "pin", oid)
-                if isinstance(granted, BaseException):
-                    raise granted
-            try:
-                return memoryview(self.conn.read_object(*granted))
-            finally:
-                self._deferred.append((_UNMAPPED, oid))
+            return self._remote_view(oid, granted)
         mm = self._maps.get(oid)
         if mm is not None:
             if granted is not None:  # the agent pinned it for us again: give that pin back
@@ -380,6 +385,31 @@ class CoreRuntime:
         self._maps[oid] = mm
         weakref.finalize(mm, self._deferred.append, (_UNMAPPED, oid))
         return memoryview(mm)
+
+    def _remote_view(self, oid: bytes, granted: tuple[int, int] | None) -> memoryview:
+        """A store object's bytes over gRPC, or from this process's cache of them."""
+        cached = self._cache.get(oid)
+        if cached is not None:
+            self._cache.move_to_end(oid)
+            if granted is not None:  # the agent pinned it for us: give that pin back
+                self._deferred.append((_UNMAPPED, oid))
+            return memoryview(cached).toreadonly()
+        if granted is None:
+            granted = self.request(M.REQUEST, "pin", oid)
+            if isinstance(granted, BaseException):
+                raise granted
+        try:
+            data = self.conn.read_object(*granted)
+        finally:
+            self._deferred.append((_UNMAPPED, oid))
+        if not self._cache_cap or len(data) > self._cache_cap // 2:
+            return memoryview(data)
+        self._cache[oid] = data
+        self._cache_bytes += len(data)
+        while self._cache_bytes > self._cache_cap:
+            _, old = self._cache.popitem(last=False)
+            self._cache_bytes -= len(old)
+        return memoryview(data).toreadonly()  # shared by later tasks: nobody may change it
 
     # ------------------------------------------------------------------ objects
     def put(self, value: Any) -> ObjectRef:

@@ -109,7 +109,8 @@ class Agent(Membership, Requests):
         self.metrics = NodeMetrics(self)  # also hooks the table's spills and restores
         self.actors = ActorManager(self)
         actor_table = self.actors.actors
-        self.table.on_free = lambda oid: self.actors.on_freed(oid) if oid in actor_table else None
+        self.table.on_free = self._on_freed
+        self.remote_readers: dict[bytes, set[Client]] = {}  # workers on other nodes caching it
         # an actor whose every handle is dropped before it was created never starts
         self.table.on_orphan = lambda oid: self.actors.on_freed(oid) if oid in actor_table else None
         self.functions: dict[bytes, bytes] = {}
@@ -459,6 +460,8 @@ class Agent(Membership, Requests):
                     deps.append((d, M.INLINE, obj.payload))
                 else:
                     deps.append((d, M.STORE, table.read_pin(d, rec.client.refs)))
+                    if rec.node.client is not None:  # it may keep a copy: tell it when freed
+                        self.remote_readers.setdefault(d, set()).add(rec.client)
         except BaseException:
             for d, kind, _ in deps:
                 if kind == M.STORE:
@@ -672,6 +675,15 @@ class Agent(Membership, Requests):
                 pass
 
     # ------------------------------------------------------------------ objects
+    def _on_freed(self, oid: bytes) -> None:
+        """An object is gone: end its actor if it was one, drop copies cached on other nodes."""
+        if oid in self.actors.actors:
+            self.actors.on_freed(oid)
+        readers = self.remote_readers.pop(oid, None)
+        if readers:
+            for client in readers:
+                self._send(client, (M.EVICT, [oid]))
+
     def _on_ready(self, obj: Obj) -> None:
         if obj.subs:
             for client in obj.subs:

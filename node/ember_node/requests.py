@@ -35,9 +35,13 @@ class Requests:
 
     def _req_pin(self, client: Client, oid: bytes) -> tuple[int, int]:
         try:
-            return self.table.read_pin(oid, client.refs)
+            granted = self.table.read_pin(oid, client.refs)
         except KeyError:
             raise ObjectLostError(f"object {oid.hex()} is no longer in the object store") from None
+        rec = client.worker
+        if rec is not None and rec.node.client is not None:  # a worker on another node caches it
+            self.remote_readers.setdefault(oid, set()).add(client)
+        return granted
 
     def _req_session(self, client: Client, arg: Any) -> dict:
         return self.session
