@@ -408,7 +408,13 @@ class Agent(Membership, Requests):
                 del self.queues[shape]
 
     def _worker_for(self, task: Task, pipeline: bool = True) -> WorkerRec | None:
-        """An idle worker on a node with room for ``task`` (the head's own node first)."""
+        """An idle worker on a node with room for ``task``: one that already holds a copy of a
+        large argument, else the first node with room (the head's own node first, where
+        every stored object can be mapped without a copy)."""
+        if task.deps and self.remote_readers:
+            rec = self._idle_reader_of(task)
+            if rec is not None:
+                return rec
         start_on = None
         cpu_node = task.extra is not None and task.extra[0] == "create" and task.extra[1].get("cpu_node")
         for node in self.nodes.values():
@@ -444,6 +450,17 @@ class Agent(Membership, Requests):
                     and (best is None or len(rec.inflight) < len(best.inflight))):
                 best = rec
         return best
+
+    def _idle_reader_of(self, task: Task) -> WorkerRec | None:
+        """An idle worker on another node that cached one of ``task``'s arguments (locality)."""
+        for d in task.deps:
+            for client in self.remote_readers.get(d, ()):
+                rec = client.worker
+                if (rec is not None and rec.state == IDLE and rec.node.alive and rec in rec.node.idle
+                        and fits(task.resources, rec.node.available)):
+                    rec.node.idle.remove(rec)
+                    return rec
+        return None
 
     def _dep_values(self, rec: WorkerRec, task: Task) -> list:
         """The values of a task's dependencies as the worker receives them.

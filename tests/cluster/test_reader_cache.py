@@ -57,3 +57,27 @@ def test_argument_is_cached_on_the_reader_and_evicted_when_freed(three_nodes, co
         time.sleep(0.2)
     else:
         raise AssertionError("the cached copy survived the object being freed")
+
+
+def test_tasks_go_where_their_argument_is_cached(three_nodes, connect):
+    """Locality: once a worker on node a holds a copy of an argument, later tasks with that
+    argument (free to run anywhere) go to that worker while it is idle."""
+    head, _a, _b = three_nodes
+    connect(head)
+    ref = ember.put(np.ones(4 * MiB, dtype=np.uint8))
+
+    @ember.remote(resources={"node_a": 0.5})
+    def warm(x):
+        import os
+
+        return os.getpid()
+
+    @ember.remote
+    def anywhere(x):
+        import os
+
+        return os.getpid(), os.environ.get("EMBER_TEST_NODE")
+
+    reader = ember.get(warm.remote(ref), timeout=60)
+    placed = [ember.get(anywhere.remote(ref), timeout=60) for _ in range(5)]  # one at a time
+    assert all(pid == reader and node == "a" for pid, node in placed), placed
