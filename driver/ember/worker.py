@@ -158,6 +158,9 @@ class Worker:
         rt.current_task_id = task_id
         rt.cancel_current = False
         try:
+            if rt.signal_pending:  # a cancel signal came just before this task started
+                rt.signal_pending = False
+                _check_cancel(rt)
             target = self._target(fn_id, fn_blob, actor)
             args, kwargs = self._args(args_blob, deps)
             value = target(*args, **kwargs)
@@ -292,7 +295,10 @@ def _matches(retry_exc: Any, exc: BaseException) -> bool:
 def _on_cancel_signal(signum: int, frame: Any) -> None:
     """SIGUSR1 from the agent: a CANCEL message for the running task is on the socket."""
     rt = _context.current_runtime()
-    if rt is None or rt.current_task_id is None:
+    if rt is None:
+        return
+    if rt.current_task_id is None:  # between tasks: the task it is for may be about to start
+        rt.signal_pending = True
         return
     if rt.sending or rt._reading:  # never interrupt a frame half-sent or half-read: once done
         rt.signal_pending = True
