@@ -124,14 +124,16 @@ class GrpcConnection:
 
         self._stub.WriteObject(chunks(), metadata=self._meta)
 
-    def read_object(self, offset: int, size: int) -> bytearray:
-        """An object's bytes, streamed out of the store."""
-        out = bytearray(size)
+    def read_object(self, offset: int, size: int, into: memoryview | None = None) -> bytearray | memoryview:
+        """An object's bytes, streamed out of the store (into ``into`` when given)."""
+        out = bytearray(size) if into is None else into
         pos = 0
         for chunk in self._stub.ReadObject(pb.ReadRequest(offset=offset, size=size), metadata=self._meta):
             n = len(chunk.data)
             out[pos : pos + n] = chunk.data
             pos += n
+        if pos != size:
+            raise ConnectionError(f"the head sent {pos} of the object's {size} bytes")
         return out
 
     def send(self, msg: tuple) -> None:

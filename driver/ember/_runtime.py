@@ -27,6 +27,7 @@ from typing import Any
 
 from ember import _messages as M
 from ember._ids import IdGenerator, return_ids, task_of
+from ember._node_store import NodeStoreClient
 from ember._serialization import Serialized, deserialize, serialize
 from ember._wire import ConnectionClosed
 from ember.exceptions import (
@@ -109,13 +110,11 @@ class CoreRuntime:
         self.on_deferred_signal: Callable[[], None] = lambda: None
         self.message_hook: Callable[[tuple], bool] | None = None
         self.inbox: Any = None  # a driver's DirectInbox, when it has one
-        # A worker on a worker node keeps copies of the store objects it streamed from the
-        # head, so the next task with the same argument reads it locally (the head sends
-        # EVICT when an object is freed).
-        self._cache: collections.OrderedDict[bytes, bytearray] = collections.OrderedDict()
-        self._cache_bytes = 0
-        self._cache_cap = int(os.environ.get("EMBER_WORKER_CACHE_BYTES", 256 << 20)) \
-            if remote and mode == "worker" else 0
+        # A worker on a worker node reads large objects through its node's store, which
+        # fetches each from the head once for all of the node's workers (ember._node_store).
+        self._node_store: NodeStoreClient | None = None
+        if remote and mode == "worker" and session is not None and session.raw.get("node_store"):
+            self._node_store = NodeStoreClient(session.raw["node_store"], session.raw["node_arena_fd"])
         self._flusher = threading.Thread(target=self._flush_loop, name="ember-ref-flusher", daemon=True)
         self._flusher.start()
 
@@ -218,6 +217,11 @@ class CoreRuntime:
                     self.flush()
                 except Exception:  # noqa: BLE001 - the main path reports connection loss
                     return
+            if self._node_store is not None:
+                try:
+                    self._node_store.flush()
+                except Exception:  # noqa: BLE001 - the node is going away with its store
+                    pass
 
     # ------------------------------------------------------------------ ref counting
     def add_local_ref(self, oid: bytes) -> None:
@@ -250,11 +254,6 @@ class CoreRuntime:
                 self._owned_pending.discard(oid)
         elif t == M.REPLY:
             self._replies[msg[1]] = msg[2]
-        elif t == M.EVICT:
-            for oid in msg[1]:
-                data = self._cache.pop(oid, None)
-                if data is not None:
-                    self._cache_bytes -= len(data)
         elif self.message_hook is not None and self.message_hook(msg):
             pass
         else:
@@ -358,7 +357,8 @@ class CoreRuntime:
             raise reply
         offset = reply
         if self.remote:
-            self.conn.write_object(offset, ser.parts())
+            if self._node_store is None or not self._node_store.write(oid, offset, ser):
+                self.conn.write_object(offset, ser.parts())
         else:
             ser.write_into(self._arena()[offset : offset + ser.total])
         return offset, ser.total
@@ -387,29 +387,28 @@ class CoreRuntime:
         return memoryview(mm)
 
     def _remote_view(self, oid: bytes, granted: tuple[int, int] | None) -> memoryview:
-        """A store object's bytes over gRPC, or from this process's cache of them."""
-        cached = self._cache.get(oid)
-        if cached is not None:
-            self._cache.move_to_end(oid)
-            if granted is not None:  # the agent pinned it for us: give that pin back
-                self._deferred.append((_UNMAPPED, oid))
-            return memoryview(cached).toreadonly()
+        """A store object, for a process that reaches the head's store only over gRPC: a
+        mapping of its node's copy (a worker on a worker node), else a private copy."""
+        store = self._node_store
+        if store is not None:
+            mm = self._maps.get(oid)
+            if mm is not None:
+                if granted is not None:  # the agent pinned it for us again: give that pin back
+                    self._deferred.append((_UNMAPPED, oid))
+                return memoryview(mm)
         if granted is None:
             granted = self.request(M.REQUEST, "pin", oid)
             if isinstance(granted, BaseException):
                 raise granted
-        try:
-            data = self.conn.read_object(*granted)
+        try:  # the head keeps the object pinned for us while it is being read
+            mm = store.map(oid, *granted) if store is not None else None
+            if mm is None:
+                return memoryview(self.conn.read_object(*granted))
         finally:
             self._deferred.append((_UNMAPPED, oid))
-        if not self._cache_cap or len(data) > self._cache_cap // 2:
-            return memoryview(data)
-        self._cache[oid] = data
-        self._cache_bytes += len(data)
-        while self._cache_bytes > self._cache_cap:
-            _, old = self._cache.popitem(last=False)
-            self._cache_bytes -= len(old)
-        return memoryview(data).toreadonly()  # shared by later tasks: nobody may change it
+        self._maps[oid] = mm
+        weakref.finalize(mm, store.release, oid)
+        return memoryview(mm)
 
     # ------------------------------------------------------------------ objects
     def put(self, value: Any) -> ObjectRef:
@@ -646,6 +645,8 @@ class CoreRuntime:
             pass
         self.closed = True
         self.conn.close()
+        if self._node_store is not None:
+            self._node_store.close()
         if self.inbox is not None:
             self.inbox.close()
         self.objects.clear()

@@ -110,7 +110,7 @@ class Agent(Membership, Requests):
         self.actors = ActorManager(self)
         actor_table = self.actors.actors
         self.table.on_free = self._on_freed
-        self.remote_readers: dict[bytes, set[Client]] = {}  # workers on other nodes caching it
+        self.remote_readers: dict[bytes, set[NodeRec]] = {}  # worker nodes holding a copy
         # an actor whose every handle is dropped before it was created never starts
         self.table.on_orphan = lambda oid: self.actors.on_freed(oid) if oid in actor_table else None
         self.functions: dict[bytes, bytes] = {}
@@ -452,14 +452,14 @@ class Agent(Membership, Requests):
         return best
 
     def _idle_reader_of(self, task: Task) -> WorkerRec | None:
-        """An idle worker on another node that cached one of ``task``'s arguments (locality)."""
+        """An idle worker on a worker node whose store holds a copy of one of ``task``'s
+        arguments (locality: the task reads it there without another transfer)."""
         for d in task.deps:
-            for client in self.remote_readers.get(d, ()):
-                rec = client.worker
-                if (rec is not None and rec.state == IDLE and rec.node.alive and rec in rec.node.idle
-                        and fits(task.resources, rec.node.available)):
-                    rec.node.idle.remove(rec)
-                    return rec
+            for node in self.remote_readers.get(d, ()):
+                if node.alive and node.idle and fits(task.resources, node.available):
+                    gpus = task.resources.get("GPU")
+                    if not gpus or node.gpus.pick(gpus) is not None:
+                        return node.idle.pop()
         return None
 
     def _dep_values(self, rec: WorkerRec, task: Task) -> list:
@@ -477,8 +477,8 @@ class Agent(Membership, Requests):
                     deps.append((d, M.INLINE, obj.payload))
                 else:
                     deps.append((d, M.STORE, table.read_pin(d, rec.client.refs)))
-                    if rec.node.client is not None:  # it may keep a copy: tell it when freed
-                        self.remote_readers.setdefault(d, set()).add(rec.client)
+                    if rec.node.client is not None:  # its node keeps a copy: tell it when freed
+                        self.remote_readers.setdefault(d, set()).add(rec.node)
         except BaseException:
             for d, kind, _ in deps:
                 if kind == M.STORE:
@@ -581,6 +581,8 @@ class Agent(Membership, Requests):
                         if obj is not None and task.owner in obj.subs:
                             obj.subs.remove(task.owner)
                     self.table.complete(rid, kind, payload, contained, client.refs)
+                    if kind == M.STORE:
+                        self._note_copy(client, rid)
                 actor = rec.actor if rec is not None else None
                 if actor is not None and task is actor.create_task:
                     # the creation spec (and its arguments) stays pinned for restarts
@@ -698,8 +700,9 @@ class Agent(Membership, Requests):
             self.actors.on_freed(oid)
         readers = self.remote_readers.pop(oid, None)
         if readers:
-            for client in readers:
-                self._send(client, (M.EVICT, [oid]))
+            for node in readers:
+                if node.alive:
+                    self._send(node.client, (M.EVICT, [oid]))
 
     def _on_ready(self, obj: Obj) -> None:
         if obj.subs:
@@ -733,6 +736,14 @@ class Agent(Membership, Requests):
     def _on_seal(self, client: Client, msg: tuple) -> None:
         _, oid, offset, size, contained = msg
         self.table.seal(oid, offset, size, contained, client.refs)
+        self._note_copy(client, oid)
+
+    def _note_copy(self, client: Client, oid: bytes) -> None:
+        """A worker on a worker node wrote ``oid``: its node's store keeps a copy (if it had
+        room), which locality may use and which must go when the object is freed."""
+        rec = client.worker
+        if rec is not None and rec.node.client is not None and oid in self.table.objs:
+            self.remote_readers.setdefault(oid, set()).add(rec.node)
 
     def _on_fetch(self, client: Client, msg: tuple) -> None:
         objs = self.table.objs

@@ -145,6 +145,7 @@ def _start_worker_node(args: argparse.Namespace) -> int:
            "--token-file", os.path.abspath(token_file), "--session-dir", session_dir]
     for flag, value in (("--num-cpus", args.num_cpus), ("--num-gpus", args.num_gpus),
                         ("--memory", args.memory), ("--resources", args.resources),
+                        ("--object-store-memory", args.object_store_memory),
                         ("--tls-ca", args.tls_ca and os.path.abspath(args.tls_ca))):
         if value is not None:
             cmd += [flag, str(value)]

@@ -222,8 +222,9 @@ class WorkerNodeMetrics(_Endpoint):
     """A worker node's endpoint (``ember start --address HEAD --metrics-port``).
 
     The head schedules the whole cluster and reports every node's workers and resources under
-    that node's ``node_id``; a worker node adds what only it can see: its worker processes
-    and its own CPU and memory (``process_*``), and answers ``/healthz`` for its probes.
+    that node's ``node_id``; a worker node adds what only it can see: its worker processes,
+    its object store (the copies its workers read), its own CPU and memory (``process_*``),
+    and answers ``/healthz`` for its probes.
     """
 
     def __init__(self, node: Any) -> None:
@@ -244,8 +245,31 @@ class _WorkerNodeCollector:
         g = GaugeMetricFamily("ember_node_worker_processes", "Worker processes alive on this "
                               "worker node.", labels=["node_id"])
         node = self.m.node
-        g.add_metric([node.node_id], len(node.pids))
+        nid = node.node_id
+        g.add_metric([nid], len(node.pids))
         yield g
+        store = node.store
+        if store is None:  # between registrations
+            return
+        st = store.stats()
+        for family, doc, value in (
+                ("ember_object_store_used_bytes", "Bytes of the node's store in use.", st["bytes_used"]),
+                ("ember_object_store_capacity_bytes", "The node's store capacity.", st["capacity"]),
+                ("ember_object_store_objects", "Copies held in the node's store.", len(st["objects"]))):
+            g = GaugeMetricFamily(family, doc, labels=["node_id"])
+            g.add_metric([nid], value)
+            yield g
+        for family, doc, value in (
+                ("ember_node_store_hits", "Reads served by a copy already on this node.", st["hits"]),
+                ("ember_node_store_fetches", "Objects fetched from the head into this node's store.",
+                 st["misses"]),
+                ("ember_node_store_fetched_bytes", "Bytes fetched from the head into this node's store.",
+                 st["fetched_bytes"]),
+                ("ember_node_store_evictions", "Copies dropped because the head freed the object.",
+                 st["evictions"])):
+            c = CounterMetricFamily(family, doc, labels=["node_id"])
+            c.add_metric([nid], value)
+            yield c
 
 
 # ---------------------------------------------------------------------- collector

@@ -39,8 +39,8 @@ class Requests:
         except KeyError:
             raise ObjectLostError(f"object {oid.hex()} is no longer in the object store") from None
         rec = client.worker
-        if rec is not None and rec.node.client is not None:  # a worker on another node caches it
-            self.remote_readers.setdefault(oid, set()).add(client)
+        if rec is not None and rec.node.client is not None:  # its node's store keeps a copy
+            self.remote_readers.setdefault(oid, set()).add(rec.node)
         return granted
 
     def _req_session(self, client: Client, arg: Any) -> dict:

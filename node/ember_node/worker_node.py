@@ -3,7 +3,8 @@
 The head schedules the whole cluster; a worker node contributes its resources and a worker
 pool. It dials the head (nothing dials it), registers, heartbeats every second, forks
 workers on request from its own zygote, and reports their pids and exit statuses. Its
-workers talk to the head directly over gRPC. When the head goes away, the node kills its
+workers talk to the head directly over gRPC, and read large objects through the node's own
+store (``ember_node.node_store``), which fetches each from the head once for all of them. When the head goes away, the node kills its
 workers and registers again, retrying with backoff, so a restarted head gets it back.
 """
 
@@ -25,6 +26,8 @@ from ember import _messages as M
 from ember._remote import GrpcConnection, ping
 from ember._wire import ConnectionClosed
 
+from ember_node.node_store import NodeStore
+from ember_node.store import Arena, default_capacity
 from ember_node.workers import Zygote
 
 log = logging.getLogger("ember.worker_node")
@@ -36,8 +39,10 @@ class WorkerNode:
     """One registration with the head: a zygote, a heartbeat, and the head's commands."""
 
     def __init__(self, head: str, token_file: str, totals: dict[str, float], session_dir: str,
-                 advertise: str, tls_ca: str | None = None) -> None:
+                 advertise: str, tls_ca: str | None = None, store_capacity: int | None = None) -> None:
         self.head = head
+        self.store_capacity = store_capacity or default_capacity()
+        self.store: NodeStore | None = None
         self.tls_ca = tls_ca
         self.token_file = token_file
         self.totals = totals
@@ -53,9 +58,26 @@ class WorkerNode:
             token = f.read().strip()
         ping(self.head, token, tls_ca=self.tls_ca)
         conn = GrpcConnection(self.head, token, self.tls_ca)
+        # a store per registration: a new head knows nothing of the copies of the last one
+        arena = Arena(f"/dev/shm/ember-node-{self.node_id[:12]}", self.store_capacity)
+        store_sock = os.path.join(self.session_dir, f"store-{self.node_id[:12]}.sock")
+        try:
+            store = NodeStore(arena, store_sock,
+                              lambda offset, size, into: conn.read_object(offset, size, into),
+                              lambda offset, data: conn.write_object(offset, [data]))
+        except BaseException:
+            arena.close()
+            conn.close()
+            raise
+        self.store = store
         session = {"head_address": self.head, "token_file": self.token_file, "node_id": self.node_id,
-                   "session_dir": self.session_dir, "tls_ca": self.tls_ca}
-        zygote = Zygote("", session, os.path.join(self.session_dir, "logs", "workers.log"))
+                   "session_dir": self.session_dir, "tls_ca": self.tls_ca,
+                   "node_store": store_sock, "node_arena_fd": arena.fd}
+        # the workers inherit the arena's descriptor, so its name can go now: the memory
+        # returns to the system with the last process even if this one is SIGKILLed
+        zygote = Zygote("", session, os.path.join(self.session_dir, "logs", "workers.log"),
+                        pass_fds=(arena.fd,))
+        os.unlink(arena.path)
         done = threading.Event()
         try:
             conn.send((M.HELLO, "node", os.getpid(), None, {
@@ -68,6 +90,8 @@ class WorkerNode:
                 for msg in conn.recv(1.0):
                     if msg[0] == M.START_WORKER:
                         zygote.fork(msg[1])
+                    elif msg[0] == M.EVICT:
+                        store.evict(msg[1])
                     elif msg[0] == M.KILL_WORKER and msg[1] in self.pids:
                         try:
                             os.kill(msg[1], signal.SIGKILL)
@@ -84,6 +108,8 @@ class WorkerNode:
                     pass
             zygote.stop()
             conn.close()
+            self.store = None
+            store.close()
 
     def _heartbeat(self, conn: GrpcConnection, done: threading.Event) -> None:
         while not done.wait(HEARTBEAT_S):
@@ -141,6 +167,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--num-cpus", type=float, default=None)
     p.add_argument("--num-gpus", type=float, default=None)
     p.add_argument("--memory", type=int, default=None)
+    p.add_argument("--object-store-memory", type=int, default=None,
+                   help="bytes of shared memory for this node's copies of objects (default: 30%% of memory)")
     p.add_argument("--resources", default=None)
     p.add_argument("--advertise", default="", help="this node's address, for `ember status`")
     p.add_argument("--tls-ca", default=None, help="PEM file of the CA that signed the head's certificate")
@@ -158,9 +186,11 @@ def main(argv: list[str] | None = None) -> None:
         totals["memory"] = float(args.memory)
     if args.resources:
         totals.update({k: float(v) for k, v in json.loads(args.resources).items()})
+    capacity = args.object_store_memory or default_capacity()
+    totals["object_store_memory"] = float(capacity)
     node = WorkerNode(args.address, args.token_file, totals, args.session_dir,
                       args.advertise or socket.gethostname(),
-                      os.path.abspath(args.tls_ca) if args.tls_ca else None)
+                      os.path.abspath(args.tls_ca) if args.tls_ca else None, capacity)
 
     def stop(signum: int, frame: Any) -> None:
         node.stopping = True

@@ -66,7 +66,7 @@ def describe_exit(status: int | None) -> str:
 class Zygote:
     """The process that forks workers on request."""
 
-    def __init__(self, socket_path: str, session: dict, log_path: str) -> None:
+    def __init__(self, socket_path: str, session: dict, log_path: str, pass_fds: tuple[int, ...] = ()) -> None:
         env = dict(os.environ)
         env.setdefault("PYTHONUNBUFFERED", "1")
         self._log = open(log_path, "ab")
@@ -77,6 +77,7 @@ class Zygote:
             stderr=self._log,
             env=env,
             close_fds=True,
+            pass_fds=pass_fds,  # inherited by every worker it forks
         )
         os.set_blocking(self.proc.stdout.fileno(), False)
         self._buf = b""

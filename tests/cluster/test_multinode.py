@@ -113,3 +113,26 @@ def test_200mib_array_from_a_worker_node(three_nodes, connect):
     # and the same object read again (a second get of the same ref) is still intact
     again = ember.get(ref, timeout=90)
     assert int(again[-1]) == int(expected[-1]) and int(again[ARRAY_BYTES // 2]) == int(expected[ARRAY_BYTES // 2])
+
+
+def test_200mib_array_between_worker_nodes(three_nodes, connect):
+    """Made on node b, read on node a: the bytes go b's store -> head -> a's store, whole."""
+    head, _a, _b = three_nodes
+    connect(head)
+
+    @ember.remote(resources={"node_b": 1})
+    def make(nbytes, seed):
+        import numpy as np
+
+        return np.random.default_rng(seed).integers(0, 256, size=nbytes, dtype=np.uint8)
+
+    @ember.remote(resources={"node_a": 1})
+    def digest(x):
+        import hashlib
+        import os
+
+        return os.environ.get("EMBER_TEST_NODE"), x.nbytes, hashlib.sha256(x.data).hexdigest()
+
+    node, nbytes, h = ember.get(digest.remote(make.remote(ARRAY_BYTES, 9)), timeout=120)
+    assert (node, nbytes) == ("a", ARRAY_BYTES)
+    assert h == hashlib.sha256(_pattern(ARRAY_BYTES, seed=9).data).hexdigest()

@@ -127,7 +127,8 @@ def test_worker_node_endpoint_and_head_node_counts(tmp_path):
         node = subprocess.Popen(
             [sys.executable, "-m", "ember_node.worker_node", "--address", f"127.0.0.1:{port}",
              "--token-file", str(token_file), "--session-dir", str(tmp_path / "node"),
-             "--num-cpus", "3", "--metrics-port", str(node_metrics)],
+             "--num-cpus", "3", "--metrics-port", str(node_metrics),
+             "--object-store-memory", str(48 << 20)],
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         scrape = wait_for(head_metrics, lambda s: s.value("ember_cluster_nodes", state="alive") == 2)
         cpus = {s.labels["node_id"]: s.value for s in scrape.samples
@@ -137,6 +138,8 @@ def test_worker_node_endpoint_and_head_node_counts(tmp_path):
         node_id = node_scrape.label_values("ember_node_worker_processes", "node_id").pop()
         assert cpus[node_id] == 3
         assert node_scrape.value("process_resident_memory_bytes") > 0
+        assert node_scrape.value("ember_object_store_capacity_bytes", node_id=node_id) == 48 << 20
+        assert node_scrape.value("ember_node_store_fetches_total", node_id=node_id) == 0
         assert get(node_metrics, "/healthz")[:3:2] == (200, "ok")
         wait_for(head_metrics, lambda s: s.value("ember_workers", node_id=node_id) >= 1)
 
