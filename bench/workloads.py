@@ -111,6 +111,9 @@ METRICS: list[Metric] = [
     Metric("remote_get_gbps", "remote driver get 100 MiB, loopback gRPC (median)", "GB/s", "higher",
            _abs(">=", 1.0, ">= 1 GB/s")),
     Metric("multinode_tasks_per_s", "10k noop tasks, head + 1 worker node", "/s", "higher"),
+    Metric("node_fetch_gbps", "task on a worker node, 100 MiB argument, first read (fetch)", "GB/s",
+           "higher"),
+    Metric("node_cached_read_ms", "the same on the node again (its store's copy)", "ms", "lower"),
     # issue 5: metrics
     Metric("metrics_overhead_pct", "task throughput cost of --metrics-port", "%", "lower",
            _abs("<", 5, "< 5%")),
@@ -509,9 +512,10 @@ class _Agents:
                    "--port", str(port), "--token-file", self.token_file)
         return f"127.0.0.1:{port}"
 
-    def worker_node(self, address: str, num_cpus: int) -> None:
+    def worker_node(self, address: str, num_cpus: int, resources: str | None = None) -> None:
         self.start("ember_node.worker_node", "--address", address, "--token-file", self.token_file,
-                   "--session-dir", f"{self.dir}/node{len(self.procs)}", "--num-cpus", str(num_cpus))
+                   "--session-dir", f"{self.dir}/node{len(self.procs)}", "--num-cpus", str(num_cpus),
+                   *(("--resources", resources) if resources else ()))
 
     def stop(self) -> None:
         import shutil
@@ -586,6 +590,42 @@ def multinode_tasks(rt, ctx: Ctx) -> dict:
         agents.stop()
 
 
+def multinode_objects(rt, ctx: Ctx) -> dict:
+    """A worker node reads a 100 MiB object: fetched from the head the first time, then
+    mapped from its own store (the driver is remote, so the object is in the head's store)."""
+    import time as _time
+
+    agents = _Agents()
+    try:
+        address = agents.head(1)
+        agents.worker_node(address, 1, '{"far": 1}')
+        rt.init(address, token="bench-token")
+        deadline = _time.monotonic() + 30
+        while sum(1 for n in rt.nodes() if n["Alive"]) < 2 and _time.monotonic() < deadline:
+            _time.sleep(0.1)
+
+        @rt.remote(resources={"far": 1})
+        def first_byte(x):
+            return int(x[0])
+
+        rt.get(first_byte.remote(_array(8 * MiB)))  # a warm worker on the node
+        fetches, cached = [], []
+        for _ in range(ctx.n(5, 2)):
+            ref = rt.put(_array(100 * MiB))
+            t = _now()
+            rt.get(first_byte.remote(ref))
+            fetches.append(_now() - t)
+            t = _now()
+            rt.get(first_byte.remote(ref))
+            cached.append(_now() - t)
+            del ref
+        rt.shutdown()
+        return {"node_fetch_gbps": 100 * MiB / statistics.median(fetches),
+                "node_cached_read_ms": statistics.median(cached) / 1e6}
+    finally:
+        agents.stop()
+
+
 def metrics_overhead(rt, ctx: Ctx) -> dict:
     import socket
 
@@ -656,6 +696,8 @@ WORKLOADS: list[Workload] = [
              mode="fresh", systems=("ember",), timeout_s=120),
     Workload("multinode", multinode_tasks, ("multinode_tasks_per_s",), "clusters",
              mode="fresh", systems=("ember",), timeout_s=120),
+    Workload("node_objects", multinode_objects, ("node_fetch_gbps", "node_cached_read_ms"),
+             "clusters", mode="fresh", systems=("ember",), timeout_s=120),
     Workload("metrics", metrics_overhead, ("metrics_overhead_pct",), "metrics",
              mode="fresh", systems=("ember",), timeout_s=180),
 ]
