@@ -274,6 +274,8 @@ def start_head(procs: Procs, root: Path, *, num_cpus: float = 1, host: str = "12
            "--ready-fd", str(wfd)]
     if resources:
         cmd += ["--resources", json.dumps(resources)]
+    if store_bytes:
+        cmd += ["--object-store-memory", str(store_bytes)]
     with open(log, "ab") as logf:
         proc = procs.spawn(cmd, pass_fds=(wfd,), stdin=subprocess.DEVNULL, stdout=logf, stderr=logf,
                            env=procs.env({NODE_VAR: name, **(env or {})}), start_new_session=True)
@@ -286,7 +288,8 @@ def start_head(procs: Procs, root: Path, *, num_cpus: float = 1, host: str = "12
 
 
 def start_worker_node(procs: Procs, head: Head, root: Path, name: str, *, num_cpus: float = 2,
-                      resources: dict | None = None, env: dict[str, str] | None = None) -> WorkerNodeProc:
+                      resources: dict | None = None, env: dict[str, str] | None = None,
+                      store_bytes: int | None = None) -> WorkerNodeProc:
     """``python -m ember_node.worker_node`` joining ``head``; its workers see ``EMBER_TEST_NODE=name``."""
     session_dir = root / f"n-{name}-{uuid.uuid4().hex[:6]}"
     log = root / f"node-{name}.log"
@@ -296,6 +299,8 @@ def start_worker_node(procs: Procs, head: Head, root: Path, name: str, *, num_cp
            "--num-cpus", str(num_cpus), "--ready-fd", str(wfd)]
     if resources:
         cmd += ["--resources", json.dumps(resources)]
+    if store_bytes:
+        cmd += ["--object-store-memory", str(store_bytes)]
     with open(log, "ab") as logf:
         proc = procs.spawn(cmd, pass_fds=(wfd,), stdin=subprocess.DEVNULL, stdout=logf, stderr=logf,
                            env=procs.env({NODE_VAR: name, **(env or {})}), start_new_session=True)
