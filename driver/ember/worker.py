@@ -178,8 +178,12 @@ class Worker:
             else:
                 results = self._task_error(rids, name, exc)
         except BaseException as exc:  # noqa: BLE001 - every user failure is reported, not raised
-            retry = retries_left != 0 and _matches(retry_exc, exc)
-            results = self._task_error(rids, name, exc)
+            cancel = _cancellation_in(exc)
+            if cancel is not None:  # the cancel landed in code that wrapped it (e.g. pickling)
+                results = self._error_results(rids, cancel)
+            else:
+                retry = retries_left != 0 and _matches(retry_exc, exc)
+                results = self._task_error(rids, name, exc)
         finally:
             rt.current_task_id = None
             rt.cancel_current = False
@@ -304,6 +308,18 @@ def _on_cancel_signal(signum: int, frame: Any) -> None:
         rt.signal_pending = True
         return
     _check_cancel(rt)
+
+
+def _cancellation_in(exc: BaseException) -> TaskCancelledError | None:
+    """The TaskCancelledError that ``exc`` was raised from or during, if any."""
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        if isinstance(cur, TaskCancelledError):
+            return cur
+        seen.add(id(cur))
+        cur = cur.__cause__ or cur.__context__
+    return None
 
 
 def _check_cancel(rt: CoreRuntime) -> None:
