@@ -270,6 +270,9 @@ def status(args: argparse.Namespace) -> int:
     print(f"nodes: {alive} alive, {len(nodes) - alive} dead")
     for n in nodes:
         res = ", ".join(f"{k} {_num(v)}" for k, v in n["Resources"].items() if k != "object_store_memory")
+        store = n.get("object_store")
+        if store and n["Alive"]:
+            res += f"; store {_bytes(store[0])} / {_bytes(store[1])}"
         print(f"  {n['NodeID'][:12]}  {n['NodeManagerAddress']:15}  {'ALIVE' if n['Alive'] else 'DEAD'}  {res}")
     print("resources (used / total):")
     for k, v in total.items():
@@ -295,7 +298,7 @@ def list_cmd(args: argparse.Namespace) -> int:
     if not rows:
         print(f"no {args.what}")
         return 0
-    cols = [c for c in rows[0] if c not in ("Resources",)]
+    cols = [c for c in rows[0] if c not in ("Resources", "object_store")]
     widths = {c: max(len(c), *(len(str(r.get(c, ""))[:40]) for r in rows)) for c in cols}
     print("  ".join(c.upper().ljust(widths[c]) for c in cols))
     for r in rows:

@@ -74,6 +74,8 @@ class Membership:
     def _on_heartbeat(self, client: Client, msg: tuple) -> None:
         if client.node is not None:
             client.node.last_heartbeat = time.monotonic()
+            if len(msg) > 1:  # the node's store: (bytes used, capacity, copies held)
+                client.node.store = msg[1]
 
     def _node_dead(self, node: NodeRec, cause: str) -> None:
         """Declare a worker node dead: its tasks are retried elsewhere, its actors restarted."""

@@ -88,6 +88,8 @@ class Requests:
         return {k: v for k, v in avail.items() if v > 1e-9}
 
     def _req_nodes(self, client: Client, arg: Any) -> list[dict]:
+        table = self.table
+        head_store = (table.arena.used, table.arena.capacity, len(table.objs))
         return [{
             "NodeID": node.node_id,
             "Alive": node.alive,
@@ -98,6 +100,8 @@ class Requests:
             "IsHead": node.is_head,
             "DeathCause": node.death_cause,
             "alive": node.alive,
+            # (bytes used, capacity, objects) of the node's store; a worker node's holds copies
+            "object_store": head_store if node.is_head else node.store,
         } for node in self.nodes.values()]
 
     def _req_stats(self, client: Client, arg: Any) -> dict:

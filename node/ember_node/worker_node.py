@@ -113,8 +113,12 @@ class WorkerNode:
 
     def _heartbeat(self, conn: GrpcConnection, done: threading.Event) -> None:
         while not done.wait(HEARTBEAT_S):
+            store = self.store
             try:
-                conn.send((M.HEARTBEAT,))
+                if store is None:
+                    conn.send((M.HEARTBEAT,))
+                else:
+                    conn.send((M.HEARTBEAT, (store.arena.used, store.arena.capacity, len(store.entries))))
             except ConnectionClosed:
                 return
 

@@ -102,7 +102,8 @@ def test_status_list_and_stop(cli):
     token_file = cli.base / "token"
     assert oct(token_file.stat().st_mode & 0o777) == "0o600"
     cli.ok("start", "--address", f"127.0.0.1:{port}", "--token-file", str(token_file),
-           "--num-cpus", "1", "--resources", json.dumps({"node_a": 1}))
+           "--num-cpus", "1", "--resources", json.dumps({"node_a": 1}),
+           "--object-store-memory", str(40 << 20))
     recs = cli.track_agents()
     assert sorted(r["role"] for r in recs) == ["head", "worker"], recs
 
@@ -114,8 +115,14 @@ def test_status_list_and_stop(cli):
     nodes = json.loads(cli.ok("list", "nodes", "--json"))
     assert len(nodes) >= 2 and all({"NodeID", "Alive", "Resources"} <= set(n) for n in nodes), nodes
 
+    def store_reported():  # with the worker node's first heartbeat
+        nodes = json.loads(cli.ok("list", "nodes", "--json"))
+        return all(n.get("object_store") for n in nodes)
+
+    assert wait_until(store_reported, 10, 0.2), cli("list", "nodes", "--json")
     status = cli.ok("status")
     assert "nodes: 2 alive, 0 dead" in status, status
+    assert re.search(r"ALIVE .*node_a 1; store 0 B / 40 MiB$", status, re.M), status
     assert re.search(r"^\s+CPU\s+\S+ / 2$", status, re.M), status
     assert re.search(r"^\s+node_a\s+\S+ / 1$", status, re.M), status
     as_json = json.loads(cli.ok("status", "--json"))
