@@ -7,6 +7,8 @@
                    custom resources ``node_a`` / ``node_b``), started directly (no CLI records).
 ``connect``        function-scoped factory: ``connect(head)`` connects this process as a remote
                    driver (``ember.init("host:port", token=...)``); disconnected afterwards.
+``netns``          function-scoped: a network namespace joined to this one by a veth pair,
+                   ``(namespace, host_ip, ns_ip)``; skipped with the reason when not root.
 ``forwarder``      function-scoped factory: ``forwarder(("127.0.0.1", port))`` -> a running
                    ``helpers.Forwarder`` (closed afterwards).
 
@@ -17,7 +19,11 @@ survivors are killed by pid and the module errors with the list.
 
 from __future__ import annotations
 
+import os
+import random
 import shutil
+import subprocess
+import uuid
 
 import ember
 import psutil
@@ -135,3 +141,49 @@ def forwarder():
     yield _start
     for fwd in started:
         fwd.close()
+
+
+def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run(["ip", *args], capture_output=True, text=True, timeout=20, check=check)
+
+
+@pytest.fixture
+def netns():
+    """A network namespace joined to this one by a veth pair: (namespace, host_ip, ns_ip)."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to create a network namespace and a veth pair")
+    if shutil.which("ip") is None:
+        pytest.skip("the `ip` command (iproute2) is not installed")
+    tag = uuid.uuid4().hex[:6]
+    ns, host_if, ns_if = f"embt-{tag}", f"ebh{tag}", f"ebn{tag}"
+    in_use = _ip("-4", "route", "show", check=False).stdout + _ip("-4", "addr", "show", check=False).stdout
+    free = [n for n in random.sample(range(1, 251), 250) if f"10.213.{n}." not in in_use]
+    if not free:
+        pytest.skip("no free 10.213.x.0/30 subnet for the veth pair")
+    host_ip, ns_ip = f"10.213.{free[0]}.1", f"10.213.{free[0]}.2"
+    made = _ip("netns", "add", ns, check=False)
+    if made.returncode != 0:
+        pytest.skip(f"`ip netns add` failed: {made.stderr.strip()}")
+    try:
+        try:
+            _ip("link", "add", host_if, "type", "veth", "peer", "name", ns_if)
+            _ip("link", "set", ns_if, "netns", ns)
+            _ip("addr", "add", f"{host_ip}/30", "dev", host_if)
+            _ip("link", "set", host_if, "up")
+            _ip("-n", ns, "addr", "add", f"{ns_ip}/30", "dev", ns_if)
+            _ip("-n", ns, "link", "set", ns_if, "up")
+            _ip("-n", ns, "link", "set", "lo", "up")
+        except subprocess.CalledProcessError as exc:
+            pytest.skip(f"cannot set up a veth pair into the namespace: {exc.cmd}: {exc.stderr.strip()}")
+        yield ns, host_ip, ns_ip
+    finally:
+        pids = _ip("netns", "pids", ns, check=False).stdout.split()
+        for pid in pids:
+            try:
+                os.kill(int(pid), 9)
+            except (ProcessLookupError, ValueError):
+                pass
+        _ip("netns", "del", ns, check=False)
+        _ip("link", "del", host_if, check=False)  # normally gone with the namespace
+        leftover = _ip("netns", "list", check=False).stdout
+        assert ns not in leftover, f"network namespace {ns} was not deleted"

@@ -289,12 +289,13 @@ def start_head(procs: Procs, root: Path, *, num_cpus: float = 1, host: str = "12
 
 def start_worker_node(procs: Procs, head: Head, root: Path, name: str, *, num_cpus: float = 2,
                       resources: dict | None = None, env: dict[str, str] | None = None,
-                      store_bytes: int | None = None) -> WorkerNodeProc:
-    """``python -m ember_node.worker_node`` joining ``head``; its workers see ``EMBER_TEST_NODE=name``."""
+                      store_bytes: int | None = None, prefix: list[str] | None = None) -> WorkerNodeProc:
+    """``python -m ember_node.worker_node`` joining ``head``; its workers see ``EMBER_TEST_NODE=name``.
+    ``prefix`` goes before the command (e.g. ``ip netns exec NS``)."""
     session_dir = root / f"n-{name}-{uuid.uuid4().hex[:6]}"
     log = root / f"node-{name}.log"
     rfd, wfd = os.pipe()
-    cmd = [sys.executable, "-m", "ember_node.worker_node", "--address", head.address,
+    cmd = [*(prefix or []), sys.executable, "-m", "ember_node.worker_node", "--address", head.address,
            "--token-file", str(head.token_file), "--session-dir", str(session_dir),
            "--num-cpus", str(num_cpus), "--ready-fd", str(wfd)]
     if resources:
