@@ -20,6 +20,7 @@ from typing import Any
 import grpc
 from ember._proto import node_pb2 as pb
 from ember._proto import node_pb2_grpc as pb_grpc
+from ember._remote import encode_read_chunk, keep_chunks_in_heap
 
 log = logging.getLogger("ember.grpc")
 
@@ -129,14 +130,40 @@ class NodeServicer(pb_grpc.NodeServicer):
                 view.release()
         return pb.WriteReply(written=written)
 
-    def ReadObject(self, request: pb.ReadRequest, context: grpc.ServicerContext) -> Iterator[pb.ReadChunk]:
+    def ReadObject(self, request: pb.ReadRequest, context: grpc.ServicerContext) -> Iterator[bytes]:
+        """Each chunk is an encoded ``ReadChunk``, made with one copy straight out of the store
+        (``pb.ReadChunk(data=bytes(...))`` then serializing it copies the bytes three times);
+        ``serve`` registers this method without a response serializer."""
         view = self._span(request.offset, request.size, context)
         try:
             end = request.offset + request.size
             for pos in range(request.offset, end, BULK_CHUNK):
-                yield pb.ReadChunk(data=bytes(view[pos : min(pos + BULK_CHUNK, end)]))
+                yield encode_read_chunk(view[pos : min(pos + BULK_CHUNK, end)])
         finally:
             view.release()
+
+
+_KINDS = {(False, False): grpc.unary_unary_rpc_method_handler,
+          (False, True): grpc.unary_stream_rpc_method_handler,
+          (True, False): grpc.stream_unary_rpc_method_handler,
+          (True, True): grpc.stream_stream_rpc_method_handler}
+_RAW_RESPONSES = {"ReadObject"}  # methods that yield already-encoded messages
+
+
+def _add_servicer(servicer: NodeServicer, server: grpc.Server) -> None:
+    """What ``add_NodeServicer_to_server`` does, built from the service's descriptor, except
+    that the methods in ``_RAW_RESPONSES`` send the bytes they yield as they are."""
+    service = pb.DESCRIPTOR.services_by_name["Node"]
+    handlers = {}
+    for method in service.methods:
+        request_cls = getattr(pb, method.input_type.name)
+        response_cls = getattr(pb, method.output_type.name)
+        make = _KINDS[(method.client_streaming, method.server_streaming)]
+        handlers[method.name] = make(
+            getattr(servicer, method.name), request_deserializer=request_cls.FromString,
+            response_serializer=None if method.name in _RAW_RESPONSES else response_cls.SerializeToString)
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service.full_name, handlers),))
+    server.add_registered_method_handlers(service.full_name, handlers)
 
 
 def _close_quietly(sock: socket.socket) -> None:
@@ -153,6 +180,7 @@ def _close_quietly(sock: socket.socket) -> None:
 def serve(agent: Any, host: str, port: int, token: str, on_auth_failure: Callable[[str], None],
           tls: tuple[bytes, bytes] | None = None) -> tuple[grpc.Server, int]:
     """Start the gRPC server (TLS with ``tls=(cert_pem, key_pem)``); returns it and the bound port."""
+    keep_chunks_in_heap()
     # the metrics interceptor goes first, so calls the token check refuses are counted too
     counting = [agent.metrics.grpc_interceptor()] if getattr(agent, "metrics", None) is not None else []
     server = grpc.server(
@@ -164,7 +192,7 @@ def serve(agent: Any, host: str, port: int, token: str, on_auth_failure: Callabl
                  ("grpc.max_send_message_length", MAX_MESSAGE),
                  ("grpc.so_reuseport", 0)],
     )
-    pb_grpc.add_NodeServicer_to_server(NodeServicer(agent), server)
+    _add_servicer(NodeServicer(agent), server)
     if tls is not None:
         cert, key = tls
         bound = server.add_secure_port(f"{host}:{port}", grpc.ssl_server_credentials([(key, cert)]))
