@@ -66,6 +66,7 @@ class NodeStore:
         self.misses = 0
         self.fetched_bytes = 0
         self.evictions = 0
+        self.dropped: list[bytes] = []  # copies pushed out for room, not yet told to the head
         self._closed = False
         self._conns: set[ClientConnection] = set()
         self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -187,12 +188,19 @@ class NodeStore:
             return offset
         for oid in [o for o, e in self.entries.items() if e.pins == 0 and e.state == READY]:
             entry = self.entries.pop(oid)
+            self.dropped.append(oid)
             entry.gone = True
             self._drop_if_unused(entry)
             offset = self.arena.alloc(size)
             if offset is not None:
                 return offset
         return None
+
+    def take_dropped(self) -> list[bytes]:
+        """The copies pushed out for room since the last call (the heartbeat tells the head)."""
+        with self._cond:
+            dropped, self.dropped = self.dropped, []
+            return dropped
 
     def stats(self) -> dict[str, Any]:
         """What the store holds and has done (for tests, `ember status` and metrics)."""

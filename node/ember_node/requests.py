@@ -67,9 +67,12 @@ class Requests:
                     for a in list(self.actors.actors.values())]
         if what == "objects":
             kinds = {M.INLINE: "INLINE", M.STORE: "STORE", M.ERROR: "ERROR"}
+            readers = self.remote_readers
             return [{"object_id": o.oid.hex(), "state": "READY" if o.state else "PENDING",
                      "kind": ("SPILLED" if o.spilled else kinds[o.kind]) if o.state else "",
-                     "size": o.size, "holders": o.holders, "pins": o.pins}
+                     "size": o.size, "holders": o.holders, "pins": o.pins,
+                     # worker nodes whose stores hold a copy too (the head's store has them all)
+                     "copies_on": ",".join(sorted(n.node_id[:12] for n in readers.get(o.oid, ()) if n.alive))}
                     for o in list(self.table.objs.values())]
         raise ValueError(f"cannot list {what!r}; choose nodes, tasks, actors or objects")
 

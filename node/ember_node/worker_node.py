@@ -118,7 +118,8 @@ class WorkerNode:
                 if store is None:
                     conn.send((M.HEARTBEAT,))
                 else:
-                    conn.send((M.HEARTBEAT, (store.arena.used, store.arena.capacity, len(store.entries))))
+                    conn.send((M.HEARTBEAT, (store.arena.used, store.arena.capacity, len(store.entries)),
+                               store.take_dropped()))
             except ConnectionClosed:
                 return
 

@@ -12,7 +12,7 @@ import time
 import ember
 import numpy as np
 
-from .helpers import MiB, start_head, start_worker_node, wait_cluster
+from .helpers import MiB, query, start_head, start_worker_node, wait_cluster, wait_until
 
 
 @ember.remote
@@ -169,8 +169,8 @@ def test_a_full_node_store_makes_room_or_falls_back_to_a_private_copy(procs, tmp
     """A node store of 16 MiB: a third 6 MiB object pushes out the least recently used copy;
     an object larger than the whole store is read as a private copy, correctly."""
     head = start_head(procs, tmp_short, num_cpus=1)
-    start_worker_node(procs, head, tmp_short, "s", num_cpus=1, resources={"small": 1},
-                      store_bytes=16 * MiB)
+    node = start_worker_node(procs, head, tmp_short, "s", num_cpus=1, resources={"small": 1},
+                             store_bytes=16 * MiB)
     wait_cluster(head, alive_nodes=2)
     connect(head)
 
@@ -185,6 +185,14 @@ def test_a_full_node_store_makes_room_or_falls_back_to_a_private_copy(procs, tmp
     assert stats["capacity"] == 16 * MiB
     assert refs[0].hex() not in stats["objects"] and refs[2].hex() in stats["objects"], stats
     assert stats["bytes_used"] <= stats["capacity"]
+
+    def copies() -> dict[str, str]:
+        (objects,) = query(head, ("list", "objects"))
+        return {o["object_id"]: o["copies_on"] for o in objects}
+
+    # the node tells the head (with its heartbeat) which copies it dropped for room
+    assert wait_until(lambda: copies()[refs[0].hex()] == "", 10), copies()
+    assert copies()[refs[2].hex()] == node.node_id[:12]
 
     big = ember.put(np.ones(24 * MiB, dtype=np.uint8))  # larger than the node's whole store
     assert ember.get(total.remote(big), timeout=60) == (24 * MiB, True)  # a private, writable copy
