@@ -200,3 +200,70 @@ def test_a_full_node_store_makes_room_or_falls_back_to_a_private_copy(procs, tmp
     assert big.hex() not in after["objects"] and after["misses"] == stats["misses"]
     # the evicted one is fetched again when needed
     assert ember.get(total.remote(refs[0]), timeout=60) == (6 * MiB, False)
+
+
+def test_mixed_traffic_on_small_node_stores_stays_consistent(procs, tmp_short, connect):
+    """Rounds of puts and results made on either node, read in random combinations on either
+    node or the head, through stores too small to hold them all; then actors holding copies
+    are killed. Every read is checked by hash, and in the end nothing is pinned or used."""
+    import hashlib
+    import random
+
+    head = start_head(procs, tmp_short, num_cpus=1, store_bytes=512 * MiB)
+    start_worker_node(procs, head, tmp_short, "x", num_cpus=2, resources={"x": 100}, store_bytes=24 * MiB)
+    start_worker_node(procs, head, tmp_short, "y", num_cpus=2, resources={"y": 100}, store_bytes=40 * MiB)
+    wait_cluster(head, alive_nodes=3)
+    connect(head)
+
+    @ember.remote
+    def digest(*xs):
+        import hashlib
+
+        return [hashlib.sha256(x.data).hexdigest() for x in xs]
+
+    @ember.remote
+    def make(n, seed):
+        import numpy as np
+
+        return np.random.default_rng(seed).integers(0, 256, size=n, dtype=np.uint8)
+
+    def pattern(n: int, seed: int) -> np.ndarray:
+        return np.random.default_rng(seed).integers(0, 256, size=n, dtype=np.uint8)
+
+    rng = random.Random(7)
+    for rnd in range(4):
+        objs = []
+        for i in range(10):
+            n, seed = rng.choice([200_000, 2 * MiB, 5 * MiB, 9 * MiB]), rnd * 100 + i
+            expected = hashlib.sha256(pattern(n, seed).data).hexdigest()
+            if rng.random() < 0.5:
+                objs.append((ember.put(pattern(n, seed)), expected))
+            else:
+                objs.append((make.options(resources={rng.choice("xy"): 1}).remote(n, seed), expected))
+        calls = []
+        for _ in range(30):
+            picked = rng.sample(objs, rng.randint(1, 3))
+            where = rng.choice(["x", "y", None])
+            f = digest.options(resources={where: 1}) if where else digest
+            calls.append((f.remote(*[ref for ref, _ in picked]), [h for _, h in picked]))
+        for ref, expected in calls:
+            assert ember.get(ref, timeout=120) == expected
+
+    @ember.remote(num_cpus=0, resources={"x": 1})
+    class Holder:
+        def keep(self, *xs):
+            self.xs = xs
+            return len(xs)
+
+    holders = [Holder.remote() for _ in range(3)]
+    refs = [ember.put(np.full(3 * MiB, i, dtype=np.uint8)) for i in range(3)]
+    assert ember.get([h.keep.remote(*refs) for h in holders], timeout=60) == [3, 3, 3]
+    assert _stats_on("x", "x")["pinned"] == 3
+    del refs, objs, calls, ref, picked  # every reference to the objects
+    for h in holders:
+        ember.kill(h)  # their pins end with their connections
+
+    def drained() -> bool:
+        return all(_stats_on(n, n)["bytes_used"] == 0 and _stats_on(n, n)["pinned"] == 0 for n in "xy")
+
+    assert wait_until(drained, 15), [_stats_on(n, n) for n in "xy"]
