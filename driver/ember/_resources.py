@@ -47,7 +47,8 @@ def describe_unmet(what: str, request: Mapping[str, float], totals: Mapping[str,
     parts = [f"{_fmt(req)} {name} but the largest node has {_fmt(have)}" for name, (req, have) in missing.items()]
     return (
         f"{what} needs " + "; ".join(parts) + ". Lower the request in @ember.remote/.options(), "
-        "or start the cluster with more (ember.init(num_cpus=..., num_gpus=..., resources={...}))."
+        "or give the cluster more (ember.init(num_cpus=..., num_gpus=..., resources={...}), "
+        "or a node started with `ember start --num-cpus/--num-gpus/--resources`)."
     )
 
 

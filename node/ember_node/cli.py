@@ -277,7 +277,10 @@ def status(args: argparse.Namespace) -> int:
     print("resources (used / total):")
     for k, v in total.items():
         used = v - avail.get(k, 0.0)
-        print(f"  {k:22} {_num(used)} / {_num(v)}")
+        if k in ("memory", "object_store_memory"):
+            print(f"  {k:22} {_bytes(used)} / {_bytes(v)}")
+        else:
+            print(f"  {k:22} {_num(used)} / {_num(v)}")
     running = [t for t in tasks if t["state"] == "RUNNING"]
     pending = [t for t in tasks if t["state"] != "RUNNING"]
     print(f"tasks: {len(running)} running, {len(pending)} pending")
@@ -298,7 +301,10 @@ def list_cmd(args: argparse.Namespace) -> int:
     if not rows:
         print(f"no {args.what}")
         return 0
-    cols = [c for c in rows[0] if c not in ("Resources", "object_store")]
+    cols: list[str] = []
+    for c in rows[0]:  # nodes carry both Alive and alive, as Ray's do: one column is enough
+        if c not in ("Resources", "object_store") and c.lower() not in {k.lower() for k in cols}:
+            cols.append(c)
     widths = {c: max(len(c), *(len(str(r.get(c, ""))[:40]) for r in rows)) for c in cols}
     print("  ".join(c.upper().ljust(widths[c]) for c in cols))
     for r in rows:

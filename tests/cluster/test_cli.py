@@ -123,6 +123,9 @@ def test_status_list_and_stop(cli):
     status = cli.ok("status")
     assert "nodes: 2 alive, 0 dead" in status, status
     assert re.search(r"ALIVE .*node_a 1; store 0 B / 40 MiB$", status, re.M), status
+    assert re.search(r"^\s+object_store_memory\s+0 B / \d+ MiB$", status, re.M), status  # bytes, readable
+    table = cli.ok("list", "nodes").splitlines()
+    assert table[0].split().count("ALIVE") == 1 and len(table) == 3, table
     assert re.search(r"^\s+CPU\s+\S+ / 2$", status, re.M), status
     assert re.search(r"^\s+node_a\s+\S+ / 1$", status, re.M), status
     as_json = json.loads(cli.ok("status", "--json"))
