@@ -8,14 +8,21 @@ peers are that one address:port.
 
 from __future__ import annotations
 
+import json
+import signal
 import subprocess
+import sys
+import tempfile
 
 from .helpers import (
     last_json,
+    pid_alive,
+    query,
     run_driver,
     start_head,
     start_worker_node,
     wait_cluster,
+    wait_until,
 )
 
 DRIVER = r"""
@@ -129,3 +136,75 @@ def test_remote_driver_from_a_network_namespace(procs, tmp_short, netns):
         "DRIVER_ADDRESS": f"{host_ip}:{head.port}", "EMBER_TOKEN": head.token}))
     _check(result, f"{host_ip}:{head.port}", {"head"})
     assert result["cluster_cpus"] == 2
+
+
+DYING_DRIVER = r"""
+import json
+import os
+import time
+
+import numpy as np
+
+import ember
+
+ember.init(os.environ["DRIVER_ADDRESS"], token=os.environ["DRIVER_TOKEN"])
+
+
+@ember.remote(resources={"node_a": 0.5})
+def make(n):
+    import numpy as np
+
+    return np.ones(n, dtype=np.uint8)
+
+
+@ember.remote(resources={"node_a": 0.5}, num_cpus=0)
+class Pid:
+    def pid(self, x=None):
+        import os
+
+        return os.getpid()
+
+
+big = ember.put(np.zeros(30 * 2**20, dtype=np.uint8))
+made = make.remote(20 * 2**20)
+ember.wait([made], timeout=60)
+mortal = Pid.remote()
+keeper = Pid.options(name="keeper", lifetime="detached").remote()
+pids = ember.get([mortal.pid.remote(big), keeper.pid.remote(made)], timeout=60)
+print(json.dumps({"pids": pids}), flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_remote_driver_that_dies_leaves_nothing_behind(procs, tmp_short):
+    """A remote driver SIGKILLed mid-session: its objects are freed (in the head's store and
+    in the worker node's), its actor ends, and only its detached actor lives on."""
+    head = start_head(procs, tmp_short, num_cpus=1)
+    start_worker_node(procs, head, tmp_short, "a", num_cpus=2, resources={"node_a": 1})
+    wait_cluster(head, alive_nodes=2, idle_workers=3)
+    (before,) = query(head, ("stats", None))
+    with tempfile.NamedTemporaryFile("w", suffix=".py", dir=tmp_short, delete=False) as f:
+        f.write(DYING_DRIVER)
+    driver = procs.spawn([sys.executable, f.name], stdout=subprocess.PIPE, text=True, start_new_session=True,
+                         env=procs.env({"DRIVER_ADDRESS": head.address, "DRIVER_TOKEN": head.token}))
+    line = driver.stdout.readline()
+    assert line, "the driver died before it was ready"
+    mortal_pid, keeper_pid = json.loads(line)["pids"]
+
+    nodes, stats = query(head, ("nodes", None), ("stats", None))
+    assert stats["store_bytes"] >= before["store_bytes"] + 50 * 2**20
+    assert wait_until(lambda: any((n["object_store"] or (0,))[0] >= 50 * 2**20
+                                  for n in query(head, ("nodes", None))[0] if not n["IsHead"]), 10)
+
+    driver.send_signal(signal.SIGKILL)
+    driver.wait(10)
+
+    def cleaned() -> bool:
+        nodes, stats, actors = query(head, ("nodes", None), ("stats", None), ("list", "actors"))
+        worker = [n for n in nodes if not n["IsHead"]][0]
+        alive = sorted(a.get("name") or "" for a in actors if a["state"] == "ALIVE")
+        return (stats["store_bytes"] == before["store_bytes"] and worker["object_store"][0] == 0
+                and alive == ["keeper"] and not pid_alive(mortal_pid))
+
+    assert wait_until(cleaned, 20), query(head, ("stats", None), ("list", "actors"), ("nodes", None))
+    assert pid_alive(keeper_pid)
