@@ -53,10 +53,11 @@ class NodeStoreClient:
             out.append(self._released.popleft())
         return out
 
-    def map(self, oid: bytes, head_offset: int, size: int) -> mmap.mmap | None:
-        """A read-only mapping of the node's copy of ``oid`` (fetched from the head's store at
-        ``head_offset`` if the node has none yet), or None if the node's store has no room."""
-        offset = self._request(("get", oid, head_offset, size))
+    def map(self, oid: bytes, head_offset: int, size: int, peers: tuple[str, ...] = ()) -> mmap.mmap | None:
+        """A read-only mapping of the node's copy of ``oid`` (fetched, if the node has none yet,
+        from one of ``peers`` -- other nodes holding a copy -- or from the head's store at
+        ``head_offset``), or None if the node's store has no room."""
+        offset = self._request(("get", oid, head_offset, size, tuple(peers)))
         if offset is None:
             return None
         try:

@@ -87,6 +87,26 @@ def _read_chunk_data(msg: bytes) -> memoryview:
     return memoryview(pb.ReadChunk.FromString(msg).data)  # any other encoding
 
 
+def receive_chunks(chunks: Any, out: Any) -> int:
+    """Copy the data of encoded ``ReadChunk`` messages back to back into ``out``; the count.
+
+    Through a memoryview: ``bytearray[a:b] = bytes`` first copies the bytes into a new
+    bytearray, a second copy (and fresh pages) for every chunk."""
+    view = memoryview(out)
+    pos = 0
+    try:
+        for chunk in chunks:
+            data = _read_chunk_data(chunk)
+            n = len(data)
+            if pos + n > len(view):
+                raise ConnectionError("the sender sent more bytes than the object has")
+            view[pos : pos + n] = data
+            pos += n
+    finally:
+        view.release()
+    return pos
+
+
 def _metadata(token: str | None) -> list[tuple[str, str]]:
     return [("authorization", f"Bearer {token}")] if token else []
 
@@ -200,20 +220,9 @@ class GrpcConnection:
     def read_object(self, offset: int, size: int, into: memoryview | None = None) -> bytearray | mmap.mmap | memoryview:
         """An object's bytes, streamed out of the store (into ``into`` when given)."""
         out = _receive_buffer(size) if into is None else into
-        # through a memoryview: ``bytearray[a:b] = bytes`` first copies the bytes into a new
-        # bytearray, a second copy (and fresh pages) for every chunk
-        view = memoryview(out)
-        pos = 0
-        try:
-            for chunk in self._read_raw(pb.ReadRequest(offset=offset, size=size), metadata=self._meta):
-                data = _read_chunk_data(chunk)
-                n = len(data)
-                view[pos : pos + n] = data
-                pos += n
-        finally:
-            view.release()
-        if pos != size:
-            raise ConnectionError(f"the head sent {pos} of the object's {size} bytes")
+        got = receive_chunks(self._read_raw(pb.ReadRequest(offset=offset, size=size), metadata=self._meta), out)
+        if got != size:
+            raise ConnectionError(f"the head sent {got} of the object's {size} bytes")
         return out
 
     def send(self, msg: tuple) -> None:

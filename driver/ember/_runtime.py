@@ -363,7 +363,7 @@ class CoreRuntime:
             ser.write_into(self._arena()[offset : offset + ser.total])
         return offset, ser.total
 
-    def map_object(self, oid: bytes, granted: tuple[int, int] | None = None) -> memoryview:
+    def map_object(self, oid: bytes, granted: tuple[Any, ...] | None = None) -> memoryview:
         """A read-only view of a store object, pinned while any view of it lives.
 
         A remote process (one that reaches the store over gRPC) gets a private copy instead.
@@ -386,7 +386,7 @@ class CoreRuntime:
         weakref.finalize(mm, self._deferred.append, (_UNMAPPED, oid))
         return memoryview(mm)
 
-    def _remote_view(self, oid: bytes, granted: tuple[int, int] | None) -> memoryview:
+    def _remote_view(self, oid: bytes, granted: tuple[Any, ...] | None) -> memoryview:
         """A store object, for a process that reaches the head's store only over gRPC: a
         mapping of its node's copy (a worker on a worker node), else a private copy."""
         store = self._node_store
@@ -401,9 +401,11 @@ class CoreRuntime:
             if isinstance(granted, BaseException):
                 raise granted
         try:  # the head keeps the object pinned for us while it is being read
+            # granted: (offset, size) in the head's store, and for a worker on a worker node
+            # the peer addresses of other nodes holding a copy
             mm = store.map(oid, *granted) if store is not None else None
             if mm is None:
-                return memoryview(self.conn.read_object(*granted))
+                return memoryview(self.conn.read_object(granted[0], granted[1]))
         finally:
             self._deferred.append((_UNMAPPED, oid))
         self._maps[oid] = mm

@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import random
 import selectors
 import shutil
 import signal
@@ -266,6 +267,7 @@ class Agent(Membership, Requests):
             info = _info
             node = NodeRec(info["node_id"], info.get("address", ""), info.get("hostname", ""),
                            info["resources"], client=client)
+            node.peer = info.get("peer") or ""
             self.nodes[node.node_id] = node
             self._nodes_changed()
             client.node = node
@@ -462,6 +464,20 @@ class Agent(Membership, Requests):
                         return node.idle.pop()
         return None
 
+    def _peers_for(self, oid: bytes, reader: NodeRec) -> tuple[str, ...]:
+        """Where ``reader`` can fetch ``oid`` other than here: the peer ports of other live
+        worker nodes holding a copy (a loopback address only for a node on the same host)."""
+        peers = []
+        for node in self.remote_readers.get(oid, ()):
+            if node is reader or not node.alive or not node.peer:
+                continue
+            host = node.peer.rsplit(":", 1)[0].strip("[]")
+            if (host.startswith("127.") or host in ("localhost", "::1")) and node.hostname != reader.hostname:
+                continue
+            peers.append(node.peer)
+        random.shuffle(peers)  # spread the readers of one object over its holders
+        return tuple(peers)
+
     def _dep_values(self, rec: WorkerRec, task: Task) -> list:
         """The values of a task's dependencies as the worker receives them.
 
@@ -475,10 +491,11 @@ class Agent(Membership, Requests):
                 obj = table.objs[d]
                 if obj.kind != M.STORE:
                     deps.append((d, M.INLINE, obj.payload))
-                else:
+                elif rec.node.client is None:
                     deps.append((d, M.STORE, table.read_pin(d, rec.client.refs)))
-                    if rec.node.client is not None:  # its node keeps a copy: tell it when freed
-                        self.remote_readers.setdefault(d, set()).add(rec.node)
+                else:  # its node fetches a copy (from a peer that has one, else from here)
+                    deps.append((d, M.STORE, (*table.read_pin(d, rec.client.refs), self._peers_for(d, rec.node))))
+                    self.remote_readers.setdefault(d, set()).add(rec.node)  # tell it when freed
         except BaseException:
             for d, kind, _ in deps:
                 if kind == M.STORE:

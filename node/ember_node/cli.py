@@ -151,9 +151,12 @@ def _start_worker_node(args: argparse.Namespace) -> int:
             cmd += [flag, str(value)]
     if args.metrics_port is not None:
         cmd += ["--metrics-port", str(args.metrics_port), "--metrics-host", args.host]
+    cmd += ["--host", args.host]  # the peer port, where other nodes fetch copies of objects
     advertise = os.environ.get("EMBER_NODE_NAME") or os.environ.get("EMBER_POD_IP")
     if advertise:
         cmd += ["--advertise", advertise]
+    if os.environ.get("EMBER_POD_IP"):
+        cmd += ["--peer-advertise", os.environ["EMBER_POD_IP"]]
     proc, info = _launch(cmd, os.path.join(session_dir, "logs", "node.log"), args.block)
     if info is None:
         return 1
@@ -303,7 +306,7 @@ def list_cmd(args: argparse.Namespace) -> int:
         return 0
     cols: list[str] = []
     for c in rows[0]:  # nodes carry both Alive and alive, as Ray's do: one column is enough
-        if c not in ("Resources", "object_store") and c.lower() not in {k.lower() for k in cols}:
+        if c not in ("Resources", "object_store", "peer_address") and c.lower() not in {k.lower() for k in cols}:
             cols.append(c)
     widths = {c: max(len(c), *(len(str(r.get(c, ""))[:40]) for r in rows)) for c in cols}
     print("  ".join(c.upper().ljust(widths[c]) for c in cols))

@@ -147,10 +147,36 @@ _KINDS = {(False, False): grpc.unary_unary_rpc_method_handler,
           (False, True): grpc.unary_stream_rpc_method_handler,
           (True, False): grpc.stream_unary_rpc_method_handler,
           (True, True): grpc.stream_stream_rpc_method_handler}
-_RAW_RESPONSES = {"ReadObject"}  # methods that yield already-encoded messages
+_RAW_RESPONSES = {"ReadObject", "ReadCopy"}  # methods that yield already-encoded messages
 
 
-def _add_servicer(servicer: NodeServicer, server: grpc.Server) -> None:
+class PeerServicer(pb_grpc.NodeServicer):
+    """A worker node's endpoint for other nodes' stores: Ping and ReadCopy (nothing else)."""
+
+    def __init__(self, node_id: str, store: Any) -> None:
+        self.node_id = node_id
+        self.store = store
+
+    def Ping(self, request: pb.PingRequest, context: grpc.ServicerContext) -> pb.PingReply:
+        from ember import __version__
+
+        return pb.PingReply(node_id=self.node_id, version=__version__)
+
+    def ReadCopy(self, request: pb.CopyRequest, context: grpc.ServicerContext) -> Iterator[bytes]:
+        entry = self.store.open_copy(request.object_id)
+        if entry is None:
+            context.abort(grpc.StatusCode.NOT_FOUND, "this node holds no copy of that object")
+        view = self.store.arena.view()
+        try:
+            end = entry.offset + entry.size
+            for pos in range(entry.offset, end, BULK_CHUNK):
+                yield encode_read_chunk(view[pos : min(pos + BULK_CHUNK, end)])
+        finally:
+            view.release()
+            self.store.release(request.object_id, entry)
+
+
+def _add_servicer(servicer: pb_grpc.NodeServicer, server: grpc.Server) -> None:
     """What ``add_NodeServicer_to_server`` does, built from the service's descriptor, except
     that the methods in ``_RAW_RESPONSES`` send the bytes they yield as they are."""
     service = pb.DESCRIPTOR.services_by_name["Node"]
@@ -175,6 +201,22 @@ def _close_quietly(sock: socket.socket) -> None:
         sock.close()
     except OSError:
         pass
+
+
+def serve_peer(node_id: str, store: Any, host: str, port: int, token: str) -> tuple[grpc.Server, int]:
+    """A worker node's port for the other nodes' stores (token-checked like the head's)."""
+    keep_chunks_in_heap()
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=16, thread_name_prefix="ember-peer"),
+        interceptors=[TokenInterceptor(token, lambda method: None)],
+        options=[("grpc.max_send_message_length", MAX_MESSAGE), ("grpc.so_reuseport", 0)],
+    )
+    _add_servicer(PeerServicer(node_id, store), server)
+    bound = server.add_insecure_port(f"{host}:{port}")
+    if bound == 0:
+        raise OSError(f"cannot listen on {host}:{port} (in use?); pick another --peer-port")
+    server.start()
+    return server, bound
 
 
 def serve(agent: Any, host: str, port: int, token: str, on_auth_failure: Callable[[str], None],

@@ -266,7 +266,11 @@ class _WorkerNodeCollector:
                 ("ember_node_store_fetched_bytes", "Bytes fetched from the head into this node's store.",
                  st["fetched_bytes"]),
                 ("ember_node_store_evictions", "Copies dropped because the head freed the object.",
-                 st["evictions"])):
+                 st["evictions"]),
+                ("ember_node_store_peer_fetches", "Of the fetches, those served by another worker "
+                 "node's store instead of the head.", st["peer_fetches"]),
+                ("ember_node_store_copies_served", "Copies this node's store streamed to other nodes.",
+                 st["copies_served"])):
             c = CounterMetricFamily(family, doc, labels=["node_id"])
             c.add_metric([nid], value)
             yield c

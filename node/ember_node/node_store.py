@@ -3,9 +3,10 @@
 The head's store holds every object of the cluster. When a worker on a worker node needs a
 large object, it asks this store (over a Unix socket in the node's session directory): on a
 hit it maps the node's arena at the returned offset, zero-copy and read-only, like a worker
-on the head; on a miss the store streams the object from the head in chunks, straight into
-its arena, and every worker of the node shares that one copy. Concurrent readers of an
-object being fetched wait for the one transfer.
+on the head; on a miss the store streams the object in chunks, straight into its arena,
+from another worker node that holds a copy when the head names one (``ReadCopy`` on that
+node's peer port), else from the head; every worker of the node shares that one copy.
+Concurrent readers of an object being fetched wait for the one transfer.
 
 Copies go when the head says the object was freed (EVICT, sent to the node's uplink), or,
 least recently used first, when space is needed for another; a copy stays while any worker
@@ -19,9 +20,13 @@ import logging
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
+import grpc
+from ember._proto import node_pb2 as pb
+from ember._remote import channel, receive_chunks
 from ember._wire import ClientConnection, ConnectionClosed
 
 from ember_node.store import Arena, page_align
@@ -55,16 +60,20 @@ class NodeStore:
     """
 
     def __init__(self, arena: Arena, socket_path: str, fetch: Callable[[int, int, memoryview], None],
-                 upload: Callable[[int, memoryview], None]) -> None:
+                 upload: Callable[[int, memoryview], None],
+                 fetch_peer: Callable[[str, bytes, memoryview], None] | None = None) -> None:
         self.arena = arena
         self.socket_path = socket_path
         self._fetch = fetch
         self._upload = upload
+        self._fetch_peer = fetch_peer
         self._cond = threading.Condition()
         self.entries: collections.OrderedDict[bytes, Entry] = collections.OrderedDict()  # LRU first
         self.hits = 0
         self.misses = 0
         self.fetched_bytes = 0
+        self.peer_fetches = 0  # of the misses, those served by another worker node's store
+        self.copies_served = 0  # copies streamed to other nodes' stores
         self.evictions = 0
         self.dropped: list[bytes] = []  # copies pushed out for room, not yet told to the head
         self._closed = False
@@ -77,8 +86,10 @@ class NodeStore:
         self._thread.start()
 
     # ------------------------------------------------------------------ the store
-    def acquire(self, oid: bytes, head_offset: int, size: int) -> Entry | None:
-        """``oid``'s copy, pinned for the caller (fetched on a miss); None when no room can be made (every copy is pinned, or the object is larger than
+    def acquire(self, oid: bytes, head_offset: int, size: int, peers: tuple[str, ...] | list[str] = ()
+                ) -> Entry | None:
+        """``oid``'s copy, pinned for the caller (fetched on a miss, from one of ``peers`` --
+        other worker nodes the head says hold a copy -- else from the head); None when no room can be made (every copy is pinned, or the object is larger than
         the node's store): the caller then streams a private copy."""
         with self._cond:
             entry = self.entries.get(oid)
@@ -104,7 +115,7 @@ class NodeStore:
         try:
             view = self.arena.view()
             try:
-                self._fetch(head_offset, size, view[offset : offset + size])
+                from_peer = self._fill(oid, head_offset, view[offset : offset + size], peers)
             finally:
                 view.release()
         except BaseException as exc:
@@ -113,8 +124,33 @@ class NodeStore:
         with self._cond:
             entry.state = READY
             self.fetched_bytes += size
+            self.peer_fetches += from_peer
             self._cond.notify_all()
         return entry
+
+    def _fill(self, oid: bytes, head_offset: int, into: memoryview, peers: tuple[str, ...] | list[str]) -> bool:
+        """Stream ``oid`` into ``into``: from a peer if one answers (True), else from the head."""
+        if self._fetch_peer is not None:
+            for peer in peers:
+                try:
+                    self._fetch_peer(peer, oid, into)
+                    return True
+                except Exception as exc:  # noqa: BLE001 - the head has every object
+                    log.info("fetching %s from the node at %s failed (%s); trying elsewhere",
+                             oid.hex()[:12], peer, exc)
+        self._fetch(head_offset, len(into), into)
+        return False
+
+    def open_copy(self, oid: bytes) -> Entry | None:
+        """This node's whole copy of ``oid``, pinned for streaming to another node (then
+        ``release``), or None."""
+        with self._cond:
+            entry = self.entries.get(oid)
+            if entry is None or entry.state != READY:
+                return None
+            entry.pins += 1
+            self.copies_served += 1
+            return entry
 
     def reserve(self, oid: bytes, size: int) -> Entry | None:
         """Room for a copy of an object a worker of this node creates (it writes the bytes,
@@ -209,6 +245,7 @@ class NodeStore:
                     "bytes_used": self.arena.used, "capacity": self.arena.capacity,
                     "hits": self.hits, "misses": self.misses,
                     "fetched_bytes": self.fetched_bytes, "evictions": self.evictions,
+                    "peer_fetches": self.peer_fetches, "copies_served": self.copies_served,
                     "pinned": sum(1 for e in self.entries.values() if e.pins > 0)}
 
     # ------------------------------------------------------------------ the socket
@@ -245,9 +282,9 @@ class NodeStore:
                                 if not entries:
                                     del held[oid]
                     elif kind == "get":
-                        _, req_id, oid, head_offset, size = msg
+                        _, req_id, oid, head_offset, size, *more = msg
                         try:
-                            entry = self.acquire(oid, head_offset, size)
+                            entry = self.acquire(oid, head_offset, size, more[0] if more else ())
                         except Exception as exc:  # noqa: BLE001 - the worker gets the reason
                             conn.send(("reply", req_id, None, f"fetching from the head failed: {exc}"))
                             continue
@@ -301,3 +338,48 @@ class NodeStore:
         except FileNotFoundError:
             pass
         self.arena.close()
+
+
+class PeerFetcher:
+    """Fetches copies from other worker nodes' stores (``ReadCopy``), one channel per peer.
+
+    Every call has a deadline, so a peer that cannot be reached (an address that only works
+    inside its own host, a firewall) costs at most that long before the head serves the
+    object; such a peer is then skipped for a minute.
+    """
+
+    BAD_FOR_S = 60.0
+
+    def __init__(self, token: str) -> None:
+        self._meta = [("authorization", f"Bearer {token}")]
+        self._lock = threading.Lock()
+        self._calls: dict[str, tuple[Any, Any]] = {}
+        self._bad: dict[str, float] = {}
+
+    def fetch(self, address: str, oid: bytes, into: memoryview) -> None:
+        """Stream ``address``'s copy of ``oid`` into ``into`` (exactly its size), or raise."""
+        with self._lock:
+            if self._bad.get(address, 0.0) > time.monotonic():
+                raise ConnectionError("it failed recently")
+            call = self._calls.get(address)
+            if call is None:
+                chan = channel(address)
+                call = self._calls[address] = (chan, chan.unary_stream(
+                    "/ember.v1.Node/ReadCopy", request_serializer=pb.CopyRequest.SerializeToString))
+        timeout = 10.0 + len(into) / 50e6  # generous: at least 50 MB/s once connected
+        try:
+            got = receive_chunks(call[1](pb.CopyRequest(object_id=oid), metadata=self._meta, timeout=timeout), into)
+        except grpc.RpcError as exc:
+            if exc.code() != grpc.StatusCode.NOT_FOUND:  # the peer itself is the problem
+                with self._lock:
+                    self._bad[address] = time.monotonic() + self.BAD_FOR_S
+            raise ConnectionError(f"{exc.code().name}: {exc.details()}") from None
+        if got != len(into):
+            raise ConnectionError(f"the peer sent {got} of the object's {len(into)} bytes")
+
+    def close(self) -> None:
+        with self._lock:
+            for chan, _ in self._calls.values():
+                chan.close()
+            self._calls.clear()
+

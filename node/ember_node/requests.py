@@ -33,14 +33,16 @@ class Requests:
         oid, size = arg
         return self.table.alloc(oid, size, client.refs)
 
-    def _req_pin(self, client: Client, oid: bytes) -> tuple[int, int]:
+    def _req_pin(self, client: Client, oid: bytes) -> tuple:
         try:
             granted = self.table.read_pin(oid, client.refs)
         except KeyError:
             raise ObjectLostError(f"object {oid.hex()} is no longer in the object store") from None
         rec = client.worker
         if rec is not None and rec.node.client is not None:  # its node's store keeps a copy
+            peers = self._peers_for(oid, rec.node)
             self.remote_readers.setdefault(oid, set()).add(rec.node)
+            return (*granted, peers)
         return granted
 
     def _req_session(self, client: Client, arg: Any) -> dict:
@@ -105,6 +107,7 @@ class Requests:
             "alive": node.alive,
             # (bytes used, capacity, objects) of the node's store; a worker node's holds copies
             "object_store": head_store if node.is_head else node.store,
+            "peer_address": node.peer,  # where a worker node's store serves copies to other nodes
         } for node in self.nodes.values()]
 
     def _req_stats(self, client: Client, arg: Any) -> dict:

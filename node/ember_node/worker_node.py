@@ -26,7 +26,8 @@ from ember import _messages as M
 from ember._remote import GrpcConnection, ping
 from ember._wire import ConnectionClosed
 
-from ember_node.node_store import NodeStore
+from ember_node.grpc_server import serve_peer
+from ember_node.node_store import NodeStore, PeerFetcher
 from ember_node.store import Arena, default_capacity
 from ember_node.workers import Zygote
 
@@ -39,8 +40,13 @@ class WorkerNode:
     """One registration with the head: a zygote, a heartbeat, and the head's commands."""
 
     def __init__(self, head: str, token_file: str, totals: dict[str, float], session_dir: str,
-                 advertise: str, tls_ca: str | None = None, store_capacity: int | None = None) -> None:
+                 advertise: str, tls_ca: str | None = None, store_capacity: int | None = None,
+                 peer_bind: tuple[str, int] | None = ("127.0.0.1", 0), peer_host: str = "127.0.0.1") -> None:
         self.head = head
+        # where this node's store serves copies to other nodes (None: it does not), and the
+        # host the others reach it at
+        self.peer_bind = peer_bind
+        self.peer_host = peer_host
         self.store_capacity = store_capacity or default_capacity()
         self.store: NodeStore | None = None
         self.tls_ca = tls_ca
@@ -61,11 +67,21 @@ class WorkerNode:
         # a store per registration: a new head knows nothing of the copies of the last one
         arena = Arena(f"/dev/shm/ember-node-{self.node_id[:12]}", self.store_capacity)
         store_sock = os.path.join(self.session_dir, f"store-{self.node_id[:12]}.sock")
+        peers = PeerFetcher(token)
+        peer_server = None
         try:
             store = NodeStore(arena, store_sock,
                               lambda offset, size, into: conn.read_object(offset, size, into),
-                              lambda offset, data: conn.write_object(offset, [data]))
+                              lambda offset, data: conn.write_object(offset, [data]),
+                              peers.fetch)
+            peer_address = ""
+            if self.peer_bind is not None:
+                peer_server, port = serve_peer(self.node_id, store, *self.peer_bind, token)
+                host = self.peer_host
+                peer_address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         except BaseException:
+            if peer_server is not None:
+                peer_server.stop(None)
             arena.close()
             conn.close()
             raise
@@ -82,7 +98,7 @@ class WorkerNode:
         try:
             conn.send((M.HELLO, "node", os.getpid(), None, {
                 "node_id": self.node_id, "resources": self.totals, "address": self.advertise,
-                "hostname": socket.gethostname()}))
+                "hostname": socket.gethostname(), "peer": peer_address}))
             threading.Thread(target=self._heartbeat, args=(conn, done), daemon=True).start()
             threading.Thread(target=self._zygote_events, args=(conn, zygote, done), daemon=True).start()
             log.info("joined the cluster at %s as node %s", self.head, self.node_id[:12])
@@ -107,6 +123,9 @@ class WorkerNode:
                 except ProcessLookupError:
                     pass
             zygote.stop()
+            if peer_server is not None:
+                peer_server.stop(None)
+            peers.close()
             conn.close()
             self.store = None
             store.close()
@@ -176,6 +195,12 @@ def main(argv: list[str] | None = None) -> None:
                    help="bytes of shared memory for this node's copies of objects (default: 30%% of memory)")
     p.add_argument("--resources", default=None)
     p.add_argument("--advertise", default="", help="this node's address, for `ember status`")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address the peer port binds to (other nodes' stores fetch copies there)")
+    p.add_argument("--peer-port", type=int, default=0, help="the peer port (default: any free one)")
+    p.add_argument("--peer-advertise", default=None,
+                   help="the host other nodes reach the peer port at (default: --host, or this "
+                        "host's address when --host is 0.0.0.0)")
     p.add_argument("--tls-ca", default=None, help="PEM file of the CA that signed the head's certificate")
     p.add_argument("--ready-fd", type=int, default=None)
     p.add_argument("--metrics-port", type=int, default=None,
@@ -193,9 +218,17 @@ def main(argv: list[str] | None = None) -> None:
         totals.update({k: float(v) for k, v in json.loads(args.resources).items()})
     capacity = args.object_store_memory or default_capacity()
     totals["object_store_memory"] = float(capacity)
+    peer_host = args.peer_advertise or args.host
+    if peer_host in ("0.0.0.0", "::", ""):
+        try:
+            peer_host = socket.gethostbyname(socket.gethostname())
+        except OSError:
+            peer_host = socket.gethostname()
+    # with TLS to the head, copies would cross between nodes unencrypted: no peer port then
+    peer_bind = None if args.tls_ca else (args.host, args.peer_port)
     node = WorkerNode(args.address, args.token_file, totals, args.session_dir,
                       args.advertise or socket.gethostname(),
-                      os.path.abspath(args.tls_ca) if args.tls_ca else None, capacity)
+                      os.path.abspath(args.tls_ca) if args.tls_ca else None, capacity, peer_bind, peer_host)
 
     def stop(signum: int, frame: Any) -> None:
         node.stopping = True

@@ -11,6 +11,7 @@ import time
 
 import ember
 import numpy as np
+import pytest
 
 from .helpers import MiB, query, start_head, start_worker_node, wait_cluster, wait_until
 
@@ -267,3 +268,74 @@ def test_mixed_traffic_on_small_node_stores_stays_consistent(procs, tmp_short, c
         return all(_stats_on(n, n)["bytes_used"] == 0 and _stats_on(n, n)["pinned"] == 0 for n in "xy")
 
     assert wait_until(drained, 15), [_stats_on(n, n) for n in "xy"]
+
+
+def test_a_node_fetches_from_another_node_that_has_a_copy(three_nodes, connect):
+    """Node to node: once node a holds a copy, node b's store streams it from a's peer port
+    (not from the head); the bytes are the same."""
+    head, _a, _b = three_nodes
+    connect(head)
+    data = np.random.default_rng(11).integers(0, 256, size=24 * MiB, dtype=np.uint8)
+    ref = ember.put(data)
+
+    @ember.remote
+    def digest(x):
+        import hashlib
+
+        return hashlib.sha256(x.data).hexdigest()
+
+    a0, b0 = _stats_on("a"), _stats_on("b")
+    h_a = ember.get(digest.options(resources={"node_a": 0.5}).remote(ref), timeout=60)
+    h_b = ember.get(digest.options(resources={"node_b": 0.5}).remote(ref), timeout=60)
+    a1, b1 = _stats_on("a"), _stats_on("b")
+    import hashlib
+
+    assert h_a == h_b == hashlib.sha256(data.data).hexdigest()
+    assert (a1["misses"] - a0["misses"], a1["peer_fetches"] - a0["peer_fetches"]) == (1, 0)  # from the head
+    assert (b1["misses"] - b0["misses"], b1["peer_fetches"] - b0["peer_fetches"]) == (1, 1)  # from a
+    assert a1["copies_served"] - a0["copies_served"] == 1
+
+
+def test_peer_port_wants_the_token_and_copies_survive_a_peer_without_them(procs, tmp_short, connect):
+    """A worker node's peer port refuses calls without the cluster token; and when the node
+    the head names no longer has the copy (dropped for room), the reader gets it from the
+    head instead, correctly."""
+    import grpc
+    from ember._proto import node_pb2 as pb
+    from ember._remote import channel
+
+    head = start_head(procs, tmp_short, num_cpus=1)
+    start_worker_node(procs, head, tmp_short, "p", num_cpus=1, resources={"p": 1}, store_bytes=16 * MiB)
+    start_worker_node(procs, head, tmp_short, "q", num_cpus=1, resources={"q": 1})
+    wait_cluster(head, alive_nodes=3)
+    (nodes,) = query(head, ("nodes", None))
+    peer = [n["peer_address"] for n in nodes if not n["IsHead"]][0]
+    chan = channel(peer)
+    try:
+        read_copy = chan.unary_stream("/ember.v1.Node/ReadCopy", request_serializer=pb.CopyRequest.SerializeToString)
+        for meta in ([], [("authorization", "Bearer wrong")]):
+            with pytest.raises(grpc.RpcError) as err:
+                list(read_copy(pb.CopyRequest(object_id=b"x" * 18), metadata=meta, timeout=10))
+            assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        with pytest.raises(grpc.RpcError) as err:  # with the token: it just has no such copy
+            list(read_copy(pb.CopyRequest(object_id=b"x" * 18), metadata=[("authorization", f"Bearer {head.token}")],
+                           timeout=10))
+        assert err.value.code() == grpc.StatusCode.NOT_FOUND
+    finally:
+        chan.close()
+
+    connect(head)
+
+    @ember.remote
+    def total(x):
+        return int(x.sum())
+
+    x, y = (ember.put(np.full(9 * MiB, v, dtype=np.uint8)) for v in (1, 2))
+    on_p, on_q = total.options(resources={"p": 1}), total.options(resources={"q": 1})
+    assert ember.get(on_p.remote(x), timeout=60) == 9 * MiB
+    assert ember.get(on_p.remote(y), timeout=60) == 18 * MiB  # pushes x out of p's 16 MiB store
+    assert x.hex() not in _stats_on("p", "p")["objects"]
+    q0 = _stats_on("q", "q")
+    assert ember.get(on_q.remote(x), timeout=60) == 9 * MiB  # p may still be named: it says no
+    q1 = _stats_on("q", "q")
+    assert q1["misses"] - q0["misses"] == 1 and q1["peer_fetches"] == q0["peer_fetches"]

@@ -140,6 +140,7 @@ def test_worker_node_endpoint_and_head_node_counts(tmp_path):
         assert node_scrape.value("process_resident_memory_bytes") > 0
         assert node_scrape.value("ember_object_store_capacity_bytes", node_id=node_id) == 48 << 20
         assert node_scrape.value("ember_node_store_fetches_total", node_id=node_id) == 0
+        assert node_scrape.value("ember_node_store_peer_fetches_total", node_id=node_id) == 0
         assert get(node_metrics, "/healthz")[:3:2] == (200, "ok")
         wait_for(head_metrics, lambda s: s.value("ember_workers", node_id=node_id) >= 1)
 

@@ -59,6 +59,11 @@ class NodeStub:
                 request_serializer=node__pb2.ReadRequest.SerializeToString,
                 response_deserializer=node__pb2.ReadChunk.FromString,
                 _registered_method=True)
+        self.ReadCopy = channel.unary_stream(
+                '/ember.v1.Node/ReadCopy',
+                request_serializer=node__pb2.CopyRequest.SerializeToString,
+                response_deserializer=node__pb2.ReadChunk.FromString,
+                _registered_method=True)
 
 
 class NodeServicer:
@@ -99,6 +104,14 @@ class NodeServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReadCopy(self, request, context):
+        """Worker nodes only: stream this node's copy of an object (NOT_FOUND when it has none),
+        so another node's store can fetch it without going through the head.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_NodeServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -125,6 +138,11 @@ def add_NodeServicer_to_server(servicer, server):
             'ReadObject': grpc.unary_stream_rpc_method_handler(
                     servicer.ReadObject,
                     request_deserializer=node__pb2.ReadRequest.FromString,
+                    response_serializer=node__pb2.ReadChunk.SerializeToString,
+            ),
+            'ReadCopy': grpc.unary_stream_rpc_method_handler(
+                    servicer.ReadCopy,
+                    request_deserializer=node__pb2.CopyRequest.FromString,
                     response_serializer=node__pb2.ReadChunk.SerializeToString,
             ),
     }
@@ -262,6 +280,33 @@ class Node:
             target,
             '/ember.v1.Node/ReadObject',
             node__pb2.ReadRequest.SerializeToString,
+            node__pb2.ReadChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReadCopy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/ember.v1.Node/ReadCopy',
+            node__pb2.CopyRequest.SerializeToString,
             node__pb2.ReadChunk.FromString,
             options,
             channel_credentials,
