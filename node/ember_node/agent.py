@@ -111,7 +111,8 @@ class Agent(Membership, Requests):
         self.actors = ActorManager(self)
         actor_table = self.actors.actors
         self.table.on_free = self._on_freed
-        self.remote_readers: dict[bytes, set[NodeRec]] = {}  # worker nodes holding a copy
+        # worker nodes holding a copy (or that held one: see NodeRec.dropped), told when freed
+        self.remote_readers: dict[bytes, set[NodeRec]] = {}
         # an actor whose every handle is dropped before it was created never starts
         self.table.on_orphan = lambda oid: self.actors.on_freed(oid) if oid in actor_table else None
         self.functions: dict[bytes, bytes] = {}
@@ -458,7 +459,7 @@ class Agent(Membership, Requests):
         arguments (locality: the task reads it there without another transfer)."""
         for d in task.deps:
             for node in self.remote_readers.get(d, ()):
-                if node.alive and node.idle and fits(task.resources, node.available):
+                if node.alive and node.idle and d not in node.dropped and fits(task.resources, node.available):
                     gpus = task.resources.get("GPU")
                     if not gpus or node.gpus.pick(gpus) is not None:
                         return node.idle.pop()
@@ -469,7 +470,7 @@ class Agent(Membership, Requests):
         worker nodes holding a copy (a loopback address only for a node on the same host)."""
         peers = []
         for node in self.remote_readers.get(oid, ()):
-            if node is reader or not node.alive or not node.peer:
+            if node is reader or not node.alive or not node.peer or oid in node.dropped:
                 continue
             host = node.peer.rsplit(":", 1)[0].strip("[]")
             if (host.startswith("127.") or host in ("localhost", "::1")) and node.hostname != reader.hostname:
@@ -495,7 +496,7 @@ class Agent(Membership, Requests):
                     deps.append((d, M.STORE, table.read_pin(d, rec.client.refs)))
                 else:  # its node fetches a copy (from a peer that has one, else from here)
                     deps.append((d, M.STORE, (*table.read_pin(d, rec.client.refs), self._peers_for(d, rec.node))))
-                    self.remote_readers.setdefault(d, set()).add(rec.node)  # tell it when freed
+                    self._note_reader(rec.node, d)
         except BaseException:
             for d, kind, _ in deps:
                 if kind == M.STORE:
@@ -718,6 +719,7 @@ class Agent(Membership, Requests):
         readers = self.remote_readers.pop(oid, None)
         if readers:
             for node in readers:
+                node.dropped.discard(oid)
                 if node.alive:
                     self._send(node.client, (M.EVICT, [oid]))
 
@@ -760,7 +762,13 @@ class Agent(Membership, Requests):
         room), which locality may use and which must go when the object is freed."""
         rec = client.worker
         if rec is not None and rec.node.client is not None and oid in self.table.objs:
-            self.remote_readers.setdefault(oid, set()).add(rec.node)
+            self._note_reader(rec.node, oid)
+
+    def _note_reader(self, node: NodeRec, oid: bytes) -> None:
+        """``node``'s store has (or is about to have) a copy of ``oid``: EVICT goes to it when
+        the object is freed, and locality and other nodes' fetches may use it."""
+        self.remote_readers.setdefault(oid, set()).add(node)
+        node.dropped.discard(oid)
 
     def _on_fetch(self, client: Client, msg: tuple) -> None:
         objs = self.table.objs

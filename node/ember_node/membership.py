@@ -76,14 +76,11 @@ class Membership:
             client.node.last_heartbeat = time.monotonic()
             if len(msg) > 1:  # the node's store: (bytes used, capacity, copies held)
                 client.node.store = msg[1]
-            if len(msg) > 2:  # copies it dropped to make room: locality should not count on them
+            if len(msg) > 2:  # copies it dropped to make room: locality and peers skip them
+                # (it stays among the readers told when the object is freed: a report that
+                # crosses a fetch of the same object again must not leave that copy behind)
                 readers = self.remote_readers
-                for oid in msg[2]:
-                    nodes = readers.get(oid)
-                    if nodes is not None:
-                        nodes.discard(client.node)
-                        if not nodes:
-                            del readers[oid]
+                client.node.dropped.update(oid for oid in msg[2] if client.node in readers.get(oid, ()))
 
     def _node_dead(self, node: NodeRec, cause: str) -> None:
         """Declare a worker node dead: its tasks are retried elsewhere, its actors restarted."""

@@ -236,7 +236,7 @@ class NodeStore:
         """The copies pushed out for room since the last call (the heartbeat tells the head)."""
         with self._cond:
             dropped, self.dropped = self.dropped, []
-            return dropped
+            return [oid for oid in dropped if oid not in self.entries]  # (unless fetched again)
 
     def stats(self) -> dict[str, Any]:
         """What the store holds and has done (for tests, `ember status` and metrics)."""

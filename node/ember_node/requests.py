@@ -41,7 +41,7 @@ class Requests:
         rec = client.worker
         if rec is not None and rec.node.client is not None:  # its node's store keeps a copy
             peers = self._peers_for(oid, rec.node)
-            self.remote_readers.setdefault(oid, set()).add(rec.node)
+            self._note_reader(rec.node, oid)
             return (*granted, peers)
         return granted
 
@@ -74,7 +74,8 @@ class Requests:
                      "kind": ("SPILLED" if o.spilled else kinds[o.kind]) if o.state else "",
                      "size": o.size, "holders": o.holders, "pins": o.pins,
                      # worker nodes whose stores hold a copy too (the head's store has them all)
-                     "copies_on": ",".join(sorted(n.node_id[:12] for n in readers.get(o.oid, ()) if n.alive))}
+                     "copies_on": ",".join(sorted(n.node_id[:12] for n in readers.get(o.oid, ())
+                                                  if n.alive and o.oid not in n.dropped))}
                     for o in list(self.table.objs.values())]
         raise ValueError(f"cannot list {what!r}; choose nodes, tasks, actors or objects")
 

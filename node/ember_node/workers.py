@@ -154,7 +154,8 @@ class NodeRec:
     """A node of the cluster as the head sees it: resources, workers, health."""
 
     __slots__ = ("node_id", "address", "hostname", "totals", "available", "client", "alive",
-                 "last_heartbeat", "idle", "starting", "is_head", "death_cause", "gpus", "store", "peer")
+                 "last_heartbeat", "idle", "starting", "is_head", "death_cause", "gpus", "store", "peer",
+                 "dropped")
 
     def __init__(self, node_id: str, address: str, hostname: str, totals: dict[str, float],
                  client: Any = None, is_head: bool = False) -> None:
@@ -173,6 +174,7 @@ class NodeRec:
         self.gpus = GpuPool(totals.get("GPU", 0))
         self.store: tuple[int, int, int] | None = None  # a worker node's store, as last reported
         self.peer = ""  # host:port where a worker node's store serves copies to other nodes
+        self.dropped: set[bytes] = set()  # copies it reported dropped for room (see remote_readers)
 
     def describe(self) -> str:
         return f"node {self.node_id[:12]} ({self.address or self.hostname})"
