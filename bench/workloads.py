@@ -114,6 +114,8 @@ METRICS: list[Metric] = [
     Metric("node_fetch_gbps", "task on a worker node, 100 MiB argument, first read (fetch)", "GB/s",
            "higher"),
     Metric("node_cached_read_ms", "the same on the node again (its store's copy)", "ms", "lower"),
+    Metric("node_peer_fetch_gbps", "the same on a second worker node (from the first's store)", "GB/s",
+           "higher"),
     # issue 5: metrics
     Metric("metrics_overhead_pct", "task throughput cost of --metrics-port", "%", "lower",
            _abs("<", 5, "< 5%")),
@@ -592,24 +594,28 @@ def multinode_tasks(rt, ctx: Ctx) -> dict:
 
 def multinode_objects(rt, ctx: Ctx) -> dict:
     """A worker node reads a 100 MiB object: fetched from the head the first time, then
-    mapped from its own store (the driver is remote, so the object is in the head's store)."""
+    mapped from its own store (the driver is remote, so the object is in the head's store);
+    then a second worker node reads it, from the first one's store."""
     import time as _time
 
     agents = _Agents()
     try:
         address = agents.head(1)
         agents.worker_node(address, 1, '{"far": 1}')
+        agents.worker_node(address, 1, '{"other": 1}')
         rt.init(address, token="bench-token")
         deadline = _time.monotonic() + 30
-        while sum(1 for n in rt.nodes() if n["Alive"]) < 2 and _time.monotonic() < deadline:
+        while sum(1 for n in rt.nodes() if n["Alive"]) < 3 and _time.monotonic() < deadline:
             _time.sleep(0.1)
 
         @rt.remote(resources={"far": 1})
         def first_byte(x):
             return int(x[0])
 
-        rt.get(first_byte.remote(_array(8 * MiB)))  # a warm worker on the node
-        fetches, cached = [], []
+        on_other = first_byte.options(resources={"other": 1})
+        rt.get(first_byte.remote(_array(8 * MiB)))  # warm workers on the nodes
+        rt.get(on_other.remote(_array(8 * MiB)))
+        fetches, cached, peer = [], [], []
         for _ in range(ctx.n(5, 2)):
             ref = rt.put(_array(100 * MiB))
             t = _now()
@@ -618,10 +624,14 @@ def multinode_objects(rt, ctx: Ctx) -> dict:
             t = _now()
             rt.get(first_byte.remote(ref))
             cached.append(_now() - t)
+            t = _now()
+            rt.get(on_other.remote(ref))
+            peer.append(_now() - t)
             del ref
         rt.shutdown()
         return {"node_fetch_gbps": 100 * MiB / statistics.median(fetches),
-                "node_cached_read_ms": statistics.median(cached) / 1e6}
+                "node_cached_read_ms": statistics.median(cached) / 1e6,
+                "node_peer_fetch_gbps": 100 * MiB / statistics.median(peer)}
     finally:
         agents.stop()
 
@@ -696,7 +706,8 @@ WORKLOADS: list[Workload] = [
              mode="fresh", systems=("ember",), timeout_s=120),
     Workload("multinode", multinode_tasks, ("multinode_tasks_per_s",), "clusters",
              mode="fresh", systems=("ember",), timeout_s=120),
-    Workload("node_objects", multinode_objects, ("node_fetch_gbps", "node_cached_read_ms"),
+    Workload("node_objects", multinode_objects,
+             ("node_fetch_gbps", "node_cached_read_ms", "node_peer_fetch_gbps"),
              "clusters", mode="fresh", systems=("ember",), timeout_s=120),
     Workload("metrics", metrics_overhead, ("metrics_overhead_pct",), "metrics",
              mode="fresh", systems=("ember",), timeout_s=180),
