@@ -244,6 +244,7 @@ def test_cluster_from_operator_pod_specs(cluster):
     assert ember.cluster_resources()["CPU"] == pytest.approx(3.0)  # cpu limit "1" -> --num-cpus 1
 
     _seed_example_work(names)
+    _object_from_worker_to_worker(cluster)
     victim = cluster.worker_names[0]
     _kill_worker_mid_run(docker, victim, names)
     _restart_worker(docker, cluster, victim, names)
@@ -289,6 +290,47 @@ def _seed_example_work(names: list[str]) -> None:
                          for r in [get_ref_datum_task.remote(i) for i in [2, 4, 6]]], timeout=60)
     assert chained == [((i, 2 * i, reference_data[i % 5]), (2 * i, 4 * i, reference_data[2 * i % 5]))
                        for i in [2, 4, 6]]
+
+
+def _object_from_worker_to_worker(cluster) -> None:
+    """A 24 MiB object read on one worker container, then on the other, which fetches it from
+    the first one's store over the containers' network (its peer port), not from the head."""
+    import hashlib
+    import os
+
+    @ember.remote(num_cpus=1)
+    class Blocker:  # holds a node's only CPU, so the next task goes to the next node
+        def host(self):
+            import socket
+
+            return socket.gethostname()
+
+    @ember.remote
+    def read(x):
+        import hashlib
+        import socket
+
+        from ember import _context
+
+        store = _context.current_runtime()._node_store
+        return socket.gethostname(), hashlib.sha256(x).hexdigest(), store and store.stats()
+
+    data = os.urandom(24 << 20)  # (the image has no numpy) large bytes go to the store too
+    ref = ember.put(data)
+    blockers = [Blocker.remote()]
+    assert ember.get(blockers[0].host.remote(), timeout=30) == cluster.head_name
+    first, h1, s1 = ember.get(read.remote(ref), timeout=60)
+    blockers.append(Blocker.remote())
+    assert ember.get(blockers[1].host.remote(), timeout=30) == first
+    second, h2, s2 = ember.get(read.remote(ref), timeout=60)
+    expected = hashlib.sha256(data).hexdigest()
+    assert {first, second} == set(cluster.worker_names) and h1 == h2 == expected
+    assert (s1["misses"], s1["peer_fetches"]) == (1, 0), s1  # from the head
+    assert (s2["misses"], s2["peer_fetches"]) == (1, 1), s2  # from the first worker's store
+    for b in blockers:
+        ember.kill(b)
+    assert wait_until(lambda: ember.available_resources().get("CPU", 0.0) == pytest.approx(3.0), 30), \
+        ember.available_resources()
 
 
 def _kill_worker_mid_run(docker, victim: str, names: list[str]) -> None:
