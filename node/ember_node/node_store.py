@@ -88,9 +88,10 @@ class NodeStore:
     # ------------------------------------------------------------------ the store
     def acquire(self, oid: bytes, head_offset: int, size: int, peers: tuple[str, ...] | list[str] = ()
                 ) -> Entry | None:
-        """``oid``'s copy, pinned for the caller (fetched on a miss, from one of ``peers`` --
-        other worker nodes the head says hold a copy -- else from the head); None when no room can be made (every copy is pinned, or the object is larger than
-        the node's store): the caller then streams a private copy."""
+        """``oid``'s copy, pinned for the caller. On a miss it is fetched from one of ``peers``
+        (other worker nodes the head says hold a copy), else from the head. None when no room
+        can be made (every copy is pinned, or the object is larger than the node's store):
+        the caller then streams a private copy."""
         with self._cond:
             entry = self.entries.get(oid)
             while entry is not None and entry.state == FETCHING:

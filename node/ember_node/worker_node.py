@@ -1,11 +1,13 @@
 """A worker node: joins a head over gRPC and runs the workers the head asks for.
 
-The head schedules the whole cluster; a worker node contributes its resources and a worker
-pool. It dials the head (nothing dials it), registers, heartbeats every second, forks
+The head schedules the whole cluster; a worker node contributes its resources, a worker
+pool and an object store. It dials the head, registers, heartbeats every second, forks
 workers on request from its own zygote, and reports their pids and exit statuses. Its
-workers talk to the head directly over gRPC, and read large objects through the node's own
-store (``ember_node.node_store``), which fetches each from the head once for all of them. When the head goes away, the node kills its
-workers and registers again, retrying with backoff, so a restarted head gets it back.
+workers talk to the head directly over gRPC and read large objects through the node's store
+(``ember_node.node_store``), which fetches each once for all of them, from the head or from
+another worker node's peer port; its own peer port serves the node's copies the same way
+(the only port a worker node opens, token-checked). When the head goes away, the node kills
+its workers and registers again, retrying with backoff, so a restarted head gets it back.
 """
 
 from __future__ import annotations
