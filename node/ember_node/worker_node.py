@@ -91,13 +91,14 @@ class WorkerNode:
         session = {"head_address": self.head, "token_file": self.token_file, "node_id": self.node_id,
                    "session_dir": self.session_dir, "tls_ca": self.tls_ca,
                    "node_store": store_sock, "node_arena_fd": arena.fd}
-        # the workers inherit the arena's descriptor, so its name can go now: the memory
-        # returns to the system with the last process even if this one is SIGKILLed
-        zygote = Zygote("", session, os.path.join(self.session_dir, "logs", "workers.log"),
-                        pass_fds=(arena.fd,))
-        os.unlink(arena.path)
+        zygote = None
         done = threading.Event()
         try:
+            # the workers inherit the arena's descriptor, so its name can go now: the memory
+            # returns to the system with the last process even if this one is SIGKILLed
+            zygote = Zygote("", session, os.path.join(self.session_dir, "logs", "workers.log"),
+                            pass_fds=(arena.fd,))
+            os.unlink(arena.path)
             conn.send((M.HELLO, "node", os.getpid(), None, {
                 "node_id": self.node_id, "resources": self.totals, "address": self.advertise,
                 "hostname": socket.gethostname(), "peer": peer_address}))
@@ -124,7 +125,8 @@ class WorkerNode:
                     os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
-            zygote.stop()
+            if zygote is not None:
+                zygote.stop()
             if peer_server is not None:
                 peer_server.stop(None)
             peers.close()
