@@ -1,8 +1,9 @@
 """A worker's end of its worker node's object store (see ``ember_node.node_store``).
 
 A worker on a worker node asks the node's store for a large object; the store fetches it
-from the head once for all the node's workers, and the worker maps the node's arena at the
-returned offset, read-only and zero-copy. Unmapping is reported later, in a batch: the
+once for all the node's workers (from another worker node that has a copy, or from the
+head), and the worker maps the node's arena at the returned offset, read-only and
+zero-copy. Objects the worker creates are written there too, and the node sends them on. Unmapping is reported later, in a batch: the
 finalizer that notices it may run on any thread, at any point, so it only queues.
 """
 

@@ -366,7 +366,8 @@ class CoreRuntime:
     def map_object(self, oid: bytes, granted: tuple[Any, ...] | None = None) -> memoryview:
         """A read-only view of a store object, pinned while any view of it lives.
 
-        A remote process (one that reaches the store over gRPC) gets a private copy instead.
+        A remote process (one that reaches the store over gRPC) maps its node's copy instead
+        (a worker on a worker node), or gets a private copy (a remote driver).
         """
         if self.remote:
             return self._remote_view(oid, granted)
