@@ -17,10 +17,13 @@ import argparse
 import json
 import os
 import platform
+import secrets
 import select
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -162,11 +165,21 @@ class SystemRun:
     children: int = 0
     selected: list[Workload] = field(default_factory=list)
 
+    tmp_dir: str | None = None  # Ray's session files (RAY_TMPDIR), removed when the run ends
+
     def env(self) -> dict[str, str]:
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         if self.system == "ray":
             env.update(QUIET_RAY_ENV)
+            if self.tmp_dir is None:  # short: Ray puts Unix sockets under it
+                self.tmp_dir = tempfile.mkdtemp(prefix="rb-", dir="/tmp")
+            env["RAY_TMPDIR"] = self.tmp_dir
         return env
+
+    def cleanup(self) -> None:
+        if self.tmp_dir is not None:
+            shutil.rmtree(self.tmp_dir, ignore_errors=True)
+            self.tmp_dir = None
 
     def run(self, workloads: list[Workload]) -> None:
         if not os.access(self.python, os.X_OK):
@@ -201,8 +214,13 @@ class SystemRun:
                "--result-fd", str(wfd), "--num-cpus", str(self.num_cpus)]
         if self.quick:
             cmd.append("--quick")
+        env = self.env()
+        if self.system == "ray" and len(workloads) == 1 and workloads[0].ray_env:
+            env.update(workloads[0].ray_env)
+            if env.get("RAY_AUTH_MODE") == "token":
+                env.setdefault("RAY_AUTH_TOKEN", secrets.token_hex(16))
         with open(log, "w") as logf:
-            proc = subprocess.Popen(cmd, cwd=str(BENCH), env=self.env(), stdin=subprocess.DEVNULL,
+            proc = subprocess.Popen(cmd, cwd=str(BENCH), env=env, stdin=subprocess.DEVNULL,
                                     stdout=logf, stderr=subprocess.STDOUT, pass_fds=(wfd,),
                                     start_new_session=True)
         os.close(wfd)
@@ -494,7 +512,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"== {s} {v} ({pythons[s]}): {', '.join(w.name for w in selected)}", flush=True)
         sr = SystemRun(s, pythons[s], args.quick, args.num_cpus, log_dir)
         runs[s] = sr
-        sr.run([w for w in selected if s in w.systems])
+        try:
+            sr.run([w for w in selected if s in w.systems])
+        finally:
+            sr.cleanup()
         for w in selected:
             o = sr.outcomes.get(w.name)
             if o is not None and o.status not in ("ok", "missing"):
