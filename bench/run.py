@@ -165,21 +165,11 @@ class SystemRun:
     children: int = 0
     selected: list[Workload] = field(default_factory=list)
 
-    tmp_dir: str | None = None  # Ray's session files (RAY_TMPDIR), removed when the run ends
-
     def env(self) -> dict[str, str]:
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         if self.system == "ray":
             env.update(QUIET_RAY_ENV)
-            if self.tmp_dir is None:  # short: Ray puts Unix sockets under it
-                self.tmp_dir = tempfile.mkdtemp(prefix="rb-", dir="/tmp")
-            env["RAY_TMPDIR"] = self.tmp_dir
         return env
-
-    def cleanup(self) -> None:
-        if self.tmp_dir is not None:
-            shutil.rmtree(self.tmp_dir, ignore_errors=True)
-            self.tmp_dir = None
 
     def run(self, workloads: list[Workload]) -> None:
         if not os.access(self.python, os.X_OK):
@@ -215,6 +205,13 @@ class SystemRun:
         if self.quick:
             cmd.append("--quick")
         env = self.env()
+        tmp_dir = None
+        if self.system == "ray":
+            # Ray's session files go to a directory of this child's own (short: Ray puts Unix
+            # sockets under it), removed afterwards; one per child, since a head that `ray
+            # start` left there would make the next child's ray.init() try to join it
+            tmp_dir = tempfile.mkdtemp(prefix="rb-", dir="/tmp")
+            env["RAY_TMPDIR"] = tmp_dir
         if self.system == "ray" and len(workloads) == 1 and workloads[0].ray_env:
             env.update(workloads[0].ray_env)
             if env.get("RAY_AUTH_MODE") == "token":
@@ -254,6 +251,8 @@ class SystemRun:
                     kill_child_tree(proc)
             reap_zombies()
             left = stop_leftovers(grace_s=5.0)
+            if tmp_dir is not None:
+                shutil.rmtree(tmp_dir, ignore_errors=True)
             if left:
                 self.problems.append(f"{self.system}: {len(left)} process(es) still running "
                                      "after the child exited were killed: " + "; ".join(left))
@@ -512,10 +511,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"== {s} {v} ({pythons[s]}): {', '.join(w.name for w in selected)}", flush=True)
         sr = SystemRun(s, pythons[s], args.quick, args.num_cpus, log_dir)
         runs[s] = sr
-        try:
-            sr.run([w for w in selected if s in w.systems])
-        finally:
-            sr.cleanup()
+        sr.run([w for w in selected if s in w.systems])
         for w in selected:
             o = sr.outcomes.get(w.name)
             if o is not None and o.status not in ("ok", "missing"):
