@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import inspect
 import logging
+import operator
 import os
 import threading
 import warnings
@@ -307,6 +308,9 @@ def get(object_refs: ObjectRef | Sequence[ObjectRef], *, timeout: float | None =
     )
 
 
+_ref_id = operator.attrgetter("_id")
+
+
 def wait(
     object_refs: list[ObjectRef],
     *,
@@ -323,12 +327,14 @@ def wait(
         raise TypeError("wait() expects a list of ObjectRefs, got a single ObjectRef; wrap it in a list")
     if not isinstance(object_refs, list | tuple):
         raise TypeError(f"wait() expects a list of ObjectRefs, got {type(object_refs).__name__}")
-    for r in object_refs:
-        if not isinstance(r, ObjectRef):
-            raise TypeError(f"wait() expects a list of ObjectRefs, but the list holds a {type(r).__name__}")
+    if not set(map(type, object_refs)) <= {ObjectRef}:  # (checked in C: wait is called in loops)
+        for r in object_refs:
+            if not isinstance(r, ObjectRef):
+                raise TypeError(f"wait() expects a list of ObjectRefs, but the list holds a {type(r).__name__}")
     if not object_refs:
         return [], []
-    if len(set(object_refs)) != len(object_refs):
+    ids = list(map(_ref_id, object_refs))
+    if len(set(ids)) != len(ids):
         raise ValueError("wait() got duplicate ObjectRefs in its list; pass each ref once")
     if not isinstance(num_returns, int) or isinstance(num_returns, bool) or num_returns < 0:
         raise ValueError(f"num_returns must be a non-negative integer, got {num_returns!r}")
@@ -339,7 +345,7 @@ def wait(
     if timeout is not None and (not isinstance(timeout, int | float) or timeout < 0):
         raise ValueError(f"timeout must be a non-negative number of seconds or None, got {timeout!r}")
     rt = _context.require_runtime()
-    return rt.wait(list(object_refs), num_returns, timeout)
+    return rt.wait(list(object_refs), num_returns, timeout, ids)
 
 
 def cancel(object_ref: ObjectRef, *, force: bool = False, recursive: bool = True) -> None:
