@@ -104,7 +104,9 @@ class WorkerNode:
                 "hostname": socket.gethostname(), "peer": peer_address}))
             threading.Thread(target=self._heartbeat, args=(conn, done), daemon=True).start()
             threading.Thread(target=self._zygote_events, args=(conn, zygote, done), daemon=True).start()
-            log.info("joined the cluster at %s as node %s", self.head, self.node_id[:12])
+            log.info("joined the cluster at %s as node %s; object store %d MiB, peer port %s",
+                     self.head, self.node_id[:12], arena.capacity >> 20,
+                     peer_address or "off (TLS: copies come from the head)")
             while not self.stopping:
                 for msg in conn.recv(1.0):
                     if msg[0] == M.START_WORKER:
