@@ -259,7 +259,8 @@ def write_token(path: Path, token: str | None = None) -> str:
 
 def start_head(procs: Procs, root: Path, *, num_cpus: float = 1, host: str = "127.0.0.1",
                store_bytes: int = 256 * MiB, resources: dict | None = None,
-               env: dict[str, str] | None = None, name: str = "head") -> Head:
+               env: dict[str, str] | None = None, name: str = "head",
+               extra_args: list[str] | None = None) -> Head:
     """``python -m ember_node`` started directly (no CLI records); stderr goes to ``root/head.log``."""
     root.mkdir(parents=True, exist_ok=True)
     token_file = root / "token"
@@ -276,6 +277,7 @@ def start_head(procs: Procs, root: Path, *, num_cpus: float = 1, host: str = "12
         cmd += ["--resources", json.dumps(resources)]
     if store_bytes:
         cmd += ["--object-store-memory", str(store_bytes)]
+    cmd += extra_args or []
     with open(log, "ab") as logf:
         proc = procs.spawn(cmd, pass_fds=(wfd,), stdin=subprocess.DEVNULL, stdout=logf, stderr=logf,
                            env=procs.env({NODE_VAR: name, **(env or {})}), start_new_session=True)
@@ -289,7 +291,8 @@ def start_head(procs: Procs, root: Path, *, num_cpus: float = 1, host: str = "12
 
 def start_worker_node(procs: Procs, head: Head, root: Path, name: str, *, num_cpus: float = 2,
                       resources: dict | None = None, env: dict[str, str] | None = None,
-                      store_bytes: int | None = None, prefix: list[str] | None = None) -> WorkerNodeProc:
+                      store_bytes: int | None = None, prefix: list[str] | None = None,
+                      extra_args: list[str] | None = None) -> WorkerNodeProc:
     """``python -m ember_node.worker_node`` joining ``head``; its workers see ``EMBER_TEST_NODE=name``.
     ``prefix`` goes before the command (e.g. ``ip netns exec NS``)."""
     session_dir = root / f"n-{name}-{uuid.uuid4().hex[:6]}"
@@ -302,6 +305,7 @@ def start_worker_node(procs: Procs, head: Head, root: Path, name: str, *, num_cp
         cmd += ["--resources", json.dumps(resources)]
     if store_bytes:
         cmd += ["--object-store-memory", str(store_bytes)]
+    cmd += extra_args or []
     with open(log, "ab") as logf:
         proc = procs.spawn(cmd, pass_fds=(wfd,), stdin=subprocess.DEVNULL, stdout=logf, stderr=logf,
                            env=procs.env({NODE_VAR: name, **(env or {})}), start_new_session=True)
