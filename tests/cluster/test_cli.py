@@ -95,6 +95,39 @@ print(json.dumps({"ping": ember.get(p.ping.remote(), timeout=30)}))
 """
 
 
+WATCHER = r"""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+import ember
+
+ember.init()  # no address: EMBER_ADDRESS and EMBER_TOKEN name the cluster
+kept = ember.put(np.zeros(2 * 2**20, dtype=np.uint8))
+
+
+@ember.remote(num_cpus=64)
+def too_big():
+    return 1
+
+
+pending = too_big.remote()
+
+
+def cli(*args):
+    return subprocess.run([sys.executable, "-m", "ember_node.cli", *args], capture_output=True, text=True,
+                          timeout=60).stdout
+
+
+print(json.dumps({"nodes": len(ember.nodes()), "kept": kept.hex(), "pending": pending.hex(),
+                  "status": cli("status"), "tasks": cli("list", "tasks"),
+                  "objects": cli("list", "objects")}))
+"""
+
+
 def test_status_list_and_stop(cli):
     from ember._remote import ping
 
@@ -130,6 +163,26 @@ def test_status_list_and_stop(cli):
     assert re.search(r"^\s+node_a\s+\S+ / 1$", status, re.M), status
     as_json = json.loads(cli.ok("status", "--json"))
     assert as_json["resources"]["CPU"] == 2 and len(as_json["nodes"]) == 2
+
+    # the head's port is on loopback only (no --host given)
+    import psutil
+
+    listening = {c.laddr.ip.removeprefix("::ffff:") for c in psutil.Process(int(head_rec["pid"])).net_connections("inet")
+                 if c.status == psutil.CONN_LISTEN and c.laddr.port == port}
+    assert listening == {"127.0.0.1"}, listening
+
+    # a driver that names the cluster only through EMBER_ADDRESS / EMBER_TOKEN, watched by the CLI
+    watched = last_json(run_driver(cli.procs, WATCHER, env={
+        "TMPDIR": str(cli.root), "EMBER_ADDRESS": f"127.0.0.1:{port}",
+        "EMBER_TOKEN": token_file.read_text().strip()}))
+    assert watched["nodes"] == 2  # it joined the cluster, not an embedded one
+    assert "needs 64 CPU but the largest node has 1" in watched["status"], watched["status"]
+    assert "ember start --num-cpus" in watched["status"]
+    rows = [ln for ln in watched["tasks"].splitlines() if "too_big" in ln]
+    assert rows and "QUEUED" in rows[0], watched["tasks"]
+    assert watched["tasks"].splitlines()[0].split()[:2] == ["TASK_ID", "NAME"], watched["tasks"]
+    line = [ln for ln in watched["objects"].splitlines() if ln.startswith(watched["kept"])]
+    assert line and "STORE" in line[0], watched["objects"]
 
     assert last_json(cli.driver(NAMED_ACTOR)) == {"ping": "pong"}
     actors = cli.ok("list", "actors")
