@@ -136,11 +136,16 @@ class NodeServicer(pb_grpc.NodeServicer):
         ``serve`` registers this method without a response serializer."""
         view = self._span(request.offset, request.size, context)
         try:
-            end = request.offset + request.size
-            for pos in range(request.offset, end, BULK_CHUNK):
-                yield encode_read_chunk(view[pos : min(pos + BULK_CHUNK, end)])
+            yield from _read_chunks(view, request.offset, request.size)
         finally:
             view.release()
+
+
+def _read_chunks(view: memoryview, start: int, size: int) -> Iterator[bytes]:
+    """``size`` bytes of ``view`` from ``start``, as encoded ``ReadChunk`` messages of 1 MiB."""
+    end = start + size
+    for pos in range(start, end, BULK_CHUNK):
+        yield encode_read_chunk(view[pos : min(pos + BULK_CHUNK, end)])
 
 
 _KINDS = {(False, False): grpc.unary_unary_rpc_method_handler,
@@ -168,9 +173,7 @@ class PeerServicer(pb_grpc.NodeServicer):
             context.abort(grpc.StatusCode.NOT_FOUND, "this node holds no copy of that object")
         view = self.store.arena.view()
         try:
-            end = entry.offset + entry.size
-            for pos in range(entry.offset, end, BULK_CHUNK):
-                yield encode_read_chunk(view[pos : min(pos + BULK_CHUNK, end)])
+            yield from _read_chunks(view, entry.offset, entry.size)
         finally:
             view.release()
             self.store.release(request.object_id, entry)

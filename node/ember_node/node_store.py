@@ -113,10 +113,19 @@ class NodeStore:
             entry = Entry(oid, offset, size)
             self.entries[oid] = entry
             self.misses += 1
+        from_peer = self._complete(entry, lambda into: self._fill(oid, head_offset, into, peers))
+        with self._cond:
+            self.fetched_bytes += size
+            self.peer_fetches += from_peer
+        return entry
+
+    def _complete(self, entry: Entry, move: Callable[[memoryview], Any]) -> Any:
+        """Run ``move`` over the entry's bytes in the arena (a fetch into it, an upload out of
+        it); then the copy is whole and serves readers, or, if ``move`` fails, it is dropped."""
         try:
             view = self.arena.view()
             try:
-                from_peer = self._fill(oid, head_offset, view[offset : offset + size], peers)
+                result = move(view[entry.offset : entry.offset + entry.size])
             finally:
                 view.release()
         except BaseException as exc:
@@ -124,10 +133,8 @@ class NodeStore:
             raise
         with self._cond:
             entry.state = READY
-            self.fetched_bytes += size
-            self.peer_fetches += from_peer
             self._cond.notify_all()
-        return entry
+        return result
 
     def _fill(self, oid: bytes, head_offset: int, into: memoryview, peers: tuple[str, ...] | list[str]) -> bool:
         """Stream ``oid`` into ``into``: from a peer if one answers (True), else from the head."""
@@ -167,18 +174,7 @@ class NodeStore:
 
     def publish(self, entry: Entry, head_offset: int) -> None:
         """Upload a reserved copy's bytes to the head's store; the copy then serves readers."""
-        try:
-            view = self.arena.view()
-            try:
-                self._upload(head_offset, view[entry.offset : entry.offset + entry.size])
-            finally:
-                view.release()
-        except BaseException as exc:
-            self.abandon(entry, str(exc) or type(exc).__name__)
-            raise
-        with self._cond:
-            entry.state = READY
-            self._cond.notify_all()
+        self._complete(entry, lambda data: self._upload(head_offset, data))
 
     def abandon(self, entry: Entry, why: str) -> None:
         """A copy that never became whole (its fetch or upload failed, or its writer died)."""
