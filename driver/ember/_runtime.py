@@ -369,41 +369,29 @@ class CoreRuntime:
         A remote process (one that reaches the store over gRPC) maps its node's copy instead
         (a worker on a worker node), or gets a private copy (a remote driver).
         """
-        if self.remote:
-            return self._remote_view(oid, granted)
         mm = self._maps.get(oid)
         if mm is not None:
             if granted is not None:  # the agent pinned it for us again: give that pin back
                 self._deferred.append((_UNMAPPED, oid))
             return memoryview(mm)
         if granted is None:
-            reply = self.request(M.REQUEST, "pin", oid)
-            if isinstance(reply, BaseException):
-                raise reply
-            granted = reply
+            granted = self.request(M.REQUEST, "pin", oid)
+            if isinstance(granted, BaseException):
+                raise granted
+        if self.remote:
+            return self._remote_view(oid, granted)
         offset, size = granted
         mm = mmap.mmap(self._arena_fd_get(), size, offset=offset, access=mmap.ACCESS_READ)
         self._maps[oid] = mm
         weakref.finalize(mm, self._deferred.append, (_UNMAPPED, oid))
         return memoryview(mm)
 
-    def _remote_view(self, oid: bytes, granted: tuple[Any, ...] | None) -> memoryview:
-        """A store object, for a process that reaches the head's store only over gRPC: a
-        mapping of its node's copy (a worker on a worker node), else a private copy."""
+    def _remote_view(self, oid: bytes, granted: tuple[Any, ...]) -> memoryview:
+        """A store object the head pinned for us (``granted``: its offset and size in the
+        head's store, and for a worker on a worker node the peer addresses of other nodes
+        holding a copy): a mapping of the node's copy, else a private copy over gRPC."""
         store = self._node_store
-        if store is not None:
-            mm = self._maps.get(oid)
-            if mm is not None:
-                if granted is not None:  # the agent pinned it for us again: give that pin back
-                    self._deferred.append((_UNMAPPED, oid))
-                return memoryview(mm)
-        if granted is None:
-            granted = self.request(M.REQUEST, "pin", oid)
-            if isinstance(granted, BaseException):
-                raise granted
-        try:  # the head keeps the object pinned for us while it is being read
-            # granted: (offset, size) in the head's store, and for a worker on a worker node
-            # the peer addresses of other nodes holding a copy
+        try:  # the head keeps the object pinned while it is being read
             mm = store.map(oid, *granted) if store is not None else None
             if mm is None:
                 return memoryview(self.conn.read_object(granted[0], granted[1]))

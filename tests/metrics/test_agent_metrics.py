@@ -158,7 +158,12 @@ def test_retries_count_once_each(port, tmp_path):
 
     assert ember.get(crash_once.remote(str(tmp_path / "crash"))) == "ok"
     assert ember.get(raise_twice.remote(str(tmp_path / "raise"))) == "ok"
-    scrape = Scrape(port)
+
+    def done(s: Scrape) -> bool:  # a result can reach the driver before the agent counts it
+        return all(s.value("ember_tasks_finished_total", name=s.name_label(f)) >= 1
+                   for f in ("crash_once", "raise_twice"))
+
+    scrape = wait_for(port, done)
     crash, raised = scrape.name_label("crash_once"), scrape.name_label("raise_twice")
     counts = {n: [scrape.value(f"ember_tasks_{what}_total", name=n)
                   for what in ("submitted", "retried", "finished", "failed")] for n in (crash, raised)}
@@ -172,7 +177,7 @@ def test_failed_task(port):
 
     with pytest.raises(ValueError):
         ember.get(raises_value_error.remote())
-    scrape = Scrape(port)
+    scrape = wait_for(port, lambda s: s.value("ember_tasks_failed_total", name=s.name_label("raises_value_error")))
     name = scrape.name_label("raises_value_error")
     assert scrape.value("ember_tasks_failed_total", name=name) == 1
     assert scrape.value("ember_tasks", state="failed", name=name) == 1
