@@ -157,6 +157,7 @@ class Worker:
             os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in rt.gpu_ids)
         rt.current_task_id = task_id
         rt.cancel_current = False
+        value = None
         try:
             if rt.signal_pending:  # a cancel signal came just before this task started
                 rt.signal_pending = False
@@ -169,7 +170,6 @@ class Worker:
                 self._become_actor(value, actor)
                 value = None
             results = self._pack(rids, value, name)
-            del value
         except TaskCancelledError as exc:
             results = self._error_results(rids, exc)
         except KeyboardInterrupt as exc:
@@ -190,10 +190,17 @@ class Worker:
         elapsed = time.perf_counter() - start
         direct = not retry and env is not None and self._send_direct(env.get("reply"), results)
         self._done((M.DONE, task_id, results, retry, elapsed, direct), fn_id, elapsed)
+        # Only now may refs inside the value go: their release must not reach the agent
+        # before the result that names them (and pins them) is queued to go out first.
+        del value
 
     def _send_direct(self, path: str | None, results: list) -> bool:
-        """Send small results straight to the waiting driver (see ember._direct)."""
-        if not path or not results or any(kind == M.STORE for _, kind, _, _ in results):
+        """Send small results straight to the waiting driver (see ember._direct).
+
+        Not a result holding refs: the driver would take them up before the agent has heard
+        of them (this worker's messages that create or count them may still be queued), and
+        the agent would drop its addref of an object it does not know yet."""
+        if not path or not results or any(kind == M.STORE or contained for _, kind, _, contained in results):
             return False
         data = b"".join(encode((M.OBJ, rid, kind, payload)) for rid, kind, payload, _ in results)
         return self.direct.send(path, data)

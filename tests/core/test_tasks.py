@@ -451,6 +451,23 @@ def test_task_returning_a_ref(cluster):
     assert ember.get(ref, timeout=60) == "inner value"
 
 
+def test_returned_refs_survive_many_quick_round_trips(cluster):
+    """A result holding a ref must not reach the driver before the agent knows the ref's
+    object, nor may the worker's release of it overtake the result: either lost the object
+    now and then (about 1 in 500 round trips before the fix)."""
+
+    @ember.remote
+    def inner(i):
+        return ("inner", i)
+
+    @ember.remote
+    def outer(i):
+        return inner.remote(i)
+
+    for i in range(1500):
+        assert ember.get(ember.get(outer.remote(i), timeout=60), timeout=60) == ("inner", i)
+
+
 # -------------------------------------------------------------- argument resolution
 
 
