@@ -257,6 +257,25 @@ def write_token(path: Path, token: str | None = None) -> str:
     return token
 
 
+def _agent_options(resources: dict | None, store_bytes: int | None, extra: list[str] | None) -> list[str]:
+    out = ["--resources", json.dumps(resources)] if resources else []
+    if store_bytes:
+        out += ["--object-store-memory", str(store_bytes)]
+    return out + (extra or [])
+
+
+def _spawn_agent(procs: Procs, cmd: list[str], log: Path, env: dict[str, str], role: str,
+                 what: str) -> tuple[subprocess.Popen, dict]:
+    """Start an agent with ``--ready-fd``, logging to ``log``; (process, its ready line)."""
+    rfd, wfd = os.pipe()
+    with open(log, "ab") as logf:
+        proc = procs.spawn([*cmd, "--ready-fd", str(wfd)], pass_fds=(wfd,), stdin=subprocess.DEVNULL,
+                           stdout=logf, stderr=logf, env=procs.env(env), start_new_session=True)
+    proc.ember_role = role  # type: ignore[attr-defined]
+    os.close(wfd)
+    return proc, _read_ready(rfd, proc, what, log)
+
+
 def start_head(procs: Procs, root: Path, *, num_cpus: float = 1, host: str = "127.0.0.1",
                store_bytes: int = 256 * MiB, resources: dict | None = None,
                env: dict[str, str] | None = None, name: str = "head",
@@ -268,22 +287,11 @@ def start_head(procs: Procs, root: Path, *, num_cpus: float = 1, host: str = "12
     session_dir = root / f"s-{uuid.uuid4().hex[:8]}"
     log = root / "head.log"
     port = free_port(host)
-    rfd, wfd = os.pipe()
     cmd = [sys.executable, "-m", "ember_node", "--session-dir", str(session_dir),
            "--num-cpus", str(num_cpus), "--port", str(port), "--host", host,
-           "--token-file", str(token_file), "--object-store-memory", str(store_bytes),
-           "--ready-fd", str(wfd)]
-    if resources:
-        cmd += ["--resources", json.dumps(resources)]
-    if store_bytes:
-        cmd += ["--object-store-memory", str(store_bytes)]
-    cmd += extra_args or []
-    with open(log, "ab") as logf:
-        proc = procs.spawn(cmd, pass_fds=(wfd,), stdin=subprocess.DEVNULL, stdout=logf, stderr=logf,
-                           env=procs.env({NODE_VAR: name, **(env or {})}), start_new_session=True)
-    proc.ember_role = "head"  # type: ignore[attr-defined]
-    os.close(wfd)
-    info = _read_ready(rfd, proc, "the head agent", log)
+           "--token-file", str(token_file)]
+    cmd += _agent_options(resources, store_bytes, extra_args)
+    proc, info = _spawn_agent(procs, cmd, log, {NODE_VAR: name, **(env or {})}, "head", "the head agent")
     if info.get("arena"):
         procs.arenas.append(info["arena"])
     return Head(proc, host, port, token, token_file, session_dir, log, info)
@@ -297,21 +305,11 @@ def start_worker_node(procs: Procs, head: Head, root: Path, name: str, *, num_cp
     ``prefix`` goes before the command (e.g. ``ip netns exec NS``)."""
     session_dir = root / f"n-{name}-{uuid.uuid4().hex[:6]}"
     log = root / f"node-{name}.log"
-    rfd, wfd = os.pipe()
     cmd = [*(prefix or []), sys.executable, "-m", "ember_node.worker_node", "--address", head.address,
            "--token-file", str(head.token_file), "--session-dir", str(session_dir),
-           "--num-cpus", str(num_cpus), "--ready-fd", str(wfd)]
-    if resources:
-        cmd += ["--resources", json.dumps(resources)]
-    if store_bytes:
-        cmd += ["--object-store-memory", str(store_bytes)]
-    cmd += extra_args or []
-    with open(log, "ab") as logf:
-        proc = procs.spawn(cmd, pass_fds=(wfd,), stdin=subprocess.DEVNULL, stdout=logf, stderr=logf,
-                           env=procs.env({NODE_VAR: name, **(env or {})}), start_new_session=True)
-    proc.ember_role = "node"  # type: ignore[attr-defined]
-    os.close(wfd)
-    info = _read_ready(rfd, proc, f"worker node {name}", log)
+           "--num-cpus", str(num_cpus)]
+    cmd += _agent_options(resources, store_bytes, extra_args)
+    proc, info = _spawn_agent(procs, cmd, log, {NODE_VAR: name, **(env or {})}, "node", f"worker node {name}")
     return WorkerNodeProc(proc, name, info["node_id"], session_dir, log, dict(resources or {}))
 
 
