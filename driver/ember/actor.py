@@ -15,6 +15,7 @@ from typing import Any
 from ember import _context
 from ember._resources import validate_request
 from ember._serialization import dumps_function, serialize
+from ember._signature import CallShape, check, shape_of
 from ember.object_ref import ObjectRef
 from ember.remote_function import check_options
 
@@ -30,29 +31,37 @@ ACTOR_OPTIONS = {
 class ActorMeta:
     """What a handle needs to know about its actor's class (travels with the handle)."""
 
-    __slots__ = ("class_name", "methods", "is_async", "max_task_retries")
+    __slots__ = ("class_name", "methods", "is_async", "max_task_retries", "shapes")
 
-    def __init__(self, class_name: str, methods: dict[str, int], is_async: bool, max_task_retries: int) -> None:
+    def __init__(self, class_name: str, methods: dict[str, int], is_async: bool, max_task_retries: int,
+                 shapes: dict[str, CallShape | None] | None = None) -> None:
         self.class_name = class_name
         self.methods = methods  # name -> default num_returns
         self.is_async = is_async
         self.max_task_retries = max_task_retries
+        self.shapes = shapes or {}  # name -> parameters, checked at .remote()
 
     def __reduce__(self):
-        return (ActorMeta, (self.class_name, self.methods, self.is_async, self.max_task_retries))
+        return (ActorMeta, (self.class_name, self.methods, self.is_async, self.max_task_retries, self.shapes))
 
 
-def _method_table(cls: type) -> tuple[dict[str, int], bool]:
+def _method_table(cls: type) -> tuple[dict[str, int], bool, dict[str, CallShape | None]]:
     methods: dict[str, int] = {}
+    shapes: dict[str, CallShape | None] = {}
     is_async = False
     for name, member in inspect.getmembers(cls):
-        if not callable(member) or (name.startswith("__") and name != "__call__"):
+        if not callable(member) or (name.startswith("__") and name not in ("__call__", "__init__")):
+            continue
+        # a plain method's signature has ``self``; a static or class method's does not
+        bound = isinstance(inspect.getattr_static(cls, name, None), staticmethod | classmethod)
+        shapes[name] = shape_of(member, f"{cls.__qualname__}.{name}", drop_first=not bound)
+        if name == "__init__":
             continue
         opts = getattr(member, "__ember_method_options__", {})
         methods[name] = opts.get("num_returns", 1)
         if inspect.iscoroutinefunction(member) or inspect.isasyncgenfunction(member):
             is_async = True
-    return methods, is_async
+    return methods, is_async, shapes
 
 
 class ActorClass:
@@ -63,7 +72,9 @@ class ActorClass:
         self._cls = cls
         self._options = options
         self._name = cls.__qualname__
-        self._methods, self._is_async = _method_table(cls)
+        self._methods, self._is_async, self._shapes = _method_table(cls)
+        if cls.__init__ is object.__init__:  # no __init__ of its own: takes no arguments
+            self._shapes["__init__"] = CallShape(f"{self._name}.__init__", ())
         self._blob: bytes | None = None
         self._contained: list[bytes] = []
         self.__doc__ = cls.__doc__
@@ -93,6 +104,7 @@ class ActorClass:
         raise NotImplementedError("ember does not support Ray DAGs (bind) yet")
 
     def _create(self, args: tuple, kwargs: dict, options: dict[str, Any]) -> ActorHandle:
+        check(self._shapes.get("__init__"), args, kwargs)
         rt = _context.require_runtime()
         name = options.get("name")
         namespace = options.get("namespace") or rt.namespace
@@ -131,7 +143,8 @@ class ActorClass:
             except Exception as exc:
                 raise TypeError(f"cannot pickle actor class {self._name}: {exc}") from exc
         fn_id = rt.register_function(self._blob, self._contained)
-        meta = ActorMeta(self._name, self._methods, self._is_async, max_task_retries)
+        meta = ActorMeta(self._name, self._methods, self._is_async, max_task_retries,
+                         {k: v for k, v in self._shapes.items() if k != "__init__"})
         spec = {
             "name": name,
             "namespace": namespace,
@@ -241,6 +254,7 @@ class ActorMethod:
         rt = _context.require_runtime()
         handle = self._handle
         meta = handle._ember_meta
+        check(meta.shapes.get(self._name), args, kwargs)
         retries = meta.max_task_retries if self._retries is None else self._retries
         n = self._num_returns
         refs = rt.submit(b"", f"{meta.class_name}.{self._name}", args, kwargs, n, {}, retries, False,

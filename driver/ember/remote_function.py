@@ -9,6 +9,7 @@ from typing import Any
 from ember import _context
 from ember._resources import validate_request
 from ember._serialization import dumps_function, serialize
+from ember._signature import check, shape_of
 
 TASK_OPTIONS = {
     "num_cpus", "num_gpus", "resources", "memory", "num_returns", "max_retries", "retry_exceptions",
@@ -57,6 +58,7 @@ class RemoteFunction:
         self._registered: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         functools.update_wrapper(self, fn)
         self._resolved = self._resolve(options)
+        self._shape = shape_of(fn, self._name)
 
     def _resolve(self, options: dict[str, Any]) -> tuple:
         resources = validate_request(options.get("num_cpus"), options.get("num_gpus"),
@@ -93,6 +95,7 @@ class RemoteFunction:
         return self._submit(args, kwargs, self._resolved)
 
     def _submit(self, args: tuple, kwargs: dict, resolved: tuple) -> Any:
+        check(self._shape, args, kwargs)
         rt = _context.require_runtime()
         num_returns, resources, max_retries, rex, name = resolved
         refs = rt.submit(self._fn_id(rt), name, args, kwargs, num_returns, resources, max_retries, rex)
