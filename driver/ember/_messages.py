@@ -27,6 +27,7 @@ Agent to client:
   EXIT()                                       the worker should exit
   START_WORKER(wid) / KILL_WORKER(pid)         head to a worker node: fork a worker, kill one
   EVICT(ids)                                   these objects were freed: drop cached copies
+  WARN(text)                                   a warning for the driver's user (logged there)
 """
 
 HELLO = 1
@@ -56,6 +57,7 @@ EXIT = 33
 START_WORKER = 34
 KILL_WORKER = 35
 EVICT = 36
+WARN = 37
 
 # object payload kinds
 INLINE = 0

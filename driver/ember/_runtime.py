@@ -17,6 +17,7 @@ from __future__ import annotations
 import collections
 import hashlib
 import itertools
+import logging
 import mmap
 import os
 import threading
@@ -40,6 +41,7 @@ from ember.object_ref import ObjectRef
 
 _DEL = 0
 _UNMAPPED = 1
+HOLD_MAX_S = 0.002  # a held message (a batched result) goes out at the latest after this
 
 
 class Dep:
@@ -86,6 +88,7 @@ class CoreRuntime:
         self._pending_release: set[bytes] = set()
         self._pending_unpin: list[bytes] = []
         self._held_msgs: list[tuple] = []  # sent with the next send or flush (see hold)
+        self._held_event = threading.Event()
         self.objects: dict[bytes, tuple[int, Any]] = {}
         self._owned_pending: set[bytes] = set()
         self._requested: set[bytes] = set()
@@ -173,9 +176,15 @@ class CoreRuntime:
             else:
                 self._send_raw_many(pre + list(msgs) + post)
 
-    def hold(self, msg: tuple) -> None:
-        """Queue a message to go out with the next send or flush (batches a worker's results)."""
-        self._held_msgs.append(msg)
+    def hold(self, msg: tuple) -> int:
+        """Queue a message to go out with the next send or flush, at the latest within
+        HOLD_MAX_S (batches a worker's results); returns how many are held."""
+        with self._order:
+            self._held_msgs.append(msg)
+            n = len(self._held_msgs)
+        if n == 1:
+            self._held_event.set()
+        return n
 
     def _send_raw(self, msg: tuple) -> None:
         self._send_raw_many([msg])
@@ -210,9 +219,12 @@ class CoreRuntime:
                     self._send_raw_many(pre + post)
 
     def _flush_loop(self) -> None:
+        held = self._held_event
         while not self.closed:
-            time.sleep(0.05)
-            if self._deferred and not self.closed:
+            if held.wait(0.05):
+                held.clear()
+                time.sleep(HOLD_MAX_S)
+            if (self._deferred or self._held_msgs) and not self.closed:
                 try:
                     self.flush()
                 except Exception:  # noqa: BLE001 - the main path reports connection loss
@@ -254,6 +266,8 @@ class CoreRuntime:
                 self._owned_pending.discard(oid)
         elif t == M.REPLY:
             self._replies[msg[1]] = msg[2]
+        elif t == M.WARN:
+            logging.getLogger("ember").warning("%s", msg[1])
         elif self.message_hook is not None and self.message_hook(msg):
             pass
         else:

@@ -28,6 +28,7 @@ from typing import Any
 
 from ember import _context
 from ember import _messages as M
+from ember._claims import ClaimSlot, claim_path
 from ember._direct import DirectSender
 from ember._runtime import CoreRuntime, Dep, SessionInfo
 from ember._serialization import deserialize, loads_function, serialize
@@ -35,8 +36,7 @@ from ember._wire import ClientConnection, encode
 from ember.exceptions import RayTaskError, TaskCancelledError, format_remote_traceback
 
 _PR_SET_PDEATHSIG = 1
-BATCH_FAST_S = 0.001  # results of tasks this short may wait for the next one's...
-BATCH_MAX = 64  # ...up to this many, when the next queued task is short too
+BATCH_MAX = 64  # results held back while the next queued task runs (see Worker._done)
 
 
 def die_with_parent(sig: int = signal.SIGKILL) -> None:
@@ -51,11 +51,15 @@ def die_with_parent(sig: int = signal.SIGKILL) -> None:
 class Worker:
     """Runs tasks sent by the agent over one connection."""
 
-    def __init__(self, rt: CoreRuntime) -> None:
+    def __init__(self, rt: CoreRuntime, worker_id: int = 0) -> None:
         self.rt = rt
+        self.worker_id = worker_id
         self.functions: dict[bytes, Any] = {}
+        # function bodies as received: a task handed back (blocked in get) or taken back
+        # (work stealing) may come again without its body, which this worker was sent once
+        self.blobs: dict[bytes, bytes] = {}
         self.cancelled: set[bytes] = set()
-        self.fast: set[bytes] = set()  # functions whose last run was short
+        self.claim: ClaimSlot | None = None
         self.direct = DirectSender()
         self.instance: Any = None
         self.aloop: asyncio.AbstractEventLoop | None = None
@@ -68,6 +72,9 @@ class Worker:
         t = msg[0]
         rt = self.rt
         if t == M.EXEC:
+            spec = msg[1]
+            if spec[2] is not None and spec[1] not in self.functions:
+                self.blobs[spec[1]] = spec[2]
             if rt.blocked:
                 rt.send((M.BOUNCE, [msg[1]]))
             else:
@@ -100,11 +107,20 @@ class Worker:
     def _function(self, fn_id: bytes, blob: bytes | None) -> Any:
         fn = self.functions.get(fn_id)
         if fn is None:
+            blob = blob or self.blobs.get(fn_id)
             if blob is None:
                 raise RuntimeError("the node agent sent a task for an unknown function")
             fn = loads_function(blob)
             self.functions[fn_id] = fn
+            self.blobs.pop(fn_id, None)
         return fn
+
+    def _begin(self, seq: int) -> bool:
+        """A task queued behind another (``seq`` > 0) starts only if the agent has not
+        taken it back for a worker that freed up first (ember._claims)."""
+        if self.claim is None:
+            self.claim = ClaimSlot(claim_path(self.rt.session.session_dir, self.worker_id))
+        return self.claim.begin(seq)
 
     def _args(self, blob: bytes, deps: tuple) -> tuple[tuple, dict]:
         rt = self.rt
@@ -141,7 +157,9 @@ class Worker:
         return self._function(fn_id, fn_blob)
 
     def _run(self, task: tuple) -> None:
-        (task_id, fn_id, fn_blob, name, args_blob, deps, rids, retry_exc, retries_left, env, actor) = task
+        (task_id, fn_id, fn_blob, name, args_blob, deps, rids, retry_exc, retries_left, env, actor, seq) = task
+        if seq and not self._begin(seq):
+            return  # taken back: it runs elsewhere
         rt = self.rt
         start = time.perf_counter()
         retry = False
@@ -189,7 +207,7 @@ class Worker:
             rt.cancel_current = False
         elapsed = time.perf_counter() - start
         direct = not retry and env is not None and self._send_direct(env.get("reply"), results)
-        self._done((M.DONE, task_id, results, retry, elapsed, direct), fn_id, elapsed)
+        self._done((M.DONE, task_id, results, retry, elapsed, direct))
         # Only now may refs inside the value go: their release must not reach the agent
         # before the result that names them (and pins them) is queued to go out first.
         del value
@@ -205,20 +223,19 @@ class Worker:
         data = b"".join(encode((M.OBJ, rid, kind, payload)) for rid, kind, payload, _ in results)
         return self.direct.send(path, data)
 
-    def _done(self, msg: tuple, fn_id: bytes, elapsed: float) -> None:
-        """Report a finished task; results of short tasks queued back to back go out together."""
+    def _done(self, msg: tuple) -> None:
+        """Report a finished task. While more tasks are queued here, results are held and go
+        out together (with the next one's, at most BATCH_MAX, or within a few milliseconds
+        by the runtime's flusher if the next task runs long): no bet on how long it runs."""
         rt = self.rt
-        if elapsed < BATCH_FAST_S:
-            self.fast.add(fn_id)
-        else:
-            self.fast.discard(fn_id)
         if threading.current_thread() is not threading.main_thread():
             rt.send(msg)  # a threaded or async actor's call
             return
-        rt.hold(msg)
-        queue = rt.task_queue
-        if not queue or len(rt._held_msgs) >= BATCH_MAX or queue[0][1][1] not in self.fast:
-            rt.flush()
+        if not rt.task_queue or rt.hold(msg) >= BATCH_MAX:
+            if rt.task_queue:
+                rt.flush()
+            else:
+                rt.send(msg)
 
     def _become_actor(self, instance: Any, actor: tuple) -> None:
         _, concurrency, is_async = actor
@@ -232,7 +249,7 @@ class Worker:
             self.pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="ember-actor")
 
     async def _run_async(self, task: tuple) -> None:
-        (task_id, fn_id, fn_blob, name, args_blob, deps, rids, retry_exc, retries_left, env, actor) = task
+        (task_id, fn_id, fn_blob, name, args_blob, deps, rids, retry_exc, retries_left, env, actor, _) = task
         rt = self.rt
         start = time.perf_counter()
         async with self.semaphore:
@@ -361,7 +378,7 @@ def run_worker(socket_path: str, session: dict, worker_id: int) -> None:
     rt = CoreRuntime(conn, SessionInfo(session), "worker", remote=bool(head))
     rt.on_deferred_signal = lambda: _check_cancel(rt)
     _context.set_runtime(rt)
-    worker = Worker(rt)
+    worker = Worker(rt, worker_id)
     signal.signal(signal.SIGUSR1, _on_cancel_signal)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)

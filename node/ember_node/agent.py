@@ -21,7 +21,8 @@ from collections import deque
 from typing import Any
 
 from ember import _messages as M
-from ember._resources import acquire, describe_unmet, fits, release
+from ember._claims import ClaimSlot, claim_path
+from ember._resources import acquire, describe_unmet, release
 from ember._serialization import serialize
 from ember._wire import RECV_CHUNK, ServerConnection
 from ember.exceptions import (
@@ -37,16 +38,13 @@ from ember_node.membership import Membership
 from ember_node.metrics import NodeMetrics
 from ember_node.objects import PENDING, ClientRefs, Obj, ObjectTable
 from ember_node.requests import Requests
+from ember_node.scheduler import Kind, Limits, Request, place, steal_candidate
 from ember_node.store import Arena
 from ember_node.tasks import FINISHED, QUEUED, RUNNING, Task
 from ember_node.workers import BUSY, DEAD, IDLE, RETIRING, NodeRec, WorkerRec, Zygote
 
 log = logging.getLogger("ember.agent")
 
-PIPELINE_DEPTH = 32  # tasks in flight on one worker, for functions known to be short
-FAST_TASK_S = 0.002  # a function whose recent runs all took less may be pipelined
-FAST_STREAK = 4  # ...this many runs in a row
-REMOTE_RECENT_S = 0.02  # a worker on another node counts as busy with short tasks for this long
 LOST_WORKER_GRACE_S = 1.0  # wait this long for a dead worker's exit status
 IDLE_RETIRE_S = float(os.environ.get("EMBER_IDLE_WORKER_RETIRE_S", "30"))
 HEARTBEAT_TIMEOUT_S = float(os.environ.get("EMBER_HEARTBEAT_TIMEOUT_S", "10"))
@@ -55,7 +53,7 @@ HEARTBEAT_TIMEOUT_S = float(os.environ.get("EMBER_HEARTBEAT_TIMEOUT_S", "10"))
 class Client:
     """One connected process (driver or worker)."""
 
-    __slots__ = ("conn", "kind", "pid", "refs", "worker", "node", "direct")
+    __slots__ = ("conn", "kind", "pid", "refs", "worker", "node", "direct", "warned_shapes")
 
     def __init__(self, conn: ServerConnection) -> None:
         self.conn = conn
@@ -65,6 +63,7 @@ class Client:
         self.worker: WorkerRec | None = None
         self.node: NodeRec | None = None  # set for a worker node's uplink
         self.direct: str | None = None  # a local driver's inbox for results (ember._direct)
+        self.warned_shapes: set[tuple] = set()  # resource shapes it was told fit no node
 
 
 def _without_cpu(resources: dict[str, float]) -> dict[str, float]:
@@ -74,6 +73,15 @@ def _without_cpu(resources: dict[str, float]) -> dict[str, float]:
 def cancel_file(session_dir: str, pid: int) -> str:
     """Where the agent names the task it cancels for the worker with ``pid``."""
     return os.path.join(session_dir, f"cancel-{pid}")
+
+
+def max_workers_per_node(totals: dict[str, float]) -> int:
+    """Task and actor workers one node may run, blocked ones included
+    (``EMBER_MAX_WORKERS_PER_NODE``; by default 8 per CPU, at least 256)."""
+    env = os.environ.get("EMBER_MAX_WORKERS_PER_NODE")
+    if env:
+        return max(int(env), 1)
+    return max(256, 8 * int(totals.get("CPU", 1)))
 
 
 def error_blob(exc: BaseException) -> bytes:
@@ -120,13 +128,13 @@ class Agent(Membership, Requests):
         self.queues: dict[tuple, deque[Task]] = {}
         self.workers: dict[int, WorkerRec] = {}
         self.by_pid: dict[tuple[str, int], WorkerRec] = {}
-        self.fn_stats: dict[bytes, list[float]] = {}
         self.clients: dict[int, Client] = {}
         self.dirty: set[Client] = set()
         self.owner: Client | None = None
         self._view = memoryview(bytearray(RECV_CHUNK))
         self._last_timer = 0.0
-        self.max_workers = max(64, 4 * int(self.totals.get("CPU", 1)))
+        self.limits = Limits(max_workers_per_node(self.totals))
+        self.backlogged: set[WorkerRec] = set()  # local workers with tasks queued behind the running one
         self.session = {
             "socket": self.socket_path,
             "arena": self.arena.path,
@@ -263,6 +271,8 @@ class Agent(Membership, Requests):
             client.worker = rec
             rec.state = IDLE
             rec.idle_since = time.monotonic()
+            if rec.node.client is None:  # a local worker: tasks may be queued on it (pipelining)
+                rec.claim = ClaimSlot(claim_path(self.session_dir, wid), create=True)
             rec.node.idle.append(rec)
         elif kind == "node":
             info = _info
@@ -301,6 +311,7 @@ class Agent(Membership, Requests):
         if client.node is not None:
             self._node_dead(client.node, "its agent disconnected")
             return
+        self._end_work_of(client)
         self.actors.on_client_gone(client)
         self.table.drop_client(client.refs)
         if client is self.owner:
@@ -331,16 +342,7 @@ class Agent(Membership, Requests):
             return
         if kind == "create" and not self.actors.on_create(task, client):
             return
-        problem = None
-        if task.resources and not fits(task.resources, self._largest):
-            problem = describe_unmet(f"{'actor' if kind == 'create' else 'task'} {task.name}",
-                                     task.resources, self._largest)
-        if problem:
-            if self.embedded:  # no node will ever join an embedded cluster
-                self._fail(task, TaskUnschedulableError(problem), pinned=False)
-                return
-            # a node that can run it may still join: keep it queued and say why
-            log.warning("%s; it stays pending until a node that can run it joins", problem)
+        task.job = self._job_of(client)
         objs = table.objs
         for d in task.deps:
             if d not in objs:
@@ -365,6 +367,41 @@ class Agent(Membership, Requests):
         elif task.missing == 0:
             self._requeue(task)
 
+    def _job_of(self, client: Client) -> Client | None:
+        """The driver whose work a submission from ``client`` is (Ray's job): the driver
+        itself, or the job of the task or actor a worker runs; None if unknown."""
+        rec = client.worker
+        if rec is None:
+            return client if client.node is None else None
+        if rec.actor is not None:
+            return rec.actor.create_task.job
+        return rec.inflight[0].job if rec.inflight else None
+
+    def _end_work_of(self, driver: Client) -> None:
+        """A driver is gone: its queued tasks are dropped, its running ones cancelled (their
+        workers killed), so its CPUs come back (its actors and objects go elsewhere)."""
+        mine = [t for t in self.tasks.values()
+                if t.job is driver and t.state != FINISHED and not (t.extra and t.extra[0] == "call")]
+        if not mine:
+            return
+        for t in mine:
+            t.cancelled = True
+        for rec in list(self.backlogged):  # unstarted ones queued on workers come back first
+            if any(t.job is driver for t in rec.inflight):
+                self._take_back_unstarted(rec)
+        killed = 0
+        for t in mine:
+            rec = t.worker
+            if t.state == QUEUED and rec is None:
+                self._fail(t, TaskCancelledError(f"task {t.name} was dropped: its driver exited"))
+            elif rec is not None and rec.inflight and rec.inflight[0] is t:
+                killed += 1
+                self._kill_worker(rec)
+            elif rec is not None:  # queued behind another driver's task: the worker skips it
+                self._send(rec.client, (M.CANCEL, t.tid))
+        log.info("driver pid %s exited: dropped %d of its tasks, killed %d workers running them",
+                 driver.pid, len(mine) - killed, killed)
+
     def _requeue(self, task: Task, front: bool = False) -> None:
         task.state = QUEUED
         if task.extra and task.extra[0] == "call":
@@ -381,89 +418,140 @@ class Agent(Membership, Requests):
             q.append(task)
 
     def _schedule(self) -> None:
-        if not self.queues:
-            return
+        if self.queues:
+            self._place_queued()
+        if self.backlogged and self.local.idle:
+            self._steal()
+
+    def _request(self, task: Task) -> Request:
+        """What the scheduler needs of ``task`` (built once per placement attempt)."""
+        create = task.extra is not None and task.extra[0] == "create"
+        objs = self.table.objs
+        # a task reading a store object is never queued behind another: the pin it takes
+        # for the worker would hold the object while the task waits
+        store_args = any((o := objs.get(d)) is not None and o.kind == M.STORE for d in task.deps)
+        return Request(task.resources, task.shape, task.deps if self.remote_readers else (),
+                       may_pipeline=not create and not store_args,
+                       needs_cpu_node=create and bool(task.extra[1].get("cpu_node")))
+
+    def _place_queued(self) -> None:
+        nodes = self.nodes.values()
+        workers = self.workers.values()
         for shape, q in list(self.queues.items()):
+            started = 0
             while q:
                 task = q[0]
                 if task.state != QUEUED or task.cancelled:
                     q.popleft()
                     continue
-                create = task.extra is not None and task.extra[0] == "create"
-                rec = self._worker_for(task, pipeline=not create)
-                if rec is None:
+                d = place(self._request(task), nodes, workers, self._largest, self.remote_readers, self.limits)
+                kind = d.kind
+                if kind is Kind.RUN:
+                    q.popleft()
+                    d.node.idle.remove(d.worker)
+                    self._run_on(d.worker, task)
+                elif kind is Kind.PIPELINE:
+                    q.popleft()
+                    self._pipeline(d.worker, task)
+                elif kind is Kind.START and started < len(q):
+                    started += 1
+                    self._start_worker(d.node)
+                elif kind is Kind.INFEASIBLE:
+                    for t in q:  # the whole queue has this shape
+                        self._note_infeasible(t)
                     break
-                q.popleft()
-                if create:
-                    actor = self.actors.actors.get(task.rids[0])
-                    if actor is None or actor.state == "DEAD":
-                        self._worker_idle(rec)
-                        continue
-                    self._hold(rec, actor.spec["held"])
-                    self.actors.start(actor, rec)
-                    continue
-                if rec.state == IDLE:
-                    self._hold(rec, task.resources)
-                    rec.shape = task.shape
-                    rec.state = BUSY
-                self._assign(rec, task)
+                elif kind is Kind.STUCK:
+                    q.popleft()
+                    self._fail(task, TaskUnschedulableError(
+                        f"task {task.name} cannot start: {d.node.describe()} already runs "
+                        f"{d.node.nworkers} workers (the limit, EMBER_MAX_WORKERS_PER_NODE="
+                        f"{self.limits.max_workers_per_node}) and every one of them waits on other "
+                        f"work (nested tasks blocked in get). Raise EMBER_MAX_WORKERS_PER_NODE when "
+                        f"starting the node, or nest fewer levels of tasks that wait on each other."))
+                else:  # WAIT (or enough workers already starting for this queue)
+                    break
             if not q:
                 del self.queues[shape]
 
-    def _worker_for(self, task: Task, pipeline: bool = True) -> WorkerRec | None:
-        """An idle worker on a node with room for ``task``: one that already holds a copy of a
-        large argument, else the first node with room (the head's own node first, where
-        every stored object can be mapped without a copy)."""
-        if task.deps and self.remote_readers:
-            rec = self._idle_reader_of(task)
-            if rec is not None:
-                return rec
-        start_on = None
-        cpu_node = task.extra is not None and task.extra[0] == "create" and task.extra[1].get("cpu_node")
-        for node in self.nodes.values():
-            if not node.alive or not fits(task.resources, node.available):
-                continue
-            if cpu_node and node.totals.get("CPU", 0.0) < 1:
-                continue  # a default actor holds no CPU but, like Ray's, needs a node with CPUs
-            gpus = task.resources.get("GPU")
-            if gpus and node.gpus.pick(gpus) is None:
-                continue  # enough GPU in total, but split over GPUs that are partly in use
-            if node.idle:
-                return node.idle.pop()
-            if start_on is None and node.starting < 2:
-                start_on = node
-        if start_on is not None and len(self.workers) < self.max_workers * len(self.nodes):
-            self._start_worker(start_on)
-        if not pipeline:
-            return None
-        # Pipelining: queue the task behind a busy worker's current one, only for functions whose
-        # recent runs were all short, and only onto a worker that finished one just now; a task
-        # queued behind a long one would wait for it although another worker may free up first.
-        stats = self.fn_stats.get(task.fn_id)
-        if stats is None or stats[2] < FAST_STREAK:
-            return None
-        now = time.monotonic()
-        best = None
-        for rec in self.workers.values():
-            # a worker on another node answers later (gRPC hops), so "just now" is longer
-            recent = now - (FAST_TASK_S if rec.node.client is None else REMOTE_RECENT_S)
-            if (rec.state == BUSY and rec.shape == task.shape and not rec.blocked
-                    and rec.idle_since >= recent
-                    and len(rec.inflight) < PIPELINE_DEPTH and rec.actor is None
-                    and (best is None or len(rec.inflight) < len(best.inflight))):
-                best = rec
-        return best
+    def _note_infeasible(self, task: Task) -> None:
+        """``task`` fits no node of the cluster: it stays pending (a node that fits may join),
+        with its reason for ``ember status``/``ember list tasks``; its driver is warned once
+        per resource shape."""
+        if task.pending_reason is not None:
+            return
+        what = f"{'actor' if task.extra and task.extra[0] == 'create' else 'task'} {task.name}"
+        problem = describe_unmet(what, task.resources, self._largest) or f"{what} fits no node"
+        task.pending_reason = problem
+        driver = task.job if task.job is not None else task.owner
+        if task.shape not in driver.warned_shapes:
+            driver.warned_shapes.add(task.shape)
+            text = (f"{what} cannot be scheduled right now: {problem.split(' needs ', 1)[-1]} "
+                    f"It stays pending and will run when a node that fits joins the cluster "
+                    f"(ember.cancel ends it).")
+            log.warning("%s", text)
+            self._send(driver, (M.WARN, text))
 
-    def _idle_reader_of(self, task: Task) -> WorkerRec | None:
-        """An idle worker on a worker node whose store holds a copy of one of ``task``'s
-        arguments (locality: the task reads it there without another transfer)."""
-        for d in task.deps:
-            for node in self.remote_readers.get(d, ()):
-                if node.alive and node.idle and d not in node.dropped and fits(task.resources, node.available):
-                    gpus = task.resources.get("GPU")
-                    if not gpus or node.gpus.pick(gpus) is not None:
-                        return node.idle.pop()
-        return None
+    def _run_on(self, rec: WorkerRec, task: Task) -> None:
+        """Start ``task`` (or an actor's creation) on the idle worker ``rec``."""
+        task.pending_reason = None
+        task.seq = 0  # given to an idle worker: it starts at once and is never taken back
+        if task.extra is not None and task.extra[0] == "create":
+            actor = self.actors.actors.get(task.rids[0])
+            if actor is None or actor.state == "DEAD":
+                self._worker_idle(rec)
+                return
+            self._hold(rec, actor.spec["held"])
+            self.actors.start(actor, rec)
+            return
+        self._hold(rec, task.resources)
+        rec.shape = task.shape
+        rec.state = BUSY
+        self._assign(rec, task)
+
+    def _pipeline(self, rec: WorkerRec, task: Task) -> None:
+        """Queue ``task`` behind ``rec``'s running one, numbered so it can be taken back."""
+        rec.seq += 1
+        task.seq = rec.seq
+        self.backlogged.add(rec)
+        self._assign(rec, task)
+
+    def _steal(self) -> None:
+        """Idle local workers take the unstarted tasks queued behind busy ones."""
+        backlogged = self.backlogged
+        for idle in list(self.local.idle):
+            victim = steal_candidate(idle, backlogged)
+            if victim is None:
+                break
+            if not self._take_back_unstarted(victim):
+                backlogged.discard(victim)  # busy with its slot right now: next time
+                break
+        for rec in [r for r in backlogged if len(r.inflight) <= 1]:
+            backlogged.discard(rec)
+        if self.queues:
+            self._place_queued()
+
+    def _take_back_unstarted(self, rec: WorkerRec) -> bool:
+        """Take back the tasks queued on ``rec`` that it has not started (cancelled ones
+        fail, the rest go back to the front of their queues); False if it cannot be done now."""
+        if rec.claim is None:
+            return False
+        started = rec.claim.revoke(rec.seq)
+        if started is None:
+            return False
+        back = [t for t in rec.inflight if t.seq > started]
+        if not back:
+            return True
+        for t in back:
+            rec.inflight.remove(t)
+        for t in reversed(back):
+            t.worker = None
+            if t.cancelled:
+                self._fail(t, TaskCancelledError(f"task {t.name} was cancelled before it ran"))
+            else:
+                self._requeue(t, front=True)
+        if not rec.inflight and rec.state == BUSY and rec.actor is None:
+            self._worker_idle(rec)
+        return True
 
     def _peers_for(self, oid: bytes, reader: NodeRec) -> tuple[str, ...]:
         """Where ``reader`` can fetch ``oid`` other than here: the peer ports of other live
@@ -536,7 +624,8 @@ class Agent(Membership, Requests):
             if has_gpus:  # a node with GPUs shows each task only its own (none without num_gpus)
                 ctx["gpus"] = rec.gpu_ids
         self._send(rec.client, (M.EXEC, (task.tid, fn_id, fn_blob, task.name, task.args, deps,
-                                         task.rids, task.retry_exc, task.retries_left(), ctx, actor)))
+                                         task.rids, task.retry_exc, task.retries_left(), ctx, actor,
+                                         task.seq)))
 
     def _hold(self, rec: WorkerRec, resources: dict[str, float]) -> None:
         """Give ``rec`` the resources it runs with (and the GPU ids to make visible)."""
@@ -578,12 +667,6 @@ class Agent(Membership, Requests):
                     rec.inflight.remove(queued)
                     break
         if task is not None:
-            stats = self.fn_stats.get(task.fn_id)
-            if stats is None:
-                stats = self.fn_stats[task.fn_id] = [0, 0.0, 0]
-            stats[0] += 1
-            stats[1] += duration
-            stats[2] = stats[2] + 1 if duration < FAST_TASK_S else 0
             if rec is not None:
                 rec.idle_since = time.monotonic()  # doubles as "last finished a task at"
             if retry and not task.cancelled:
@@ -654,13 +737,12 @@ class Agent(Membership, Requests):
         rec = client.worker
         for spec in reversed(msg[1]):
             task = self.tasks.get(spec[0])
-            if task is None or task.state != RUNNING:
-                continue
-            if rec is not None:
-                try:
-                    rec.inflight.remove(task)
-                except ValueError:
-                    pass
+            if task is None or task.state != RUNNING or task.worker is not rec or rec is None:
+                continue  # e.g. taken back from this worker already, and given to another
+            try:
+                rec.inflight.remove(task)
+            except ValueError:
+                pass
             task.worker = None
             for d in task.deps:  # the worker never mapped them
                 obj = self.table.objs.get(d)
@@ -694,6 +776,8 @@ class Agent(Membership, Requests):
         rec = task.worker
         if rec is None:
             return
+        if task.queued_behind() and self._take_back_unstarted(rec) and task.state == FINISHED:
+            return  # it had not started: failed as cancelled now, not after the running one
         if force:
             self._kill_worker(rec)
             return

@@ -31,6 +31,7 @@ class Membership:
         wid = next(self._wids)
         self.workers[wid] = WorkerRec(wid, node)
         node.starting += 1
+        node.nworkers += 1
         if node.client is None:
             self.zygote.fork(wid)
         else:
@@ -66,6 +67,7 @@ class Membership:
                 # died before it connected
                 rec.state = DEAD
                 node.starting -= 1
+                node.nworkers -= 1
                 self.metrics.worker_lost(rec)
                 self.workers.pop(rec.wid, None)
             elif rec.state == DEAD:
@@ -106,6 +108,10 @@ class Membership:
         if self.workers.pop(rec.wid, None) is None:
             return
         node = rec.node
+        node.nworkers -= 1
+        if rec.claim is not None:
+            rec.claim.close(unlink=True)
+        self.backlogged.discard(rec)
         if rec.pid is not None:
             self.by_pid.pop((node.node_id, rec.pid), None)
         if rec in node.idle:

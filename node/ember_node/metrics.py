@@ -313,7 +313,7 @@ def _read_state(m: NodeMetrics) -> dict[str, Any]:
         if _is_create(task):  # actor creation is reported by ember_actors
             continue
         st = task.state
-        if st == QUEUED:
+        if st == QUEUED or task.queued_behind():
             lab = task.name if task.name in known else OTHER
             if task.missing > 0:
                 pending_args[lab] += 1

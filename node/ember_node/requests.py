@@ -55,10 +55,12 @@ class Requests:
             names = {0: "QUEUED", 1: "RUNNING", 2: "FINISHED"}
             largest = self._largest
             return [{"task_id": t.tid.hex(), "name": t.name,
-                     "state": ("PENDING_ARGS" if t.missing else names[t.state]),
-                     "pending_reason": ("" if t.state != QUEUED else
+                     "state": ("PENDING_ARGS" if t.missing else
+                               "QUEUED" if t.queued_behind() else names[t.state]),
+                     "pending_reason": (f"queued on worker pid {t.worker.pid} behind its running task"
+                                        if t.queued_behind() else "" if t.state != QUEUED else
                                         "waiting for its arguments" if t.missing else
-                                        describe_unmet("it", t.resources, largest)
+                                        t.pending_reason or describe_unmet("it", t.resources, largest)
                                         or "waiting for free resources or a worker"),
                      "attempt": t.attempt, "worker_pid": t.worker.pid if t.worker else None}
                     for t in list(self.tasks.values()) if t.state != FINISHED]

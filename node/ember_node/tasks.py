@@ -16,7 +16,7 @@ class Task:
 
     __slots__ = ("tid", "fn_id", "name", "args", "deps", "rids", "resources", "shape", "max_retries",
                  "retry_exc", "contained", "extra", "owner", "missing", "worker", "attempt",
-                 "cancelled", "state", "failed_dep", "namespace")
+                 "cancelled", "state", "failed_dep", "namespace", "seq", "job", "pending_reason")
 
     def __init__(self, spec: tuple, owner: Any) -> None:
         (self.tid, self.fn_id, self.name, self.args, self.deps, self.rids, self.resources,
@@ -29,6 +29,14 @@ class Task:
         self.cancelled = False
         self.state = QUEUED
         self.failed_dep: Any = None
+        self.seq = 0  # its number on the worker it is queued on (0: sent to an idle worker)
+        self.job: Any = None  # the driver whose work it is (see Agent._job_of)
+        self.pending_reason: str | None = None  # why it waits, when no node could run it
+
+    def queued_behind(self) -> bool:
+        """Sent to a worker but waiting there behind its running task (pipelined)."""
+        w = self.worker
+        return self.seq > 0 and w is not None and bool(w.inflight) and w.inflight[0] is not self
 
     def retries_left(self) -> int:
         """-1 for unlimited; otherwise how many more attempts a failure may trigger."""

@@ -22,7 +22,7 @@ class WorkerRec:
     """The agent's view of one worker process."""
 
     __slots__ = ("wid", "pid", "client", "state", "inflight", "held", "blocked", "known_fns",
-                 "shape", "exit_status", "lost_at", "idle_since", "actor", "node", "gpu_ids")
+                 "shape", "exit_status", "lost_at", "idle_since", "actor", "node", "gpu_ids", "claim", "seq")
 
     def __init__(self, wid: int, node: Any) -> None:
         self.wid = wid
@@ -40,6 +40,8 @@ class WorkerRec:
         self.idle_since = time.monotonic()
         self.actor: Any = None
         self.gpu_ids: list[int] = []  # GPUs given with ``held`` (CUDA_VISIBLE_DEVICES)
+        self.claim: Any = None  # a local worker's ClaimSlot (ember._claims), for pipelining
+        self.seq = 0  # the number of the last task queued on it behind another
 
 
 def describe_exit(status: int | None) -> str:
@@ -155,7 +157,7 @@ class NodeRec:
 
     __slots__ = ("node_id", "address", "hostname", "totals", "available", "client", "alive",
                  "last_heartbeat", "idle", "starting", "is_head", "death_cause", "gpus", "store", "peer",
-                 "dropped")
+                 "dropped", "nworkers")
 
     def __init__(self, node_id: str, address: str, hostname: str, totals: dict[str, float],
                  client: Any = None, is_head: bool = False) -> None:
@@ -169,6 +171,7 @@ class NodeRec:
         self.last_heartbeat = time.monotonic()
         self.idle: list[WorkerRec] = []
         self.starting = 0
+        self.nworkers = 0  # its workers, starting ones included
         self.is_head = is_head
         self.death_cause = ""
         self.gpus = GpuPool(totals.get("GPU", 0))

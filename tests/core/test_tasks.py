@@ -3,6 +3,7 @@ retries of application exceptions, nested submission, argument resolution, closu
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 
@@ -242,50 +243,53 @@ def test_fractional_custom_resource(cluster):
     assert _max_overlap(spans) <= 4, spans
 
 
-def _expect_infeasible(make_ref, resource_name: str) -> None:
-    """Either .remote() raises, or get raises (not a timeout), naming the resource."""
-    try:
-        ref = make_ref()
-        ember.get(ref, timeout=15)
-    except exc.GetTimeoutError as e:
-        pytest.fail(f"an infeasible task hung until the get timeout instead of failing: {e!r}")
-    except (exc.RayError, ValueError) as e:
-        assert resource_name in str(e), f"error does not name {resource_name!r}: {e}"
-    else:
-        pytest.fail("an infeasible task ran")
+def _expect_pending(ref, resource_name: str, caplog) -> None:
+    """As in Ray: an infeasible task stays pending (get times out, wait leaves it unready),
+    the driver is warned once naming the resource, and ``cancel`` ends it."""
+    with pytest.raises(exc.GetTimeoutError):
+        ember.get(ref, timeout=1.5)
+    ready, _ = ember.wait([ref], timeout=0.5)
+    assert not ready
+    assert wait_until(lambda: any("cannot be scheduled right now" in r.getMessage()
+                                  and resource_name in r.getMessage() for r in caplog.records), 30, 0.1), \
+        f"no warning naming {resource_name!r} on the driver: {[r.getMessage() for r in caplog.records]}"
+    warnings = [r for r in caplog.records if "cannot be scheduled right now" in r.getMessage()]
+    assert len(warnings) == 1, "the driver must be warned once per resource shape"
+    ember.cancel(ref)
+    with pytest.raises(exc.TaskCancelledError):
+        ember.get(ref, timeout=60)
 
 
-@pytest.mark.ray_differs
-def test_infeasible_cpu_request_fails(cluster):
-    """Ray leaves infeasible tasks pending forever (with a warning); ember fails them."""
-
+def test_infeasible_cpu_request_stays_pending(cluster, caplog):
     @ember.remote
     def f():
         return 1
 
-    _expect_infeasible(lambda: f.options(num_cpus=64).remote(), "CPU")
+    caplog.set_level(logging.WARNING, logger="ember")
+    _expect_pending(f.options(num_cpus=64).remote(), "CPU", caplog)
 
 
-@pytest.mark.ray_differs
-def test_infeasible_custom_resource_fails(cluster):
-    """Ray leaves infeasible tasks pending forever (with a warning); ember fails them."""
-
+def test_infeasible_custom_resource_stays_pending(cluster, caplog):
     @ember.remote(resources={"unobtainium": 1})
     def f():
         return 1
 
-    _expect_infeasible(lambda: f.remote(), "unobtainium")
+    caplog.set_level(logging.WARNING, logger="ember")
+    first = f.remote()
+    second = f.remote()  # same shape: no second warning
+    _expect_pending(first, "unobtainium", caplog)
+    ember.cancel(second)
+    with pytest.raises(exc.TaskCancelledError):
+        ember.get(second, timeout=60)
 
 
-@pytest.mark.ray_differs
-def test_infeasible_gpu_request_fails(cluster):
-    """Ray leaves infeasible tasks pending forever (with a warning); ember fails them."""
-
+def test_infeasible_gpu_request_stays_pending(cluster, caplog):
     @ember.remote(num_gpus=2)  # the cluster has one
     def f():
         return 1
 
-    _expect_infeasible(lambda: f.remote(), "GPU")
+    caplog.set_level(logging.WARNING, logger="ember")
+    _expect_pending(f.remote(), "GPU", caplog)
     # The cluster is unaffected.
     assert ember.get(f.options(num_gpus=0).remote(), timeout=60) == 1
 

@@ -1,0 +1,154 @@
+"""Where a queued task goes: a pure decision over the cluster's nodes and workers, no I/O.
+
+The agent asks ``place`` for the task at the head of each queue and carries out the answer:
+
+- ``RUN``: give it to an idle worker now (on a node where it fits);
+- ``START``: it fits on a node with no idle worker: start one there (the task waits for it);
+- ``WAIT``: it fits somewhere but every such node is already starting workers or has no
+  worker left to give; it waits in its queue;
+- ``PIPELINE``: no node has room now: queue it behind a busy local worker of the same shape,
+  where the worker can start it the moment its current task ends. The agent may take it back
+  before it starts (``steal_candidate``), so a worker that frees up first runs it instead;
+- ``INFEASIBLE``: no node of the cluster could ever fit it: it stays pending until one joins;
+- ``STUCK``: it fits, but the node with room has reached its worker cap and every worker
+  there waits on other work: starting nothing more, it would wait forever.
+
+Invariants (tests/unit/test_scheduler.py): a task is never pipelined while a node has room
+for it or a worker that could take it is starting; pipelining never depends on how long a
+function ran before; only local workers (whose start the agent can revoke through a claim
+slot, ``ember._claims``) are pipelined onto.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ember._resources import fits
+
+from ember_node.workers import BUSY
+
+MAX_STARTING_PER_NODE = 2  # workers starting at once on one node (a burst forks in waves)
+
+
+class Kind(enum.Enum):
+    RUN = "run"
+    START = "start"
+    WAIT = "wait"
+    PIPELINE = "pipeline"
+    INFEASIBLE = "infeasible"
+    STUCK = "stuck"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Bounds the scheduler keeps to."""
+
+    max_workers_per_node: int  # task workers per node, blocked ones included
+    pipeline_depth: int = 32  # tasks queued on one worker, the running one included
+
+
+@dataclass(frozen=True)
+class Request:
+    """What ``place`` needs of a task."""
+
+    resources: Mapping[str, float]
+    shape: tuple
+    deps: tuple = ()
+    may_pipeline: bool = True  # False for actor creation and tasks with store arguments
+    needs_cpu_node: bool = False  # a default actor holds no CPU but needs a node with CPUs
+
+
+@dataclass(frozen=True)
+class Decision:
+    kind: Kind
+    worker: Any = None  # RUN, PIPELINE
+    node: Any = None  # RUN, START, STUCK
+
+
+def _node_can_host(req: Request, node: Any) -> bool:
+    if not node.alive or not fits(req.resources, node.available):
+        return False
+    if req.needs_cpu_node and node.totals.get("CPU", 0.0) < 1:
+        return False
+    gpus = req.resources.get("GPU")
+    # enough GPU in total, but split over GPUs that are partly in use
+    return not gpus or node.gpus.pick(gpus) is not None
+
+
+def place(req: Request, nodes: Iterable[Any], workers: Iterable[Any], largest: Mapping[str, float],
+          readers: Mapping[bytes, Iterable[Any]], limits: Limits) -> Decision:
+    """Decide what to do with ``req`` (see the module docstring).
+
+    ``nodes``: NodeRec-like (alive, available, totals, gpus, idle, starting, nworkers,
+    client is None for this agent's own node); ``workers``: WorkerRec-like (state, shape,
+    blocked, actor, node, inflight, claim); ``readers``: object id -> nodes holding a copy.
+    """
+    if req.resources and not fits(req.resources, largest):
+        return Decision(Kind.INFEASIBLE)
+    nodes = list(nodes)
+    # locality: an idle worker on a node that already holds a copy of a large argument
+    for d in req.deps:
+        for node in readers.get(d, ()):
+            if node.idle and d not in node.dropped and _node_can_host(req, node):
+                return Decision(Kind.RUN, node.idle[-1], node)
+    start_on = None
+    starting = False
+    capped: list[Any] = []
+    for node in nodes:
+        if not _node_can_host(req, node):
+            continue
+        if node.idle:
+            return Decision(Kind.RUN, node.idle[-1], node)
+        if node.starting:
+            starting = True
+        if node.starting < MAX_STARTING_PER_NODE and node.nworkers < limits.max_workers_per_node:
+            if start_on is None:
+                start_on = node
+        elif node.nworkers >= limits.max_workers_per_node and not node.starting:
+            capped.append(node)
+    if start_on is not None:
+        return Decision(Kind.START, node=start_on)
+    if starting:
+        return Decision(Kind.WAIT)
+    if capped:
+        workers = list(workers)
+        for node in capped:
+            if not any(_makes_progress(w) for w in workers if w.node is node):
+                return Decision(Kind.STUCK, node=node)
+        return Decision(Kind.WAIT)
+    if req.may_pipeline:
+        target = pipeline_target(req, workers, limits)
+        if target is not None:
+            return Decision(Kind.PIPELINE, target, target.node)
+    return Decision(Kind.WAIT)
+
+
+def _makes_progress(w: Any) -> bool:
+    """A worker whose current work can end without anything new starting."""
+    return w.state == BUSY and not w.blocked and w.actor is None
+
+
+def pipeline_target(req: Request, workers: Iterable[Any], limits: Limits) -> Any:
+    """The busy local worker of ``req``'s shape with the fewest tasks queued, or None."""
+    best = None
+    for w in workers:
+        if (w.state == BUSY and w.shape == req.shape and not w.blocked and w.actor is None
+                and w.node.client is None and w.claim is not None
+                and len(w.inflight) < limits.pipeline_depth
+                and (best is None or len(w.inflight) < len(best.inflight))):
+            best = w
+    return best
+
+
+def steal_candidate(idle: Any, workers: Iterable[Any]) -> Any:
+    """A worker on ``idle``'s node with tasks queued behind its running one (the longest
+    backlog), whose unstarted tasks the agent may take back for ``idle``; None if none."""
+    best = None
+    for w in workers:
+        if (w is not idle and w.node is idle.node and w.claim is not None and len(w.inflight) > 1
+                and (best is None or len(w.inflight) > len(best.inflight))):
+            best = w
+    return best

@@ -1,0 +1,109 @@
+"""Work outlives nothing it should not (issue 10, parts 3 and 4), on real agents on loopback.
+
+- Infeasible work stays pending, as in Ray: the driver is warned, the head lists the task
+  with its reason, and it runs once a node that fits joins.
+- A driver's work ends with it: after its driver is interrupted or killed, its running
+  tasks are stopped (their workers killed), its queued and pending ones dropped, and the
+  CPUs come back for the next driver.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import subprocess
+import sys
+import textwrap
+
+import ember
+import pytest
+
+from .helpers import query, start_head, start_worker_node, wait_until
+
+
+def test_infeasible_task_runs_when_a_node_that_fits_joins(procs, tmp_short, connect, caplog):
+    caplog.set_level(logging.WARNING, logger="ember")
+    head = start_head(procs, tmp_short, num_cpus=1)
+    connect(head)
+
+    @ember.remote(resources={"big": 1})
+    def where():
+        import os
+
+        return os.environ.get("EMBER_TEST_NODE")
+
+    ref = where.remote()
+
+    def warned() -> bool:
+        ember.wait([ref], timeout=0.1)  # the driver reads what the head sends while it waits
+        return any("cannot be scheduled right now" in r.getMessage() and "big" in r.getMessage()
+                   for r in caplog.records)
+
+    assert wait_until(warned, 30, 0.1), "the remote driver was not warned"
+    (tasks,) = query(head, ("list", "tasks"))
+    mine = [t for t in tasks if t["name"].endswith("where")]
+    assert mine and "big" in mine[0]["pending_reason"], tasks
+    ready, _ = ember.wait([ref], timeout=0.5)
+    assert not ready
+    start_worker_node(procs, head, tmp_short, "bignode", num_cpus=1, resources={"big": 1})
+    assert ember.get(ref, timeout=60) == "bignode"
+
+
+DRIVER = r"""
+import os
+import sys
+import time
+
+import ember
+
+ember.init(address=sys.argv[1], token=sys.argv[2])
+
+
+@ember.remote
+def hold(flag):
+    open(flag, "w").close()
+    time.sleep(600)
+
+
+@ember.remote
+def later():
+    return 1
+
+
+@ember.remote(resources={"nowhere": 1})
+def impossible():
+    return 1
+
+
+refs = [hold.remote(sys.argv[3])] + [later.remote() for _ in range(5)] + [impossible.remote()]
+print("submitted", flush=True)
+ember.get(refs)
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["SIGINT", "SIGKILL"])
+def test_a_drivers_work_ends_with_it(procs, tmp_short, connect, sig):
+    head = start_head(procs, tmp_short, num_cpus=1)
+    flag = tmp_short / "started"
+    script = tmp_short / "driver.py"
+    script.write_text(textwrap.dedent(DRIVER))
+    driver = procs.spawn([sys.executable, str(script), head.address, head.token, str(flag)],
+                         env=procs.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert wait_until(flag.exists, 60, 0.05), "the driver's first task never started"
+
+    def names() -> list[str]:
+        (tasks,) = query(head, ("list", "tasks"))
+        return [t["name"] for t in tasks]
+
+    assert wait_until(lambda: len(names()) == 7, 30, 0.1), names()
+    driver.send_signal(sig)
+    driver.wait(30)
+    assert wait_until(lambda: not names(), 30, 0.1), f"the driver's tasks outlived it: {names()}"
+    connect(head)
+
+    @ember.remote
+    def after():
+        return "ran"
+
+    assert ember.get(after.remote(), timeout=30) == "ran", "the next driver's task waited behind the old one's"
+    assert wait_until(lambda: ember.available_resources().get("CPU") == 1.0, 30, 0.1), ember.available_resources()
