@@ -107,6 +107,9 @@ def receive_chunks(chunks: Any, out: Any) -> int:
     return pos
 
 
+OBJECT_METADATA = "ember-object"  # WriteObject/ReadObject: the object id (hex) the range belongs to
+
+
 def _metadata(token: str | None) -> list[tuple[str, str]]:
     return [("authorization", f"Bearer {token}")] if token else []
 
@@ -203,8 +206,9 @@ class GrpcConnection:
         finally:
             self._in.put(None)
 
-    def write_object(self, offset: int, parts: list[Any]) -> None:
-        """Stream an object's bytes (a list of buffers, written back to back) into the store."""
+    def write_object(self, oid: bytes, offset: int, parts: list[Any]) -> None:
+        """Stream an object's bytes (a list of buffers, written back to back) into the space
+        the store allocated for ``oid``."""
 
         def chunks() -> Any:
             pos = offset
@@ -215,12 +219,14 @@ class GrpcConnection:
                     yield encode_write_chunk(pos, piece)
                     pos += len(piece)
 
-        self._write_raw(chunks(), metadata=self._meta)
+        self._write_raw(chunks(), metadata=[*self._meta, (OBJECT_METADATA, oid.hex())])
 
-    def read_object(self, offset: int, size: int, into: memoryview | None = None) -> bytearray | mmap.mmap | memoryview:
-        """An object's bytes, streamed out of the store (into ``into`` when given)."""
+    def read_object(self, oid: bytes, offset: int, size: int,
+                    into: memoryview | None = None) -> bytearray | mmap.mmap | memoryview:
+        """Sealed object ``oid``'s bytes, streamed out of the store (into ``into`` when given)."""
         out = _receive_buffer(size) if into is None else into
-        got = receive_chunks(self._read_raw(pb.ReadRequest(offset=offset, size=size), metadata=self._meta), out)
+        got = receive_chunks(self._read_raw(pb.ReadRequest(offset=offset, size=size),
+                                            metadata=[*self._meta, (OBJECT_METADATA, oid.hex())]), out)
         if got != size:
             raise ConnectionError(f"the head sent {got} of the object's {size} bytes")
         return out

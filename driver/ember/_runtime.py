@@ -372,7 +372,7 @@ class CoreRuntime:
         offset = reply
         if self.remote:
             if self._node_store is None or not self._node_store.write(oid, offset, ser):
-                self.conn.write_object(offset, ser.parts())
+                self.conn.write_object(oid, offset, ser.parts())
         else:
             ser.write_into(self._arena()[offset : offset + ser.total])
         return offset, ser.total
@@ -408,7 +408,7 @@ class CoreRuntime:
         try:  # the head keeps the object pinned while it is being read
             mm = store.map(oid, *granted) if store is not None else None
             if mm is None:
-                return memoryview(self.conn.read_object(granted[0], granted[1]))
+                return memoryview(self.conn.read_object(oid, granted[0], granted[1]))
         finally:
             self._deferred.append((_UNMAPPED, oid))
         self._maps[oid] = mm

@@ -26,6 +26,24 @@ _pack = _HEADER.pack
 _unpack_from = _HEADER.unpack_from
 
 
+class _DataOnly(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        raise pickle.UnpicklingError(f"it names {module}.{name}: a message may hold only plain data")
+
+    def persistent_load(self, pid: Any) -> Any:
+        raise pickle.UnpicklingError("it holds a persistent id: a message may hold only plain data")
+
+
+def loads_data_only(payload: bytes | memoryview) -> Any:
+    """Decode a frame's payload that may hold only plain data (None, bool, int, float, str,
+    bytes, and tuples, lists, dicts and sets of them): any reference to a class or function,
+    which is how a pickle runs code, is refused with ``pickle.UnpicklingError``. What crosses
+    gRPC into an agent is checked with this before the agent reads it."""
+    import io
+
+    return _DataOnly(io.BytesIO(payload)).load()
+
+
 class ConnectionClosed(Exception):
     """The peer closed the connection (or died)."""
 

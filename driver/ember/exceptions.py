@@ -126,6 +126,30 @@ class RayActorError(RayError):
         super().__init__(message)
 
 
+class ActorCreationError(RayActorError):
+    """Made by a node agent when an actor's constructor failed: it holds the constructor's
+    error still serialized (an agent never unpickles what user code raised), and becomes a
+    ``RayActorError`` with that error as its ``cause`` when the caller unpickles it."""
+
+    def __init__(self, prefix: str, cause_blob: bytes) -> None:
+        self.prefix = prefix
+        self.cause_blob = cause_blob
+        super().__init__(prefix)
+
+    def __reduce__(self):
+        return (_actor_creation_error, (self.prefix, self.cause_blob))
+
+
+def _actor_creation_error(prefix: str, cause_blob: bytes) -> RayActorError:
+    from ember._serialization import deserialize
+
+    try:
+        cause: BaseException | None = deserialize(cause_blob)
+    except Exception as exc:  # noqa: BLE001 - say why instead
+        cause = RayError(f"the constructor's exception could not be unpickled here: {exc}")
+    return RayActorError(f"{prefix}\n{cause}", cause=cause)
+
+
 class ActorDiedError(RayActorError):
     """The actor's process is gone (crashed, killed, or its node died)."""
 

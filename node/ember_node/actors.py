@@ -12,7 +12,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from ember import _messages as M
-from ember.exceptions import ActorDiedError, RayActorError
+from ember.exceptions import ActorCreationError, ActorDiedError, RayActorError
 
 from ember_node.tasks import FINISHED, QUEUED, RUNNING, Task
 from ember_node.workers import BUSY, WorkerRec
@@ -89,14 +89,8 @@ class ActorManager:
     def on_created(self, actor: Actor, task: Task, results: list) -> None:
         failed = any(kind == M.ERROR for _, kind, _, _ in results)
         if failed:
-            from ember._serialization import deserialize
-
-            try:
-                cause = deserialize(results[0][2])
-            except Exception as exc:  # noqa: BLE001
-                cause = exc
-            actor.death_cause = RayActorError(
-                f"actor {actor.class_name} could not be created: its constructor raised\n{cause}", cause=cause)
+            actor.death_cause = ActorCreationError(
+                f"actor {actor.class_name} could not be created: its constructor raised", results[0][2])
             self._die(actor, kill=True)
             return
         actor.state = ALIVE
@@ -108,15 +102,8 @@ class ActorManager:
         actor = self.actors.get(task.rids[0])
         if actor is None or actor.state == DEAD:
             return
-        from ember._serialization import deserialize
-
-        try:
-            cause = deserialize(blob)
-        except Exception as exc:  # noqa: BLE001
-            cause = exc
         if actor.death_cause is None:
-            actor.death_cause = RayActorError(f"actor {actor.class_name} could not be created: {cause}",
-                                              cause=cause)
+            actor.death_cause = ActorCreationError(f"actor {actor.class_name} could not be created:", blob)
         self._die(actor, kill=True)
 
     # -------------------------------------------------------------- calls

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import pickle
 import socket
 import threading
 from collections.abc import Callable, Iterator
@@ -18,9 +19,11 @@ from concurrent import futures
 from typing import Any
 
 import grpc
+from ember import _messages as M
 from ember._proto import node_pb2 as pb
 from ember._proto import node_pb2_grpc as pb_grpc
-from ember._remote import encode_read_chunk, keep_chunks_in_heap
+from ember._remote import OBJECT_METADATA, encode_read_chunk, keep_chunks_in_heap
+from ember._wire import loads_data_only
 
 log = logging.getLogger("ember.grpc")
 
@@ -81,10 +84,20 @@ class NodeServicer(pb_grpc.NodeServicer):
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.connect(self.agent.socket_path)
 
+        refused: list[str] = []
+
         def upstream() -> None:
+            checker = DataOnlyFrames()
             try:
                 for frames in request_iterator:
-                    sock.sendall(frames.data)
+                    sock.sendall(checker.feed(frames.data))
+            except pickle.UnpicklingError as exc:
+                log.warning("closing a Session from %s: %s", context.peer(), exc)
+                refused.append(str(exc))
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)  # ends the downstream loop below
+                except OSError:
+                    pass
             except Exception:  # noqa: BLE001 - the stream ended or was cancelled
                 pass
             finally:
@@ -106,35 +119,60 @@ class NodeServicer(pb_grpc.NodeServicer):
                 yield pb.Frames(data=data)
         finally:
             _close_quietly(sock)
+        if refused:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, refused[0])
 
 
-    def _span(self, offset: int, size: int, context: grpc.ServicerContext) -> memoryview:
-        arena = self.agent.arena
-        if offset < 0 or size < 0 or offset + size > arena.capacity:
-            context.abort(grpc.StatusCode.OUT_OF_RANGE, "the range lies outside the object store")
-        return arena.view()
+    def _object_range(self, context: grpc.ServicerContext, sealed: bool) -> tuple[int, int]:
+        """The store range of the object the call names (metadata ``ember-object``): a sealed
+        object to read, or an allocation still being written to write; any other range is
+        refused, so no token holder reads free space or overwrites anyone's sealed object."""
+        oid_hex = dict(context.invocation_metadata()).get(OBJECT_METADATA, "")
+        try:
+            oid = bytes.fromhex(oid_hex)
+        except ValueError:
+            oid = b""
+        if not oid:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"the call names no object ({OBJECT_METADATA} metadata)")
+        if sealed:
+            obj = self.agent.table.objs.get(oid)
+            if obj is not None and obj.state and obj.kind == M.STORE and isinstance(obj.payload, tuple):
+                return obj.payload
+            context.abort(grpc.StatusCode.PERMISSION_DENIED, f"object {oid_hex} is not a sealed object in this store")
+        for client in list(self.agent.clients.values()):
+            span = client.refs.creating.get(oid)
+            if span is not None:
+                return span
+        context.abort(grpc.StatusCode.PERMISSION_DENIED,
+                      f"object {oid_hex} is not being written: only space allocated for it, before "
+                      f"it is sealed, may be written (sealed objects are read-only)")
+        raise AssertionError("unreachable")
+
+    @staticmethod
+    def _inside(span: tuple[int, int], offset: int, size: int, context: grpc.ServicerContext) -> None:
+        if offset < span[0] or size < 0 or offset + size > span[0] + span[1]:
+            context.abort(grpc.StatusCode.OUT_OF_RANGE, "the range lies outside the object the call names")
 
     def WriteObject(self, request_iterator: Iterator[pb.WriteChunk], context: grpc.ServicerContext) -> pb.WriteReply:
         written = 0
-        view = None
+        span = self._object_range(context, sealed=False)
+        view = self.agent.arena.view()
         try:
             for chunk in request_iterator:
                 n = len(chunk.data)
-                view = view or self._span(chunk.offset, n, context)
-                if chunk.offset + n > len(view):
-                    context.abort(grpc.StatusCode.OUT_OF_RANGE, "the range lies outside the object store")
+                self._inside(span, chunk.offset, n, context)
                 view[chunk.offset : chunk.offset + n] = chunk.data
                 written += n
         finally:
-            if view is not None:
-                view.release()
+            view.release()
         return pb.WriteReply(written=written)
 
     def ReadObject(self, request: pb.ReadRequest, context: grpc.ServicerContext) -> Iterator[bytes]:
         """Each chunk is an encoded ``ReadChunk``, made with one copy straight out of the store
         (``pb.ReadChunk(data=bytes(...))`` then serializing it copies the bytes three times);
         ``serve`` registers this method without a response serializer."""
-        view = self._span(request.offset, request.size, context)
+        self._inside(self._object_range(context, sealed=True), request.offset, request.size, context)
+        view = self.agent.arena.view()
         try:
             yield from _read_chunks(view, request.offset, request.size)
         finally:
@@ -193,6 +231,43 @@ def _add_servicer(servicer: pb_grpc.NodeServicer, server: grpc.Server) -> None:
             response_serializer=None if method.name in _RAW_RESPONSES else response_cls.SerializeToString)
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service.full_name, handlers),))
     server.add_registered_method_handlers(service.full_name, handlers)
+
+
+class DataOnlyFrames:
+    """Frames from a remote peer, let through only once each is known to be plain data
+    (``ember._wire.loads_data_only``): nothing a remote peer sends makes the agent resolve
+    a class or function, so no pickle from the network runs code in the agent."""
+
+    __slots__ = ("_buf", "_count")
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+        self._count = 0
+
+    def feed(self, data: bytes) -> bytes:
+        """The complete frames of what has arrived so far (the rest waits for more bytes);
+        raises ``pickle.UnpicklingError`` naming the first frame that is not plain data."""
+        buf = self._buf
+        buf += data
+        pos = 0
+        n = len(buf)
+        while n - pos >= 4:
+            size = int.from_bytes(buf[pos:pos + 4], "little")
+            end = pos + 4 + size
+            if end > n:
+                break
+            self._count += 1
+            try:
+                msg = loads_data_only(memoryview(buf)[pos + 4:end])
+            except Exception as exc:  # noqa: BLE001 - any decoding failure refuses the frame
+                raise pickle.UnpicklingError(f"message {self._count} of the stream was refused: {exc}") from None
+            if not isinstance(msg, tuple) or not msg or not isinstance(msg[0], int):
+                raise pickle.UnpicklingError(
+                    f"message {self._count} of the stream was refused: not a tuple starting with a message type")
+            pos = end
+        out = bytes(buf[:pos])
+        del buf[:pos]
+        return out
 
 
 def _close_quietly(sock: socket.socket) -> None:

@@ -54,13 +54,13 @@ class Entry:
 class NodeStore:
     """The copies, their pins, and the socket the node's workers ask through.
 
-    ``fetch(head_offset, size, into)`` streams an object's bytes from the head's store into
-    a writable view (the head keeps the object pinned for the asking worker meanwhile);
-    ``upload(head_offset, data)`` streams bytes into space the head allocated.
+    ``fetch(oid, head_offset, size, into)`` streams an object's bytes from the head's store
+    into a writable view (the head keeps the object pinned for the asking worker meanwhile);
+    ``upload(oid, head_offset, data)`` streams bytes into space the head allocated for it.
     """
 
-    def __init__(self, arena: Arena, socket_path: str, fetch: Callable[[int, int, memoryview], None],
-                 upload: Callable[[int, memoryview], None],
+    def __init__(self, arena: Arena, socket_path: str, fetch: Callable[[bytes, int, int, memoryview], None],
+                 upload: Callable[[bytes, int, memoryview], None],
                  fetch_peer: Callable[[str, bytes, memoryview], None] | None = None) -> None:
         self.arena = arena
         self.socket_path = socket_path
@@ -146,7 +146,7 @@ class NodeStore:
                 except Exception as exc:  # noqa: BLE001 - the head has every object
                     log.info("fetching %s from the node at %s failed (%s); trying elsewhere",
                              oid.hex()[:12], peer, exc)
-        self._fetch(head_offset, len(into), into)
+        self._fetch(oid, head_offset, len(into), into)
         return False
 
     def open_copy(self, oid: bytes) -> Entry | None:
@@ -174,7 +174,7 @@ class NodeStore:
 
     def publish(self, entry: Entry, head_offset: int) -> None:
         """Upload a reserved copy's bytes to the head's store; the copy then serves readers."""
-        self._complete(entry, lambda data: self._upload(head_offset, data))
+        self._complete(entry, lambda data: self._upload(entry.oid, head_offset, data))
 
     def abandon(self, entry: Entry, why: str) -> None:
         """A copy that never became whole (its fetch or upload failed, or its writer died)."""

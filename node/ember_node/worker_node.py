@@ -73,8 +73,8 @@ class WorkerNode:
         peer_server = None
         try:
             store = NodeStore(arena, store_sock,
-                              lambda offset, size, into: conn.read_object(offset, size, into),
-                              lambda offset, data: conn.write_object(offset, [data]),
+                              conn.read_object,
+                              lambda oid, offset, data: conn.write_object(oid, offset, [data]),
                               peers.fetch)
             peer_address = ""
             if self.peer_bind is not None:
