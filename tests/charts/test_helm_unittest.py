@@ -108,7 +108,7 @@ def test_set_merges_maps_into_values_files():
         [{"image": {"repo": "r", "tag": "1"}, "list": [1, 2]}],
         [{"image": {"tag": "2"}}, {"image.pullPolicy": "Always", "list[1]": 5}],
     )
-    assert merged == {"image": {"repo": "r", "tag": "2", "pullPolicy": "Always"}, "list": [1, 5]}
+    assert merged == {"image": {"repo": "r", "tag": "2", "pullPolicy": "Always"}, "list": [None, 5]}
     assert values.parse_set_path(r'a\.b.c[0]["d.e"]') == ["a.b", "c", 0, "d.e"]
 
 

@@ -114,8 +114,9 @@ def normalize_pattern(pattern: str) -> str:
 
 
 def is_partial(path: str) -> bool:
-    name = path.rsplit("/", 1)[-1]
-    return name.startswith("_") or name.endswith(".tpl")
+    """A partial (``_*``), rendered with every selection. (The plugin's DOCUMENT.md also names
+    ``*.tpl``, but the plugin renders a ``.tpl`` file only when the suite selects it.)"""
+    return path.rsplit("/", 1)[-1].startswith("_")
 
 
 def _chart_dirs(root: Path) -> list[tuple[Path, str]]:
@@ -233,12 +234,15 @@ def prepare(request: RenderRequest, workdir: Path) -> tuple[Path, list[str], lis
             if _DEFINE_RE.search(text):
                 continue  # cannot nest a define: helm's own output is used for this one
             name = f"{root_name}/{rel}"
-            body = f"{{{{ define {json.dumps(_WRAP_PREFIX + name)} }}}}{text}{{{{ end }}}}{setup}"
+            # Rendered as itself, the file emits its output; included by another template
+            # (e.g. a checksum of it), it gives its original output.
+            path.write_text(
+                f"{{{{ define {json.dumps(_WRAP_PREFIX + name)} }}}}{text}{{{{ end }}}}"
+                f"{{{{- if eq .Template.Name {json.dumps(name)} -}}}}{setup}{_emit(name, rel)}"
+                f"{{{{- else -}}}}{{{{ include {json.dumps(_WRAP_PREFIX + name)} . }}}}{{{{- end -}}}}"
+            )
             if path.name == "NOTES.txt":
                 notes.setdefault(templates, []).append((name, rel))
-                path.write_text(body)
-            else:
-                path.write_text(body + _emit(name, rel))
             wrapped.append(rel)
     for templates, entries in notes.items():
         companion = "\n---\n".join(_emit(name, rel) for name, rel in entries)
@@ -279,7 +283,11 @@ def parse_failure(stderr: str, root_name: str) -> RenderFailure:
     template = message = None
     if lines:
         helm4 = _HELM4_AT_RE.match(lines[0])
-        if helm4 and len(lines) > 1:
+        if helm4 and len(lines) > 2:
+            # Helm 4 breaks "file:l:c: executing ... at <...>: cause: cause" into lines.
+            template = helm4.group("file")
+            message = " ".join(line.strip() for line in lines[2:])
+        elif helm4 and len(lines) > 1:
             template, message = helm4.group("file"), lines[-1].strip()
         else:
             match = _ERROR_AT_RE.match(lines[0])
@@ -314,7 +322,9 @@ def _read_output(stdout: str, root_name: str) -> tuple[dict[str, str], dict[str,
             continue
         document = yamlcore.load(chunk)
         if isinstance(document, dict) and "eut-raw" in document:
-            raw[document["eut-file"]] = base64.b64decode(document["eut-raw"] or "").decode()
+            text = base64.b64decode(document["eut-raw"] or "").decode()
+            # Helm's engine drops every "<no value>" from a template's output.
+            raw[document["eut-file"]] = text.replace("<no value>", "")
             continue
         match = source_re.search(chunk)
         if match is None:

@@ -86,6 +86,13 @@ def build_request(case: Case) -> RenderRequest:
     sets = [src.get("set") or {} for src in (case.suite, case.test)]
     release = _merged(case, "release")
     caps = _merged(case, "capabilities")
+    test_caps = case.test.get("capabilities") or {}
+    if "apiVersions" in test_caps:
+        # The plugin: a test's `apiVersions: []` keeps the suite's list, a null one drops it.
+        if test_caps["apiVersions"] is None:
+            caps.pop("apiVersions", None)
+        elif not test_caps["apiVersions"]:
+            caps["apiVersions"] = (case.suite.get("capabilities") or {}).get("apiVersions") or []
     chart = _merged(case, "chart")
     defaults = Release()
     return RenderRequest(
@@ -121,7 +128,7 @@ def _templates_for(case: Case, assertion: dict, rendered: Rendered) -> list[str]
     elif case.suite.get("templates"):
         patterns, defaults = [str(t) for t in case.suite["templates"]], True
     else:
-        return "assertion.template must be given if testsuite.templates is empty"
+        return sorted(rendered.selected)  # the plugin: no templates named means all of them
     known = rendered.selected
     chosen: list[str] = []
     for pattern in patterns:

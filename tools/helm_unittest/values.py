@@ -59,27 +59,13 @@ def build(path: str, value: Any) -> dict[str, Any]:
 
 
 def merge(base: Any, override: Any) -> Any:
-    """``override`` over ``base``: maps merge recursively, lists merge by index from ``set``."""
+    """``override`` over ``base``: maps merge recursively; anything else, lists too, replaces.
+
+    So ``set: {hosts[1]: x}`` makes ``hosts`` the list ``[null, x]``, as in the plugin."""
     if isinstance(base, dict) and isinstance(override, dict):
         merged = dict(base)
         for key, value in override.items():
             merged[key] = merge(base[key], value) if key in base else value
-        return merged
-    return override
-
-
-def _merge_set(base: Any, override: Any) -> Any:
-    # A list built from a path like a[2] only names one index: keep the others.
-    if isinstance(base, list) and isinstance(override, list):
-        merged = list(base) + [None] * max(0, len(override) - len(base))
-        for index, value in enumerate(override):
-            if value is not None:
-                merged[index] = _merge_set(merged[index], value)
-        return merged
-    if isinstance(base, dict) and isinstance(override, dict):
-        merged = dict(base)
-        for key, value in override.items():
-            merged[key] = _merge_set(base[key], value) if key in base else value
         return merged
     return override
 
@@ -95,5 +81,5 @@ def user_values(files: list[Any], sets: list[dict[str, Any]]) -> dict[str, Any]:
         result = merge(result, loaded)
     for entries in sets:
         for path, value in entries.items():
-            result = _merge_set(result, build(str(path), value))
+            result = merge(result, build(str(path), value))
     return result
