@@ -126,66 +126,7 @@ def test_helm_unittest(helm, case):
     assert not failures, "\n".join(failures)
 
 
-def _case(test: dict) -> helm_unittest.Case:
-    suite = {
-        "templates": ["templates/raycluster.yaml"],
-        "release": {"name": "demo", "namespace": "ns"},
-    }
-    return helm_unittest.Case(
-        CLUSTER_CHART, CLUSTER_CHART / "tests" / "adapter_test.yaml", suite, test
-    )
-
-
-def test_adapter_reports_failing_assertions(helm):
-    case = _case(
-        {
-            "it": "fails",
-            "asserts": [
-                {"equal": {"path": "metadata.name", "value": "other"}},
-                {"hasDocuments": {"count": 2}},
-                {"failedTemplate": {"errorPattern": "x"}},
-                {"exists": {"path": "spec.nothing[3]"}},
-            ],
-        }
-    )
-    failures = helm_unittest.run_case(helm, case)
-    assert len(failures) == 4, failures
-    assert 'expected "other", got "demo"' in failures[0]
-
-
-def test_adapter_refuses_what_it_does_not_implement(helm):
-    with pytest.raises(helm_unittest.UnsupportedError, match="equalRaw"):
-        helm_unittest.run_case(helm, _case({"it": "x", "asserts": [{"equalRaw": {"value": "x"}}]}))
-    with pytest.raises(helm_unittest.UnsupportedError, match="not"):
-        helm_unittest.run_case(
-            helm, _case({"it": "x", "asserts": [{"equal": {"path": "a", "value": 1}, "not": True}]})
-        )
-    with pytest.raises(helm_unittest.UnsupportedError, match="path syntax"):
-        helm_unittest.run_case(
-            helm,
-            _case(
-                {"it": "x", "asserts": [{"exists": {"path": "spec.containers[?(@.name=='a')]"}}]}
-            ),
-        )
-    with pytest.raises(helm_unittest.UnsupportedError, match="decodeBase64"):
-        helm_unittest.run_case(
-            helm,
-            _case(
-                {"it": "x", "asserts": [{"equal": {"path": "a", "value": 1, "decodeBase64": True}}]}
-            ),
-        )
-
-
-def test_adapter_paths():
-    doc = {
-        "metadata": {"labels": {"app.kubernetes.io/name": "x"}},
-        "spec": {"items": [{"a": 1}, {"a": 2}]},
-    }
-    assert helm_unittest.lookup(doc, 'metadata.labels["app.kubernetes.io/name"]') == "x"
-    assert helm_unittest.lookup(doc, "metadata.labels['app.kubernetes.io/name']") == "x"
-    assert helm_unittest.lookup(doc, "spec.items[1].a") == 2
-    assert helm_unittest.lookup(doc, "$.spec.items[-1].a") == 2
-    assert helm_unittest.lookup(doc, "spec.items[2].a") is helm_unittest._MISSING
+# The runner itself is tested in tests/charts/test_helm_unittest.py.
 
 
 # --- rendered objects against the Kubernetes schemas and the CRD --------

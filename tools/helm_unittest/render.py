@@ -1,0 +1,375 @@
+"""Render the templates one helm-unittest test selects, the way the plugin does, with ``helm template``.
+
+The plugin renders a chart with Helm's engine itself: only the suite's
+``templates`` (partials ``_*``/``*.tpl`` always included), each file's output
+split at ``---`` in the order the template wrote it, ``.txt`` files kept as raw
+text, and its own ``.Release`` defaults. ``helm template`` instead renders
+every template, re-orders documents by kind, refuses release names such as
+``RELEASE-NAME`` and fixes the revision at 1. So the chart is copied to a
+temporary directory and prepared first:
+
+* templates that are not selected are removed (so a fault in them cannot fail
+  a test that does not look at them);
+* each selected template is wrapped: its text becomes a named template of its
+  own, and the file outputs one document holding that template's rendered text
+  (base64), after setting ``.Release`` to the test's release. The rendered
+  text is then split here, exactly as the plugin splits it. ``.Template.Name``
+  and error positions are unchanged by the wrapping (same file, same lines);
+* ``NOTES.txt``, which ``helm template`` never prints, is printed by a
+  companion template;
+* packaged subcharts (``charts/*.tgz``) are unpacked, and the suite's
+  ``chart`` overrides are written into ``Chart.yaml``.
+
+Template paths are relative to the chart: ``templates/x.yaml``,
+``charts/sub/templates/y.yaml``, ``crds/z.yaml``.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import fnmatch
+import json
+import re
+import shutil
+import subprocess
+import tarfile
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from . import yamlcore
+
+RAW = "raw"  # the key under which a .txt template's text (or a render error) is kept
+_WRAP_PREFIX = "__ember_unittest__/"
+_DEFINE_RE = re.compile(r"\{\{-?\s*(define|block)\b")
+_SPLIT_RE = re.compile(r"(?m)^---[ \t]*(?:#.*)?$")
+
+
+@dataclasses.dataclass(frozen=True)
+class Release:
+    """``.Release`` as the plugin sets it (its defaults)."""
+
+    name: str = "RELEASE-NAME"
+    namespace: str = "NAMESPACE"
+    revision: int = 0
+    upgrade: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class Capabilities:
+    """``.Capabilities`` overrides; None keeps helm's default."""
+
+    major: str | None = None
+    minor: str | None = None
+    api_versions: tuple[str, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class RenderRequest:
+    """Everything one render depends on."""
+
+    chart: Path
+    templates: tuple[str, ...]  # suite `templates` patterns; empty = all
+    exclude: tuple[str, ...] = ()
+    values: dict[str, Any] = dataclasses.field(default_factory=dict)
+    release: Release = Release()
+    capabilities: Capabilities = Capabilities()
+    chart_version: str | None = None
+    app_version: str | None = None
+    include_crds: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class RenderFailure:
+    """helm failed: the template it blames (None when it names none) and the message."""
+
+    template: str | None
+    message: str
+    text: str  # helm's whole error output
+
+
+@dataclasses.dataclass
+class Rendered:
+    """The output of each rendered template (path -> raw text), or the failure."""
+
+    raw: dict[str, str]
+    documents: dict[str, list[Any]]
+    failure: RenderFailure | None
+    selected: list[str]  # every template path the suite selected and helm was asked to render
+
+
+class RenderError(Exception):
+    """The rendered output cannot be read (e.g. a template writes invalid YAML)."""
+
+
+def normalize_pattern(pattern: str) -> str:
+    """The plugin lets ``templates/`` be left out of a template path."""
+    pattern = pattern.lstrip("./") if pattern.startswith("./") else pattern
+    if pattern.startswith(("templates/", "charts/", "crds/")):
+        return pattern
+    return "templates/" + pattern
+
+
+def is_partial(path: str) -> bool:
+    """A partial (``_*``), rendered with every selection. (The plugin's DOCUMENT.md also names
+    ``*.tpl``, but the plugin renders a ``.tpl`` file only when the suite selects it.)"""
+    return path.rsplit("/", 1)[-1].startswith("_")
+
+
+def _chart_dirs(root: Path) -> list[tuple[Path, str]]:
+    """(directory, path prefix) of the chart and of every unpacked subchart."""
+    found = [(root, "")]
+    charts = root / "charts"
+    if charts.is_dir():
+        for sub in sorted(charts.iterdir()):
+            if sub.is_dir() and (sub / "Chart.yaml").exists():
+                for directory, prefix in _chart_dirs(sub):
+                    found.append((directory, f"charts/{sub.name}/{prefix}"))
+    return found
+
+
+def template_files(root: Path) -> list[str]:
+    """Every template path of a chart and its subcharts (partials left out)."""
+    paths = []
+    for directory, prefix in _chart_dirs(root):
+        templates = directory / "templates"
+        if templates.is_dir():
+            for path in sorted(templates.rglob("*")):
+                rel = prefix + path.relative_to(directory).as_posix()
+                if path.is_file() and not is_partial(rel):
+                    paths.append(rel)
+    return paths
+
+
+def select(available: list[str], patterns: tuple[str, ...], exclude: tuple[str, ...]) -> list[str]:
+    """The templates the suite's ``templates``/``excludeTemplates`` select (all when none named)."""
+    wanted = [normalize_pattern(p) for p in patterns] or ["*"]
+    unwanted = [normalize_pattern(p) for p in exclude]
+    return [
+        path
+        for path in available
+        if any(fnmatch.fnmatchcase(path, p) for p in wanted)
+        and not any(fnmatch.fnmatchcase(path, p) for p in unwanted)
+    ]
+
+
+def _go_literal(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    return json.dumps(str(value))
+
+
+def _release_setup(release: Release) -> str:
+    settings = {
+        "Name": release.name,
+        "Namespace": release.namespace,
+        "Revision": release.revision,
+        "IsUpgrade": release.upgrade,
+        "IsInstall": not release.upgrade,
+    }
+    return "".join(
+        f"{{{{- $_ := set .Release {json.dumps(key)} {_go_literal(value)} -}}}}"
+        for key, value in settings.items()
+    )
+
+
+def _emit(name: str, rel: str) -> str:
+    return (
+        f"eut-file: {json.dumps(rel)}\n"
+        f"eut-raw: {{{{ include {json.dumps(_WRAP_PREFIX + name)} . | b64enc | quote }}}}\n"
+    )
+
+
+def _unpack_subcharts(directory: Path) -> None:
+    charts = directory / "charts"
+    if not charts.is_dir():
+        return
+    for packed in sorted(charts.glob("*.tgz")):
+        with tarfile.open(packed) as archive:
+            archive.extractall(charts, filter="data")
+        packed.unlink()
+    for sub in charts.iterdir():
+        if sub.is_dir():
+            _unpack_subcharts(sub)
+
+
+def _override_chart(directory: Path, version: str | None, app_version: str | None) -> None:
+    for chart_dir, _ in _chart_dirs(directory):
+        chart_file = chart_dir / "Chart.yaml"
+        meta = yaml.safe_load(chart_file.read_text())
+        if version is not None:
+            meta["version"] = str(version)
+        if app_version is not None:
+            meta["appVersion"] = str(app_version)
+        chart_file.write_text(yaml.safe_dump(meta, sort_keys=False))
+
+
+def prepare(request: RenderRequest, workdir: Path) -> tuple[Path, list[str], list[str]]:
+    """Copy and prepare the chart; returns (copy, selected templates, wrapped templates)."""
+    copy = workdir / "chart"
+    shutil.copytree(request.chart, copy, symlinks=False, ignore=shutil.ignore_patterns(".git"))
+    _unpack_subcharts(copy)
+    root_name = yaml.safe_load((copy / "Chart.yaml").read_text())["name"]
+    selected = select(template_files(copy), request.templates, request.exclude)
+    wrapped = []
+    setup = _release_setup(request.release)
+    notes: dict[Path, list[tuple[str, str]]] = {}
+    for directory, prefix in _chart_dirs(copy):
+        templates = directory / "templates"
+        if not templates.is_dir():
+            continue
+        for path in sorted(templates.rglob("*")):
+            rel = prefix + path.relative_to(directory).as_posix()
+            if not path.is_file() or is_partial(rel):
+                continue
+            if rel not in selected:
+                path.unlink()
+                continue
+            text = path.read_text()
+            if _DEFINE_RE.search(text):
+                continue  # cannot nest a define: helm's own output is used for this one
+            name = f"{root_name}/{rel}"
+            # Rendered as itself, the file emits its output; included by another template
+            # (e.g. a checksum of it), it gives its original output.
+            path.write_text(
+                f"{{{{ define {json.dumps(_WRAP_PREFIX + name)} }}}}{text}{{{{ end }}}}"
+                f"{{{{- if eq .Template.Name {json.dumps(name)} -}}}}{setup}{_emit(name, rel)}"
+                f"{{{{- else -}}}}{{{{ include {json.dumps(_WRAP_PREFIX + name)} . }}}}{{{{- end -}}}}"
+            )
+            if path.name == "NOTES.txt":
+                notes.setdefault(templates, []).append((name, rel))
+            wrapped.append(rel)
+    for templates, entries in notes.items():
+        companion = "\n---\n".join(_emit(name, rel) for name, rel in entries)
+        (templates / "zz-ember-unittest-notes.yaml").write_text(setup + companion)
+    if request.chart_version is not None or request.app_version is not None:
+        _override_chart(copy, request.chart_version, request.app_version)
+    return copy, selected, wrapped
+
+
+def helm_args(request: RenderRequest, chart_copy: Path, values_file: Path) -> list[str]:
+    """The ``helm template`` command line (after the helm binary)."""
+    args = ["template", "release-name", str(chart_copy), "--values", str(values_file)]
+    args += ["--namespace", request.release.namespace or "default"]
+    if request.release.upgrade:
+        args.append("--is-upgrade")
+    caps = request.capabilities
+    if caps.major is not None or caps.minor is not None:
+        args += ["--kube-version", f"v{caps.major or 1}.{caps.minor or 20}.0"]
+    for api in caps.api_versions:
+        args += ["--api-versions", api]
+    if request.include_crds:
+        args.append("--include-crds")
+    return args
+
+
+_ERROR_AT_RE = re.compile(r"^(?:.+?: |.+? \()(?P<file>[^\s()]+?):\d+:\d+\)?.*?: (?P<message>.+)$")
+_HELM4_AT_RE = re.compile(r"^(?P<file>[^\s]+?):\d+:\d+$")
+
+
+def parse_failure(stderr: str, root_name: str) -> RenderFailure:
+    """helm's error output -> the template blamed and the human-readable message."""
+    lines = [line for line in stderr.strip().splitlines() if line.strip()]
+    if lines and lines[-1].startswith("Use --debug flag"):
+        lines.pop()
+    if lines and lines[0].startswith("Error: "):
+        lines[0] = lines[0][len("Error: ") :]
+    text = "\n".join(lines)
+    template = message = None
+    if lines:
+        helm4 = _HELM4_AT_RE.match(lines[0])
+        if helm4 and len(lines) > 2:
+            # Helm 4 breaks "file:l:c: executing ... at <...>: cause: cause" into lines.
+            template = helm4.group("file")
+            message = " ".join(line.strip() for line in lines[2:])
+        elif helm4 and len(lines) > 1:
+            template, message = helm4.group("file"), lines[-1].strip()
+        else:
+            match = _ERROR_AT_RE.match(lines[0])
+            if match:
+                template, message = match.group("file"), match.group("message")
+                if len(lines) > 1:
+                    message = "\n".join(lines[1:])
+    if template is not None:
+        template = template.removeprefix(_WRAP_PREFIX)
+        template = template.split("/", 1)[1] if template.startswith(root_name + "/") else template
+    return RenderFailure(template, message if message is not None else text, text)
+
+
+def split_documents(raw: str) -> list[Any]:
+    """A template's output as the plugin reads it: YAML documents, empty ones dropped."""
+    documents = []
+    for chunk in _SPLIT_RE.split(raw):
+        try:
+            loaded = yamlcore.load_all(chunk)
+        except yaml.YAMLError as error:
+            raise RenderError(f"the rendered output is not valid YAML: {error}") from error
+        documents.extend(doc for doc in loaded if doc not in (None, {}, [], ""))
+    return documents
+
+
+def _read_output(stdout: str, root_name: str) -> tuple[dict[str, str], dict[str, list[Any]]]:
+    raw: dict[str, str] = {}
+    unwrapped: dict[str, list[Any]] = {}
+    source_re = re.compile(r"^# Source: (.+)$", re.MULTILINE)
+    for chunk in _SPLIT_RE.split(stdout):
+        if not chunk.strip():
+            continue
+        document = yamlcore.load(chunk)
+        if isinstance(document, dict) and "eut-raw" in document:
+            text = base64.b64decode(document["eut-raw"] or "").decode()
+            # Helm's engine drops every "<no value>" from a template's output.
+            raw[document["eut-file"]] = text.replace("<no value>", "")
+            continue
+        match = source_re.search(chunk)
+        if match is None:
+            continue
+        source = match.group(1)
+        source = source.split("/", 1)[1] if source.startswith(root_name + "/") else source
+        if document not in (None, {}):
+            unwrapped.setdefault(source, []).append(document)
+    return raw, unwrapped
+
+
+def render(helm: str, request: RenderRequest) -> Rendered:
+    """Render the selected templates with ``helm template`` (see the module docstring)."""
+    with tempfile.TemporaryDirectory(prefix="ember-unittest-") as tmp:
+        workdir = Path(tmp)
+        chart_copy, selected, wrapped = prepare(request, workdir)
+        root_name = yaml.safe_load((chart_copy / "Chart.yaml").read_text())["name"]
+        values_file = workdir / "values.yaml"
+        values_file.write_text(yaml.safe_dump(request.values, sort_keys=False))
+        proc = subprocess.run(
+            [helm, *helm_args(request, chart_copy, values_file)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    if proc.returncode != 0:
+        return Rendered(
+            {},
+            {},
+            parse_failure(proc.stderr or f"helm exited with {proc.returncode}", root_name),
+            selected,
+        )
+    raw, unwrapped = _read_output(proc.stdout, root_name)
+    documents: dict[str, list[Any]] = {}
+    for path in selected:
+        if path in raw:
+            if path.endswith(".txt"):
+                documents[path] = [{RAW: raw[path]}]
+            else:
+                documents[path] = split_documents(raw[path])
+        elif path not in wrapped:
+            documents[path] = unwrapped.get(path, [])
+    for path, docs in unwrapped.items():
+        if path.startswith("crds/") or "/crds/" in path:
+            documents[path] = docs
+            selected.append(path)
+    return Rendered(raw, documents, None, selected)
