@@ -66,6 +66,7 @@ COND_HEAD_POD_READY: Final = "HeadPodReady"
 COND_PROVISIONED: Final = "ClusterProvisioned"
 COND_SUSPENDED: Final = "Suspended"
 COND_REPLICA_FAILURE: Final = "ReplicaFailure"
+COND_UNSUPPORTED: Final = "UnsupportedFields"  # fields accepted but not acted on
 
 # Reason of ClusterProvisioned=False before the cluster was ever fully ready: the
 # provisioning-time histogram is observed only when leaving this reason for True.

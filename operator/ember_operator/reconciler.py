@@ -19,11 +19,13 @@ from typing import Any
 from ember_operator import builders, planner
 from ember_operator import constants as c
 from ember_operator.kube import ApiError, KubeClient
+from ember_operator.kuberay import managed_elsewhere
 from ember_operator.metrics import OperatorMetrics
 from ember_operator.planner import PodInfo
 from ember_operator.spec import ClusterSpec, GroupSpec, parse_cluster, spec_problems
 from ember_operator.status import (
     compute_status,
+    get_condition,
     invalid_status,
     provisioned_just_now,
     status_changed,
@@ -141,6 +143,9 @@ class Reconciler:
         meta = body.get("metadata") or {}
         if meta.get("deletionTimestamp"):
             return None
+        spec = body.get("spec")
+        if isinstance(spec, Mapping) and managed_elsewhere(spec) is not None:
+            return None  # spec.managedBy names another controller: leave the cluster to it
         previous = body.get("status") or {}
         now = format_time(self.options.clock())
         problems = spec_problems(name, body.get("spec"))
@@ -162,10 +167,20 @@ class Reconciler:
                                 replica_failure=failure)
         if status_changed(previous, status):
             self.kube.patch_cluster_status(namespace, name, status)
+            self._report_unsupported(body, previous, status)
             if provisioned_just_now(previous, status):
                 self._observe_provisioning(body)
         self.metrics.set_state(namespace, name, status["state"])
         return str(status["state"])
+
+    def _report_unsupported(
+        self, body: Mapping[str, Any], previous: Mapping[str, Any], status: Mapping[str, Any]
+    ) -> None:
+        # once per change of the list: a Warning naming what the spec asks and nothing does
+        before = get_condition(previous, c.COND_UNSUPPORTED) or {}
+        after = get_condition(status, c.COND_UNSUPPORTED) or {}
+        if after.get("status") == "True" and after.get("message") != before.get("message"):
+            self.event(body, "Warning", c.COND_UNSUPPORTED, str(after.get("message")))
 
     def _owned_pods(self, cluster: ClusterSpec) -> list[dict[str, Any]]:
         pods = self.kube.list(cluster.namespace, "pods", {c.LABEL_CLUSTER: cluster.name})

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ember_operator import constants as c
+from ember_operator.kuberay import merged_start_params, unsupported_fields
+from ember_operator.quantities import QuantityError, parse_quantity
 
 __all__ = [
     "InvalidSpecError",
@@ -44,8 +46,8 @@ RESERVED_START_PARAMS: Mapping[str, str] = {
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _DNS_1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 _FLAG = re.compile(r"^[a-z0-9][a-z0-9-]*$")
-# "<cluster>-head" must be a DNS-1035 label (a Service name): at most 63 characters.
-MAX_CLUSTER_NAME = 63 - len("-head")
+# "<cluster>-head-svc" must be a DNS-1035 label (a Service name): at most 63 characters.
+MAX_CLUSTER_NAME = 63 - len("-head-svc")
 MAX_GROUP_NAME = 63  # a label value
 
 
@@ -69,6 +71,7 @@ class GroupSpec:
     template: Mapping[str, Any]
     start_params: Mapping[str, str]
     workers_to_delete: tuple[str, ...] = ()
+    labels: Mapping[str, str] | None = None  # the group's ``labels``: added to its pods' labels
 
 
 @dataclass(frozen=True)
@@ -84,6 +87,9 @@ class ClusterSpec:
     service_type: str = "ClusterIP"
     suspend: bool = False
     upgrade_strategy: str = c.UPGRADE_NONE
+    #: fields accepted but not acted on (see ember_operator.kuberay.unsupported_fields)
+    unsupported: tuple[str, ...] = ()
+    ray_version: str = ""  # recorded, ignored
 
     @property
     def groups(self) -> tuple[GroupSpec, ...]:
@@ -122,13 +128,26 @@ def _template_problems(where: str, template: Any, agent: str) -> list[str]:
     return problems
 
 
-def _start_params_problems(where: str, params: Any) -> list[str]:
-    if params is None:
-        return []
-    if not isinstance(params, Mapping):
-        return [f"{where}.startParams must be a map of flag names to strings"]
+def _map_problems(where: str, group: Mapping[str, Any]) -> list[str]:
     problems = []
-    for key, value in params.items():
+    for key in ("rayStartParams", "startParams", "labels", "resources"):
+        value = group.get(key)
+        if value is not None and not isinstance(value, Mapping):
+            problems.append(f"{where}.{key} must be a map of names to strings")
+    for name, raw in (group.get("resources") or {}).items() if isinstance(group.get("resources"), Mapping) else ():
+        try:
+            parse_quantity(raw)
+        except QuantityError:
+            problems.append(f"{where}.resources.{name} {raw!r} is not a quantity (e.g. \"2\", \"500m\", \"4Gi\")")
+    return problems
+
+
+def _start_params_problems(where: str, group: Mapping[str, Any]) -> list[str]:
+    problems = _map_problems(where, group)
+    if problems:
+        return problems
+    params = merged_start_params(group)
+    for key in params:
         if not isinstance(key, str) or not _FLAG.match(key):
             problems.append(
                 f"{where}.startParams key {key!r} is not a flag name (lowercase, digits, dashes)"
@@ -137,8 +156,6 @@ def _start_params_problems(where: str, params: Any) -> list[str]:
             problems.append(
                 f"{where}.startParams.{key} is set by the operator ({RESERVED_START_PARAMS[key]})"
             )
-        if not isinstance(value, str | int | float | bool):
-            problems.append(f"{where}.startParams.{key} must be a string")
     return problems
 
 
@@ -183,7 +200,7 @@ def _worker_problems(index: int, group: Any, seen: set[str]) -> list[str]:
             f"and maxReplicas ({high})"
         )
     problems += _template_problems(where, group.get("template"), c.AGENT_CONTAINER["worker"])
-    problems += _start_params_problems(where, group.get("startParams"))
+    problems += _start_params_problems(where, group)
     strategy = group.get("scaleStrategy") or {}
     to_delete = strategy.get("workersToDelete") if isinstance(strategy, Mapping) else None
     if to_delete is not None and (
@@ -200,7 +217,7 @@ def spec_problems(name: str, spec: Any) -> list[str]:
         problems.append(
             f"metadata.name {name!r} must start with a letter, use lowercase letters, digits and "
             f"'-', and have at most {MAX_CLUSTER_NAME} characters (the head Service is "
-            f"'<name>-head')"
+            f"'<name>-head-svc')"
         )
     if not isinstance(spec, Mapping):
         return [*problems, "spec is required"]
@@ -209,7 +226,7 @@ def spec_problems(name: str, spec: Any) -> list[str]:
         problems.append("spec.headGroupSpec is required")
     else:
         problems += _template_problems("headGroupSpec", head.get("template"), c.AGENT_CONTAINER["head"])
-        problems += _start_params_problems("headGroupSpec", head.get("startParams"))
+        problems += _start_params_problems("headGroupSpec", head)
         service_type = head.get("serviceType")
         if service_type is not None and service_type not in SERVICE_TYPES:
             problems.append(
@@ -240,13 +257,6 @@ def validate_spec(name: str, spec: Any) -> None:
         raise InvalidSpecError(problems)
 
 
-def _params(raw: Mapping[str, Any] | None) -> dict[str, str]:
-    def text(value: Any) -> str:
-        return str(value).lower() if isinstance(value, bool) else str(value)
-
-    return {key: text(value) for key, value in (raw or {}).items()}
-
-
 def parse_cluster(body: Mapping[str, Any]) -> ClusterSpec:
     """Validate a RayCluster object and return its spec with defaults applied.
 
@@ -265,7 +275,8 @@ def parse_cluster(body: Mapping[str, Any]) -> ClusterSpec:
         min_replicas=1,
         max_replicas=1,
         template=head_raw["template"],
-        start_params=_params(head_raw.get("startParams")),
+        start_params=merged_start_params(head_raw),
+        labels=dict(head_raw.get("labels") or {}),
     )
     workers = []
     for raw in spec.get("workerGroupSpecs") or []:
@@ -281,7 +292,8 @@ def parse_cluster(body: Mapping[str, Any]) -> ClusterSpec:
                 min_replicas=low,
                 max_replicas=high,
                 template=raw["template"],
-                start_params=_params(raw.get("startParams")),
+                start_params=merged_start_params(raw),
+                labels=dict(raw.get("labels") or {}),
                 workers_to_delete=tuple((raw.get("scaleStrategy") or {}).get("workersToDelete") or ()),
             )
         )
@@ -296,4 +308,6 @@ def parse_cluster(body: Mapping[str, Any]) -> ClusterSpec:
         service_type=head_raw.get("serviceType") or "ClusterIP",
         suspend=bool(spec.get("suspend", False)),
         upgrade_strategy=upgrade,
+        unsupported=tuple(unsupported_fields(spec)),
+        ray_version=str(spec.get("rayVersion") or ""),
     )

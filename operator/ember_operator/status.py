@@ -143,6 +143,10 @@ def compute_status(
     failure = (replica_failure is not None, "PodCreationFailed" if replica_failure else "NoFailure",
                replica_failure or "")
 
+    unsupported = (bool(cluster.unsupported),
+                   "FieldsNotActedOn" if cluster.unsupported else "AllFieldsActedOn",
+                   "not acted on: " + "; ".join(cluster.unsupported) if cluster.unsupported else "")
+
     def cond(kind: str, triple: tuple[bool, str, str]) -> dict[str, Any]:
         return set_condition(previous, kind, *triple, now=now, generation=gen)
 
@@ -155,6 +159,7 @@ def compute_status(
             cond(c.COND_PROVISIONED, prov),
             cond(c.COND_SUSPENDED, suspended),
             cond(c.COND_REPLICA_FAILURE, failure),
+            cond(c.COND_UNSUPPORTED, unsupported),
         ],
         "readyWorkerReplicas": sum(1 for p in workers if p.ready),
         "availableWorkerReplicas": sum(1 for p in workers if p.phase == "Running"),

@@ -1,0 +1,44 @@
+"""KubeRay manifests under the real operator (kopf in-process) against kmock's API emulator.
+
+kmock emulates the Kubernetes API server over real HTTP because no real API server
+exists on these machines (see ``ember_kmock.py``); the tests play the kubelet by
+patching pod status.
+"""
+
+import pytest
+from ember_kmock import Cluster, EmberEmulator, cluster_spec, counts, eventually, started
+from ember_operator.runtime import Operator
+
+pytestmark = [
+    pytest.mark.kmock(cls=EmberEmulator),
+    pytest.mark.filterwarnings("ignore:read_binary is deprecated:DeprecationWarning"),
+]
+
+
+async def test_fields_not_acted_on_get_a_warning_event_and_a_condition(
+    kmock: EmberEmulator, operator: Operator
+) -> None:
+    cluster = await started(kmock, workers=1, rayVersion="2.52.0",
+                            gcsFaultToleranceOptions={"redisAddress": "redis:6379"})
+
+    def reported() -> None:
+        condition = cluster.condition("UnsupportedFields")
+        assert condition["status"] == "True", condition
+        assert "spec.gcsFaultToleranceOptions" in condition["message"]
+        warnings = [e for e in cluster.events() if e["reason"] == "UnsupportedFields"]
+        assert len(warnings) == 1 and warnings[0]["type"] == "Warning", warnings
+        assert "spec.gcsFaultToleranceOptions" in warnings[0]["message"]
+
+    await eventually(reported)
+    assert "rayVersion" not in cluster.condition("UnsupportedFields")["message"]
+
+
+async def test_a_cluster_managed_by_another_controller_is_left_alone(
+    kmock: EmberEmulator, operator: Operator
+) -> None:
+    other = Cluster(kmock, "default", "elsewhere")
+    await other.create(cluster_spec(1, managedBy="kueue.x-k8s.io/multikueue"))
+    mine = await started(kmock, workers=1, name="mine")  # a pass surely ran by then
+    await eventually(lambda: mine.condition("UnsupportedFields"))
+    counts(other, 0, 0)
+    assert other.status() == {} and other.objects("services") == []
