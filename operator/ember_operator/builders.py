@@ -22,6 +22,8 @@ from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any
 
+from ember_node.start_flags import EMBER_FLAGS, SWITCH, parse_bool
+
 from ember_operator import constants as c
 from ember_operator.quantities import QuantityError, parse_quantity
 from ember_operator.spec import ClusterSpec, GroupSpec
@@ -149,6 +151,8 @@ def _param_flags(params: Mapping[str, str]) -> list[str]:
     flags: list[str] = []
     for key in sorted(params):
         value = params[key]
+        if EMBER_FLAGS.get(key) == SWITCH and not parse_bool(value):
+            continue  # a switch set to false is a switch left out
         # An empty value (or "true") is a bare switch: {"include-dashboard": ""} -> --include-dashboard.
         flags += [f"--{key}"] if value in ("", "true") else [f"--{key}", value]
     return flags

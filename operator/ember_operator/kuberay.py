@@ -19,6 +19,8 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
+from ember_node.start_flags import check_start_params
+
 from ember_operator.constants import AGENT_CONTAINER
 from ember_operator.quantities import QuantityError, parse_quantity
 
@@ -120,6 +122,9 @@ def _group_unsupported(
     found = [f"{where}.{key} ({why})" for key, why in table.items() if group.get(key) not in (None, False)]
     if group.get("labels"):
         found.append(f"{where}.labels (as Ray node labels: ember has none; they label the pods)")
+    if isinstance(group.get("rayStartParams") or {}, Mapping) and isinstance(group.get("startParams") or {}, Mapping):
+        for key, why in check_start_params(merged_start_params(group)).ignored.items():
+            found.append(f"{where}.rayStartParams.{key} (a Ray flag with no meaning here: {why})")
     containers = ((group.get("template") or {}).get("spec") or {}).get("containers") or []
     if containers:
         index = _agent_index(containers, agent)

@@ -11,6 +11,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ember_node.start_flags import check_start_params
+
 from ember_operator import constants as c
 from ember_operator.kuberay import merged_start_params, unsupported_fields
 from ember_operator.quantities import QuantityError, parse_quantity
@@ -41,7 +43,11 @@ RESERVED_START_PARAMS: Mapping[str, str] = {
     "metrics-port": f"probes and scraping use {c.METRICS_PORT}",
     "dashboard-port": f"the head Service exposes {c.DASHBOARD_PORT}",
     "token-file": f"the token Secret is mounted at {c.TOKEN_FILE}",
+    "node-ip-address": "agents in pods advertise the pod IP",
+    "state-dir": "pods keep no state",
 }
+# Reserved flags a KubeRay manifest often sets to what the operator sets anyway: dropped.
+TOLERATED_START_PARAMS: Mapping[str, tuple[str, ...]] = {"block": ("", "true")}
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _DNS_1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
@@ -147,16 +153,23 @@ def _start_params_problems(where: str, group: Mapping[str, Any]) -> list[str]:
     if problems:
         return problems
     params = merged_start_params(group)
-    for key in params:
-        if not isinstance(key, str) or not _FLAG.match(key):
-            problems.append(
-                f"{where}.startParams key {key!r} is not a flag name (lowercase, digits, dashes)"
-            )
-        elif key in RESERVED_START_PARAMS:
+    bad = [key for key in params if not _FLAG.match(key)]
+    for key in bad:
+        problems.append(f"{where}.startParams key {key!r} is not a flag name (lowercase, digits, dashes)")
+    check = check_start_params({k: v for k, v in params.items() if k not in bad})
+    problems += [f"{where}.rayStartParams: {problem} (the agent would refuse it)" for problem in check.problems]
+    for key, value in check.flags.items():
+        if key in RESERVED_START_PARAMS and value.lower() not in TOLERATED_START_PARAMS.get(key, ()):
             problems.append(
                 f"{where}.startParams.{key} is set by the operator ({RESERVED_START_PARAMS[key]})"
             )
     return problems
+
+
+def agent_start_params(group: Mapping[str, Any]) -> dict[str, str]:
+    """The start params the agent gets: Ray's names made ember's, ignored and tolerated ones dropped."""
+    check = check_start_params(merged_start_params(group))
+    return {key: value for key, value in check.flags.items() if key not in TOLERATED_START_PARAMS}
 
 
 def _int_field(where: str, group: Mapping[str, Any], key: str, problems: list[str]) -> int | None:
@@ -275,7 +288,7 @@ def parse_cluster(body: Mapping[str, Any]) -> ClusterSpec:
         min_replicas=1,
         max_replicas=1,
         template=head_raw["template"],
-        start_params=merged_start_params(head_raw),
+        start_params=agent_start_params(head_raw),
         labels=dict(head_raw.get("labels") or {}),
     )
     workers = []
@@ -292,7 +305,7 @@ def parse_cluster(body: Mapping[str, Any]) -> ClusterSpec:
                 min_replicas=low,
                 max_replicas=high,
                 template=raw["template"],
-                start_params=merged_start_params(raw),
+                start_params=agent_start_params(raw),
                 labels=dict(raw.get("labels") or {}),
                 workers_to_delete=tuple((raw.get("scaleStrategy") or {}).get("workersToDelete") or ()),
             )

@@ -42,3 +42,20 @@ async def test_a_cluster_managed_by_another_controller_is_left_alone(
     await eventually(lambda: mine.condition("UnsupportedFields"))
     counts(other, 0, 0)
     assert other.status() == {} and other.objects("services") == []
+
+
+async def test_a_start_flag_the_agent_would_refuse_is_a_status_reason_and_an_event(
+    kmock: EmberEmulator, operator: Operator
+) -> None:
+    cluster = Cluster(kmock, "default", "typo")
+    spec = cluster_spec(1)
+    spec["headGroupSpec"]["rayStartParams"] = {"dashbord-host": "0.0.0.0"}
+    await cluster.create(spec)
+
+    def refused() -> None:
+        assert cluster.status().get("state") == "failed", cluster.status()
+        assert "--dashbord-host is neither an `ember start` flag" in cluster.status()["reason"]
+        assert [e for e in cluster.events() if e["reason"] == "InvalidSpec" and e["type"] == "Warning"]
+
+    await eventually(refused)
+    counts(cluster, 0, 0)
