@@ -204,7 +204,7 @@ class Reconciler:
             self.event(body, "Normal", "CreatedSecret", f"Created token Secret {secret['metadata']['name']}")
 
     def _ensure_service(self, cluster: ClusterSpec, body: Mapping[str, Any]) -> dict[str, Any]:
-        name = c.head_service_name(cluster.name)
+        name = cluster.service_name
         service = self.kube.get(cluster.namespace, "services", name)
         if service is None:
             service = self.kube.create(cluster.namespace, "services", builders.build_head_service(cluster))

@@ -96,6 +96,15 @@ class ClusterSpec:
     #: fields accepted but not acted on (see ember_operator.kuberay.unsupported_fields)
     unsupported: tuple[str, ...] = ()
     ray_version: str = ""  # recorded, ignored
+    service_name: str = ""  # the head Service's name: headService.metadata.name, else <name>-head-svc
+    #: headGroupSpec.headService (a Service merged into ours) and spec.headServiceAnnotations
+    head_service: Mapping[str, Any] | None = None
+    service_annotations: Mapping[str, str] | None = None
+
+    @property
+    def head_address(self) -> str:
+        """The ``host:port`` worker agents dial: the head Service's DNS name and the gRPC port."""
+        return c.head_address(self.name, self.namespace, self.service_name or None)
 
     @property
     def groups(self) -> tuple[GroupSpec, ...]:
@@ -240,6 +249,11 @@ def spec_problems(name: str, spec: Any) -> list[str]:
     else:
         problems += _template_problems("headGroupSpec", head.get("template"), c.AGENT_CONTAINER["head"])
         problems += _start_params_problems("headGroupSpec", head)
+        custom = ((head.get("headService") or {}).get("metadata") or {}).get("name") \
+            if isinstance(head.get("headService") or {}, Mapping) else None
+        if custom is not None and (not isinstance(custom, str) or not _DNS_1035.match(custom) or len(custom) > 63):
+            problems.append(f"headGroupSpec.headService.metadata.name {custom!r} must be a DNS-1035 label "
+                            "(a Service name: lowercase letters, digits and '-', at most 63 characters)")
         service_type = head.get("serviceType")
         if service_type is not None and service_type not in SERVICE_TYPES:
             problems.append(
@@ -268,6 +282,12 @@ def validate_spec(name: str, spec: Any) -> None:
     problems = spec_problems(name, spec)
     if problems:
         raise InvalidSpecError(problems)
+
+
+def head_service_name(cluster: str, head: Mapping[str, Any]) -> str:
+    """The head Service's name: ``headService.metadata.name`` if given, else ``<cluster>-head-svc``."""
+    custom = ((head.get("headService") or {}).get("metadata") or {}).get("name")
+    return str(custom) if custom else c.head_service_name(cluster)
 
 
 def parse_cluster(body: Mapping[str, Any]) -> ClusterSpec:
@@ -318,9 +338,13 @@ def parse_cluster(body: Mapping[str, Any]) -> ClusterSpec:
         generation=int(meta.get("generation") or 0),
         head=head,
         workers=tuple(workers),
-        service_type=head_raw.get("serviceType") or "ClusterIP",
+        service_type=head_raw.get("serviceType")
+        or ((head_raw.get("headService") or {}).get("spec") or {}).get("type") or "ClusterIP",
         suspend=bool(spec.get("suspend", False)),
         upgrade_strategy=upgrade,
         unsupported=tuple(unsupported_fields(spec)),
+        service_name=head_service_name(meta["name"], head_raw),
+        head_service=head_raw.get("headService") or None,
+        service_annotations=dict(spec.get("headServiceAnnotations") or {}),
         ray_version=str(spec.get("rayVersion") or ""),
     )

@@ -27,10 +27,13 @@ __all__ = [
     "ENDPOINTS",
 ]
 
+#: The head Service's ports by name, keyed as KubeRay's (plus ember's own ``grpc``).
 ENDPOINTS: Mapping[str, str] = {
-    c.PORT_NAME_GRPC: str(c.GRPC_PORT),
-    c.PORT_NAME_METRICS: str(c.METRICS_PORT),
+    c.PORT_NAME_GCS: str(c.GCS_PORT),
+    c.PORT_NAME_CLIENT: str(c.CLIENT_PORT),
     c.PORT_NAME_DASHBOARD: str(c.DASHBOARD_PORT),
+    c.PORT_NAME_METRICS: str(c.METRICS_PORT),
+    c.PORT_NAME_GRPC: str(c.GRPC_PORT),
 }
 
 
@@ -123,22 +126,24 @@ def compute_status(
         short.insert(0, "head pod not ready")
     provisioned = not cluster.suspend and not short
 
+    # RayClusterProvisioned: every pod ready for the first time; once True it stays True
     old_provisioned = get_condition(previous, c.COND_PROVISIONED)
-    never_provisioned = old_provisioned is None or old_provisioned.get("reason") == c.REASON_PROVISIONING
-    if provisioned:
-        prov = (True, "AllPodsReady", "the head and every desired worker are ready")
-    elif cluster.suspend:
-        prov = (False, "Suspended", "the cluster is suspended")
+    if provisioned or (old_provisioned is not None and old_provisioned.get("status") == "True"):
+        prov = (True, c.REASON_PROVISIONED, "the head and every desired worker were ready")
     else:
-        prov = (False, c.REASON_PROVISIONING if never_provisioned else "PodsNotReady", "; ".join(short))
+        prov = (False, c.REASON_PROVISIONING,
+                "the cluster is suspended" if cluster.suspend else "; ".join(short))
 
     if cluster.suspend:
+        suspending = (bool(live), "Suspending" if live else "Suspended",
+                      f"{len(live)} pods still running" if live else "")
         suspended = (not live, "Suspended" if not live else "Suspending",
                      "all pods deleted" if not live else f"{len(live)} pods still running")
         head = (False, "Suspended", "the cluster is suspended")
     else:
+        suspending = (False, "NotSuspended", "")
         suspended = (False, "NotSuspended", "")
-        head = (head_ready, "HeadPodReady" if head_ready else "HeadPodNotReady",
+        head = (head_ready, "HeadPodRunningAndReady" if head_ready else "HeadPodNotReady",
                 "" if head_ready else "waiting for the head pod to become ready")
     failure = (replica_failure is not None, "PodCreationFailed" if replica_failure else "NoFailure",
                replica_failure or "")
@@ -157,6 +162,7 @@ def compute_status(
         "conditions": [
             cond(c.COND_HEAD_POD_READY, head),
             cond(c.COND_PROVISIONED, prov),
+            cond(c.COND_SUSPENDING, suspending),
             cond(c.COND_SUSPENDED, suspended),
             cond(c.COND_REPLICA_FAILURE, failure),
             cond(c.COND_UNSUPPORTED, unsupported),
@@ -202,12 +208,11 @@ def status_changed(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> boo
 
 
 def provisioned_just_now(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> bool:
-    """Whether this status is the cluster's first ever ``ClusterProvisioned=True``.
+    """Whether this status is the cluster's first ever ``RayClusterProvisioned=True``.
 
     Used to observe the provisioning-time histogram once per cluster, also across
-    operator restarts: before the first success the condition's reason is ``Provisioning``.
+    operator restarts: the condition never reverts once True.
     """
     before = get_condition(old, c.COND_PROVISIONED)
     after = get_condition(new, c.COND_PROVISIONED)
-    first = before is None or (before.get("status") != "True" and before.get("reason") == c.REASON_PROVISIONING)
-    return bool(after and after.get("status") == "True" and first)
+    return bool(after and after.get("status") == "True" and (before is None or before.get("status") != "True"))

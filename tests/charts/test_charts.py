@@ -367,7 +367,7 @@ def test_cluster_chart_notes_explain_how_to_connect(helm):
         helm, "demo", str(CLUSTER_CHART), "--namespace", "research", "--set", "worker.replicas=3"
     )
     notes = proc.stdout.split("NOTES:", 1)[1]
-    assert "kubectl -n research port-forward svc/demo-head 6380:6380" in notes
+    assert "kubectl -n research port-forward svc/demo-head-svc 6380:6380" in notes
     assert (
         "EMBER_TOKEN=$(kubectl -n research get secret demo-token -o jsonpath='{.data.token}' | base64 -d)"
         in notes

@@ -50,17 +50,19 @@ async def test_create_makes_owned_head_service_secret_and_workers(
     assert agent(head)["args"][:3] == ["start", "--head", "--block"]
     assert "--address" in agent(workers[0])["args"]
     assert agent(workers[0])["args"][agent(workers[0])["args"].index("--address") + 1] == \
-        "demo-head.default.svc:6380"
-    assert service["metadata"]["name"] == "demo-head"
+        "demo-head-svc.default.svc:6380"
+    assert service["metadata"]["name"] == "demo-head-svc"
     assert {p["name"]: p["port"] for p in service["spec"]["ports"]} == \
-        {"grpc": 6380, "metrics": 8080, "dashboard": 8265}
+        {"gcs-server": 6379, "client": 10001, "dashboard": 8265, "metrics": 8080, "grpc": 6380}
+    assert head["metadata"]["labels"]["ray.io/node-type"] == "head"
+    assert {w["metadata"]["labels"]["ray.io/group"] for w in workers} == {"cpu"}
     assert secret["metadata"]["name"] == "demo-token" and secret["data"]["token"]
 
     await eventually(lambda: _assert_status(cluster, state="provisioning", desiredWorkerReplicas=2))
     status = cluster.status()
-    assert status["head"]["serviceName"] == "demo-head" and status["head"]["serviceIP"]
+    assert status["head"]["serviceName"] == "demo-head-svc" and status["head"]["serviceIP"]
     assert cluster.condition("HeadPodReady")["status"] == "False"
-    assert cluster.condition("ClusterProvisioned")["reason"] == "Provisioning"
+    assert cluster.condition("RayClusterProvisioned")["reason"] == "RayClusterPodsProvisioning"
     assert not cluster.object()["metadata"].get("finalizers"), "a RayCluster must stay deletable"
     reasons = {e["reason"] for e in cluster.events()}
     assert {"CreatedSecret", "CreatedService", "CreatedPod"} <= reasons
@@ -84,7 +86,7 @@ async def test_status_conditions_follow_pod_readiness_and_metrics_are_served(
     await cluster.make_ready()
     await eventually(lambda: _assert_status(cluster, state="ready", readyWorkerReplicas=2,
                                             availableWorkerReplicas=2))
-    assert cluster.condition("ClusterProvisioned")["status"] == "True"
+    assert cluster.condition("RayClusterProvisioned")["status"] == "True"
     assert cluster.condition("ReplicaFailure")["status"] == "False"
     assert cluster.status()["desiredCPU"] == "4"  # head 2 + 2 workers x 1
     assert cluster.status()["observedGeneration"] == cluster.object()["metadata"]["generation"]
@@ -163,18 +165,19 @@ async def test_suspend_deletes_pods_keeps_service_and_secret_then_resume(
     cluster = await started(kmock, workers=2)
     await cluster.patch_spec({"suspend": True})
     await eventually(lambda: counts(cluster, 0, 0))
-    await eventually(lambda: _assert_condition(cluster, "Suspended", "True"))
+    await eventually(lambda: _assert_condition(cluster, "RayClusterSuspended", "True"))
     assert cluster.status()["state"] == "suspended"
     assert len(cluster.objects("services")) == 1 and len(cluster.objects("secrets")) == 1
     token = cluster.objects("secrets")[0]["data"]["token"]
 
     await cluster.patch_spec({"suspend": False})
     await eventually(lambda: counts(cluster, 1, 2))
-    await eventually(lambda: _assert_condition(cluster, "Suspended", "False"))
+    await eventually(lambda: _assert_condition(cluster, "RayClusterSuspended", "False"))
     assert cluster.objects("secrets")[0]["data"]["token"] == token
     await cluster.make_ready()
     await eventually(lambda: _assert_status(cluster, state="ready"))
-    assert cluster.condition("ClusterProvisioned")["reason"] == "AllPodsReady"
+    # RayClusterProvisioned was never True before the suspension: it becomes True now
+    assert cluster.condition("RayClusterProvisioned")["reason"] == "AllPodRunningAndReadyFirstTime"
 
 
 async def test_recreate_rolls_pods_whose_template_changed(kmock: EmberEmulator, operator: Operator) -> None:

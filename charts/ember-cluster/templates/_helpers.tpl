@@ -1,6 +1,6 @@
 {{/*
 Name of the RayCluster: nameOverride, else the release name. The operator
-derives <name>-head (Service) and <name>-token (Secret) from it.
+derives <name>-head-svc (Service) and <name>-token (Secret) from it.
 */}}
 {{- define "ember-cluster.name" -}}
 {{- default .Release.Name .Values.nameOverride | trunc 50 | trimSuffix "-" }}
