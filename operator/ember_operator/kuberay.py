@@ -7,7 +7,7 @@ in three sets:
   wins), per-group ``resources`` (turned into ``--num-cpus``/``--memory``/``--num-gpus``/
   ``--resources`` and overriding the start params, as KubeRay does), per-group ``labels``
   (added to the pods' labels), ``suspend``, ``managedBy``, ``headServiceAnnotations``,
-  ``headService``, ``numOfHosts``, ``scaleStrategy.workersToDelete``, ``authOptions.mode``
+  ``headService``, ``numOfHosts`` (pods per replica), ``scaleStrategy.workersToDelete``, ``authOptions.mode``
   ``token`` (ember always checks a cluster token);
 - recorded and ignored by design: ``rayVersion`` (ember implements one Ray API);
 - not acted on yet: everything :func:`unsupported_fields` lists. The reconciler names them
@@ -157,6 +157,4 @@ def unsupported_fields(spec: Mapping[str, Any]) -> list[str]:
         if isinstance(group, Mapping):
             where = f"spec.workerGroupSpecs[{index}]"
             found += _group_unsupported(where, group, _WORKER_UNSUPPORTED, AGENT_CONTAINER["worker"])
-            if (group.get("numOfHosts") or 1) > 1:
-                found.append(f"{where}.numOfHosts (one pod per replica for now)")
     return found

@@ -78,6 +78,18 @@ class GroupSpec:
     start_params: Mapping[str, str]
     workers_to_delete: tuple[str, ...] = ()
     labels: Mapping[str, str] | None = None  # the group's ``labels``: added to its pods' labels
+    num_of_hosts: int = 1  # pods per replica (``numOfHosts``)
+    requested_replicas: int | None = None  # ``replicas`` as written, before clamping to the bounds
+
+    @property
+    def desired_pods(self) -> int:
+        """Pods wanted in this group: replicas times hosts per replica."""
+        return self.replicas * self.num_of_hosts
+
+    @property
+    def clamped(self) -> bool:
+        """``replicas`` was outside ``minReplicas..maxReplicas`` and was brought inside."""
+        return self.requested_replicas is not None and self.requested_replicas != self.replicas
 
 
 @dataclass(frozen=True)
@@ -209,18 +221,16 @@ def _worker_problems(index: int, group: Any, seen: set[str]) -> list[str]:
         if name in seen:
             problems.append(f"{where}.groupName is used by more than one worker group")
         seen.add(name)
-    replicas = _int_field(where, group, "replicas", problems)
+    _int_field(where, group, "replicas", problems)  # outside the bounds it is clamped, as KubeRay does
     low = _int_field(where, group, "minReplicas", problems)
     high = _int_field(where, group, "maxReplicas", problems)
     low = 0 if low is None else low
     high = MAX_REPLICAS if high is None else high
     if low > high:
         problems.append(f"{where}: minReplicas ({low}) is greater than maxReplicas ({high})")
-    elif replicas is not None and not low <= replicas <= high:
-        problems.append(
-            f"{where}.replicas ({replicas}) must be between minReplicas ({low}) "
-            f"and maxReplicas ({high})"
-        )
+    hosts = group.get("numOfHosts")
+    if hosts is not None and (isinstance(hosts, bool) or not isinstance(hosts, int) or hosts < 1):
+        problems.append(f"{where}.numOfHosts must be a positive integer, not {hosts!r}")
     problems += _template_problems(where, group.get("template"), c.AGENT_CONTAINER["worker"])
     problems += _start_params_problems(where, group)
     strategy = group.get("scaleStrategy") or {}
@@ -293,7 +303,8 @@ def head_service_name(cluster: str, head: Mapping[str, Any]) -> str:
 def parse_cluster(body: Mapping[str, Any]) -> ClusterSpec:
     """Validate a RayCluster object and return its spec with defaults applied.
 
-    Defaults: ``minReplicas`` 0, ``maxReplicas`` 2**31-1, ``replicas`` = ``minReplicas``,
+    Defaults: ``minReplicas`` 0, ``maxReplicas`` 2**31-1, ``replicas`` = ``minReplicas``
+    (and clamped to ``minReplicas..maxReplicas``), ``numOfHosts`` 1,
     ``serviceType`` ClusterIP, ``suspend`` false, ``upgradeStrategy.type`` None.
     """
     meta = body.get("metadata") or {}
@@ -317,11 +328,14 @@ def parse_cluster(body: Mapping[str, Any]) -> ClusterSpec:
         high = raw.get("maxReplicas")
         high = MAX_REPLICAS if high is None else high
         replicas = raw.get("replicas")
+        wanted = low if replicas is None else replicas
         workers.append(
             GroupSpec(
                 name=raw["groupName"],
                 node_type=c.NODE_TYPE_WORKER,
-                replicas=low if replicas is None else replicas,
+                replicas=min(max(wanted, low), high),
+                requested_replicas=replicas,
+                num_of_hosts=raw.get("numOfHosts") or 1,
                 min_replicas=low,
                 max_replicas=high,
                 template=raw["template"],

@@ -76,7 +76,7 @@ def desired_resources(cluster: ClusterSpec) -> dict[str, str]:
         for group in cluster.groups:
             for container in group.template["spec"]["containers"]:
                 for key, value in container_resources(container).items():
-                    totals[key] += value * group.replicas
+                    totals[key] += value * group.desired_pods
     return {
         "desiredCPU": format_cpu(totals["cpu"]),
         "desiredMemory": format_bytes(totals["memory"]),
@@ -116,12 +116,12 @@ def compute_status(
     live = [p for p in pods if p.alive]
     head_ready = any(p.node_type == c.NODE_TYPE_HEAD and p.ready for p in live)
     workers = [p for p in live if p.node_type == c.NODE_TYPE_WORKER]
-    desired_workers = 0 if cluster.suspend else sum(g.replicas for g in cluster.workers)
+    desired_workers = 0 if cluster.suspend else sum(g.desired_pods for g in cluster.workers)
     short = []
     for group in cluster.workers:
         ready = sum(1 for p in workers if p.group == group.name and p.ready)
-        if not cluster.suspend and ready < group.replicas:
-            short.append(f"{group.name}: {ready}/{group.replicas} workers ready")
+        if not cluster.suspend and ready < group.desired_pods:
+            short.append(f"{group.name}: {ready}/{group.desired_pods} workers ready")
     if not cluster.suspend and not head_ready:
         short.insert(0, "head pod not ready")
     provisioned = not cluster.suspend and not short
@@ -170,8 +170,8 @@ def compute_status(
         "readyWorkerReplicas": sum(1 for p in workers if p.ready),
         "availableWorkerReplicas": sum(1 for p in workers if p.phase == "Running"),
         "desiredWorkerReplicas": desired_workers,
-        "minWorkerReplicas": sum(g.min_replicas for g in cluster.workers),
-        "maxWorkerReplicas": min(sum(g.max_replicas for g in cluster.workers), 2**31 - 1),
+        "minWorkerReplicas": sum(g.min_replicas * g.num_of_hosts for g in cluster.workers),
+        "maxWorkerReplicas": min(sum(g.max_replicas * g.num_of_hosts for g in cluster.workers), 2**31 - 1),
         **desired_resources(cluster),
         "endpoints": dict(ENDPOINTS),
         "head": _head_status(cluster, pods, service),

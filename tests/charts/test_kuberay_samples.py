@@ -108,3 +108,33 @@ def test_operator_accepts_sample(name, doc):
     assert spec_problems(body["metadata"]["name"], body["spec"]) == []
     cluster = parse_cluster(body)
     assert all("(" in field for field in cluster.unsupported)  # each says why
+
+
+def _kuberay_pod_count(spec: dict) -> int:
+    """The pods KubeRay makes for a spec: a head, and per group replicas (default 0, clamped
+    to minReplicas..maxReplicas) times numOfHosts (default 1)."""
+    total = 1
+    for group in spec.get("workerGroupSpecs") or []:
+        low, high = group.get("minReplicas") or 0, group.get("maxReplicas", 2**31 - 1)
+        replicas = min(max(group.get("replicas") or 0, low), high)
+        total += replicas * max(group.get("numOfHosts") or 1, 1)
+    return total
+
+
+@needs_samples
+@pytest.mark.parametrize(("name", "doc"), SAMPLES, ids=[name for name, _ in SAMPLES])
+def test_sample_yields_kuberays_pod_count_and_valid_objects(name, doc):
+    import kubernetes_validate
+    from ember_operator import builders
+    from ember_operator.spec import parse_cluster
+
+    schema = crdcheck.version_schema(crdcheck.load_crd())
+    body = crdcheck.apply_defaults(doc, schema)
+    body["metadata"].update(namespace="default", uid="uid-1")
+    cluster = parse_cluster(body)
+    assert 1 + sum(group.desired_pods for group in cluster.workers) == _kuberay_pod_count(doc["spec"])
+    version = kubernetes_validate.latest_version()
+    objects = [builders.build_head_service(cluster), builders.build_head_pod(cluster, "aaaaa")]
+    objects += [builders.build_worker_pod(cluster, group, "aaaaa") for group in cluster.workers]
+    for obj in objects:
+        kubernetes_validate.validate(obj, version, strict=True)

@@ -140,10 +140,17 @@ async def test_scale_down_deletes_exactly_the_named_workers(kmock: EmberEmulator
     expected = [f"Deleted pod {first} (requested)", f"Deleted pod {third} (requested)"]
     await eventually(lambda: _assert_event_messages(cluster, "DeletedPod", expected))
     await eventually(lambda: _assert_status(cluster, desiredWorkerReplicas=1))
+    # done with the list: the operator empties it, as KubeRay does
+    await eventually(lambda: _assert_to_delete(cluster, []))
 
     await cluster.patch_spec({"workerGroupSpecs": [worker_group(3)]})  # and up again
     await eventually(lambda: counts(cluster, 1, 3))
     assert second in cluster.pod_names("worker")
+
+
+def _assert_to_delete(cluster: Cluster, names: list[str]) -> None:
+    group = cluster.object()["spec"]["workerGroupSpecs"][0]
+    assert group["scaleStrategy"]["workersToDelete"] == names, group
 
 
 def _assert_reconciles(operator: Operator, trigger: str, at_least: int) -> None:
@@ -212,12 +219,12 @@ async def test_invalid_spec_is_reported_and_fixing_it_provisions(kmock: EmberEmu
     cluster = Cluster(kmock, "default", "bad")
     spec = cluster_spec(2)
     broken = copy.deepcopy(spec)
-    broken["workerGroupSpecs"][0]["replicas"] = 11
+    broken["workerGroupSpecs"][0]["minReplicas"] = 11
     await cluster.create(broken)
     await eventually(lambda: _assert_status(cluster, state="failed"))
     condition = cluster.condition("ReplicaFailure")
     assert condition["status"] == "True" and condition["reason"] == "InvalidSpec"
-    assert "replicas (11) must be between minReplicas (0) and maxReplicas (10)" in condition["message"]
+    assert "minReplicas (11) is greater than maxReplicas (10)" in condition["message"]
     assert cluster.pods() == []
     await eventually(lambda: _assert_event_messages(cluster, "InvalidSpec", [condition["message"]]))
     # More passes (here after a label change) neither rewrite the status nor repeat the event.

@@ -6,7 +6,15 @@ patching pod status.
 """
 
 import pytest
-from ember_kmock import Cluster, EmberEmulator, cluster_spec, counts, eventually, started
+from ember_kmock import (
+    Cluster,
+    EmberEmulator,
+    cluster_spec,
+    counts,
+    eventually,
+    started,
+    worker_group,
+)
 from ember_operator.runtime import Operator
 
 pytestmark = [
@@ -59,3 +67,51 @@ async def test_a_start_flag_the_agent_would_refuse_is_a_status_reason_and_an_eve
 
     await eventually(refused)
     counts(cluster, 0, 0)
+
+
+async def test_workers_to_delete_go_whatever_replicas_says_and_are_replaced(
+    kmock: EmberEmulator, operator: Operator
+) -> None:
+    cluster = await started(kmock, workers=2)
+    victim, survivor = cluster.pod_names("worker")
+    await cluster.patch_spec({"workerGroupSpecs": [
+        worker_group(2, scaleStrategy={"workersToDelete": [victim]})]})
+
+    def replaced() -> None:
+        names = cluster.pod_names("worker")
+        assert len(names) == 2 and victim not in names and survivor in names, names
+        assert cluster.object()["spec"]["workerGroupSpecs"][0]["scaleStrategy"]["workersToDelete"] == []
+
+    await eventually(replaced)
+
+
+async def test_replicas_outside_the_bounds_are_clamped_with_an_event(
+    kmock: EmberEmulator, operator: Operator
+) -> None:
+    cluster = Cluster(kmock, "default", "clamped")
+    await cluster.create(cluster_spec(workers=12))  # maxReplicas is 10
+    await eventually(lambda: counts(cluster, 1, 10))
+
+    def warned() -> None:
+        (event,) = [e for e in cluster.events() if e["reason"] == "ReplicasClamped"]
+        assert event["type"] == "Warning"
+        assert "replicas 12 is outside minReplicas..maxReplicas (0..10); using 10" in event["message"]
+
+    await eventually(warned)
+    assert cluster.status().get("state") != "failed"
+
+
+async def test_num_of_hosts_makes_that_many_pods_per_replica(
+    kmock: EmberEmulator, operator: Operator
+) -> None:
+    cluster = Cluster(kmock, "default", "multihost")
+    await cluster.create(cluster_spec(workers=0, workerGroupSpecs=[worker_group(2, numOfHosts=3)]))
+    await eventually(lambda: counts(cluster, 1, 6))
+    await eventually(lambda: _status(cluster, desiredWorkerReplicas=6))
+    await cluster.make_ready()
+    await eventually(lambda: _status(cluster, state="ready", readyWorkerReplicas=6))
+
+
+def _status(cluster: Cluster, **expected: object) -> None:
+    status = cluster.status()
+    assert {key: status.get(key) for key in expected} == expected, status
