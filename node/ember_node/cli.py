@@ -23,28 +23,61 @@ from typing import Any
 from ember import _messages as M
 from ember._local_cluster import all_records, base_dir, read_record, remove_record, write_record
 
+from ember_node.start_flags import RAY_IGNORED, parse_bool, parse_resources
+
+
+class _IgnoredRayFlag(argparse.Action):
+    """A ``ray start`` flag with no meaning here: remembered, to be warned about, not refused."""
+
+    def __call__(self, parser: Any, namespace: argparse.Namespace, values: Any, option: Any = None) -> None:
+        namespace.ray_ignored = [*getattr(namespace, "ray_ignored", []), str(option).lstrip("-")]
+
 
 def _start_parser(sub: Any) -> None:
     p = sub.add_parser("start", help="start a node agent on this machine")
     p.add_argument("--head", action="store_true", help="start the head node of a new cluster")
     p.add_argument("--address", help="join the cluster whose head is at HOST:PORT")
     p.add_argument("--port", type=int, default=6380, help="gRPC port of the head (default 6380)")
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; 0.0.0.0 for all)")
+    p.add_argument("--host", default=None, help="address to bind (default 127.0.0.1; 0.0.0.0 for all)")
+    p.add_argument("--node-ip-address", default=None,
+                   help="this node's IP address, as Ray's: the head binds it (unless --host), a "
+                        "worker node advertises it to its peers")
     p.add_argument("--num-cpus", type=float, default=None)
     p.add_argument("--num-gpus", type=float, default=None)
     p.add_argument("--memory", type=int, default=None)
     p.add_argument("--resources", default=None, help='custom resources as JSON, e.g. \'{"gpu_type_a": 1}\'')
     p.add_argument("--object-store-memory", type=int, default=None)
-    p.add_argument("--metrics-port", type=int, default=None)
+    p.add_argument("--metrics-port", "--metrics-export-port", dest="metrics_port", type=int, default=None,
+                   help="serve /metrics and /healthz on this port (Ray's --metrics-export-port)")
     p.add_argument("--heartbeat-timeout", type=float, default=None,
                    help="head: declare a worker node dead after this many seconds without a heartbeat (10)")
     p.add_argument("--dashboard-port", type=int, default=None, help="reserved; ember has no dashboard yet")
+    p.add_argument("--dashboard-host", default=None, help="reserved; ember has no dashboard yet")
+    p.add_argument("--include-dashboard", nargs="?", const="true", default=None, type=parse_bool,
+                   help="reserved (true or false); ember has no dashboard yet")
     p.add_argument("--token-file", default=None, help="use this token instead of generating one")
     p.add_argument("--state-dir", default=None, help="reserved for head persistence")
     p.add_argument("--tls-cert", default=None, help="head: PEM certificate, serve gRPC over TLS")
     p.add_argument("--tls-key", default=None, help="head: PEM private key for --tls-cert")
     p.add_argument("--tls-ca", default=None, help="worker node: PEM CA to verify the head's certificate")
     p.add_argument("--block", action="store_true", help="stay in the foreground (for containers)")
+    p.set_defaults(ray_ignored=[])
+    for flag in sorted(RAY_IGNORED):
+        # Ray flags with no meaning here: a value is optional, so switches and options both parse
+        p.add_argument(f"--{flag}", nargs="?", action=_IgnoredRayFlag, help=argparse.SUPPRESS)
+
+
+def _warn_ignored(args: argparse.Namespace) -> None:
+    for flag in dict.fromkeys(args.ray_ignored):
+        print(f"ember start: ignoring the Ray flag --{flag}: {RAY_IGNORED[flag]}", file=sys.stderr)
+
+
+def _normalize(args: argparse.Namespace) -> None:
+    """Ray's spellings to ember's: --resources without shell quotes, --node-ip-address."""
+    if args.resources is not None:
+        args.resources = json.dumps(parse_resources(args.resources))
+    if args.host is None:
+        args.host = args.node_ip_address if args.head and args.node_ip_address else "127.0.0.1"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def start(args: argparse.Namespace) -> int:
+    _warn_ignored(args)
+    _normalize(args)
     if args.head == bool(args.address):
         print("ember start: say either --head (a new cluster) or --address HOST:PORT (join one)",
               file=sys.stderr)
@@ -155,8 +190,9 @@ def _start_worker_node(args: argparse.Namespace) -> int:
     advertise = os.environ.get("EMBER_NODE_NAME") or os.environ.get("EMBER_POD_IP")
     if advertise:
         cmd += ["--advertise", advertise]
-    if os.environ.get("EMBER_POD_IP"):
-        cmd += ["--peer-advertise", os.environ["EMBER_POD_IP"]]
+    peer = args.node_ip_address or os.environ.get("EMBER_POD_IP")
+    if peer:
+        cmd += ["--peer-advertise", peer]
     proc, info = _launch(cmd, os.path.join(session_dir, "logs", "node.log"), args.block)
     if info is None:
         return 1

@@ -3,7 +3,10 @@
 - head Pod ``<cluster>-head-<suffix>`` and worker Pods ``<cluster>-<group>-worker-<suffix>``,
   whose agent container (named ``ember-head``/``ember-worker``, else the first) runs ``ember start ...`` with flags derived from the group's
   ``startParams`` and container resource limits;
-- head Service ``<cluster>-head`` (ports ``grpc``, ``metrics``, ``dashboard``);
+- head Service ``<cluster>-head-svc`` with KubeRay's port names (``gcs-server`` 6379 and
+  ``client`` 10001 lead to the head's gRPC port, ``dashboard`` 8265, ``metrics`` 8080, and
+  ember's own ``grpc`` 6380), merged with the user's ``headService``; every target port is
+  a number, so a user's container port of the same name is never picked by mistake;
 - token Secret ``<cluster>-token`` (key ``token``, mounted read-only in every pod);
 - core/v1 Events about the cluster.
 
@@ -21,6 +24,8 @@ import string
 from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any
+
+from ember_node.start_flags import EMBER_FLAGS, SWITCH, parse_bool
 
 from ember_operator import constants as c
 from ember_operator.quantities import QuantityError, parse_quantity
@@ -84,12 +89,16 @@ def cluster_labels(cluster: ClusterSpec) -> dict[str, str]:
 
 
 def pod_labels(cluster: ClusterSpec, group: GroupSpec) -> dict[str, str]:
-    """Labels on the pods of one group (and, for the head, its Service's selector)."""
+    """Labels on the pods of one group (and the head Service): ember's, and KubeRay's ``ray.io/``."""
     return {
         **cluster_labels(cluster),
         c.LABEL_NODE_TYPE: group.node_type,
         c.LABEL_GROUP: group.name,
         c.LABEL_APP_COMPONENT: group.node_type,
+        c.LABEL_RAY_CLUSTER: cluster.name,
+        c.LABEL_RAY_NODE_TYPE: group.node_type,
+        c.LABEL_RAY_GROUP: c.RAY_HEAD_GROUP if group.node_type == c.NODE_TYPE_HEAD else group.name,
+        c.LABEL_RAY_IS_NODE: "yes",
     }
 
 
@@ -149,6 +158,8 @@ def _param_flags(params: Mapping[str, str]) -> list[str]:
     flags: list[str] = []
     for key in sorted(params):
         value = params[key]
+        if EMBER_FLAGS.get(key) == SWITCH and not parse_bool(value):
+            continue  # a switch set to false is a switch left out
         # An empty value (or "true") is a bare switch: {"include-dashboard": ""} -> --include-dashboard.
         flags += [f"--{key}"] if value in ("", "true") else [f"--{key}", value]
     return flags
@@ -159,7 +170,7 @@ def start_args(cluster: ClusterSpec, group: GroupSpec) -> list[str]:
 
     Head: ``start --head --block --host 0.0.0.0 --port 6380 --metrics-port 8080
     --dashboard-port 8265 --token-file ...``; worker: ``start --block --address
-    <cluster>-head.<ns>.svc:6380 --host 0.0.0.0 --metrics-port 8080 --token-file ...``;
+    <cluster>-head-svc.<ns>.svc:6380 --host 0.0.0.0 --metrics-port 8080 --token-file ...``;
     then ``--num-cpus``/``--num-gpus``/``--memory`` from the agent container's resources
     unless startParams gives them, then every startParam as ``--key value``.
     """
@@ -168,7 +179,7 @@ def start_args(cluster: ClusterSpec, group: GroupSpec) -> list[str]:
         args = ["start", "--head", "--block", "--host", "0.0.0.0", "--port", str(c.GRPC_PORT),
                 "--metrics-port", str(c.METRICS_PORT), "--dashboard-port", str(c.DASHBOARD_PORT)]
     else:
-        args = ["start", "--block", "--address", c.head_address(cluster.name, cluster.namespace),
+        args = ["start", "--block", "--address", cluster.head_address,
                 "--host", "0.0.0.0", "--metrics-port", str(c.METRICS_PORT)]
     args += ["--token-file", c.TOKEN_FILE]
     return args + _resource_flags(group, container) + _param_flags(group.start_params)
@@ -187,7 +198,7 @@ def _container_ports(node_type: str) -> list[dict[str, Any]]:
 
 def _probe(initial_delay: int, failures: int) -> dict[str, Any]:
     return {
-        "httpGet": {"path": c.HEALTH_PATH, "port": c.PORT_NAME_METRICS},
+        "httpGet": {"path": c.HEALTH_PATH, "port": c.METRICS_PORT},  # by number: names may be the user's
         "initialDelaySeconds": initial_delay,
         "periodSeconds": 5,
         "timeoutSeconds": 2,
@@ -206,9 +217,14 @@ def _agent_container(cluster: ClusterSpec, group: GroupSpec, raw: Mapping[str, A
             env.append({"name": name, "valueFrom": {"fieldRef": {"fieldPath": path}}})
     container["env"] = env
     ports = list(container.get("ports") or [])
-    taken = {p.get("containerPort") for p in ports} | {p.get("name") for p in ports}
-    ports += [p for p in _container_ports(group.node_type)
-              if p["containerPort"] not in taken and p["name"] not in taken]
+    numbers = {p.get("containerPort") for p in ports}
+    names = {p.get("name") for p in ports}
+    for port in _container_ports(group.node_type):
+        if port["containerPort"] in numbers:
+            continue  # the user declared it already (under whatever name)
+        if port["name"] in names:  # the user's port of that name is another: ours goes unnamed
+            port = {key: value for key, value in port.items() if key != "name"}
+        ports.append(port)
     container["ports"] = ports
     container.setdefault("readinessProbe", _probe(initial_delay=2, failures=3))
     container.setdefault("livenessProbe", _probe(initial_delay=10, failures=6))
@@ -253,7 +269,7 @@ def build_pod(cluster: ClusterSpec, group: GroupSpec, name: str) -> dict[str, An
         "metadata": {
             "name": name,
             "namespace": cluster.namespace,
-            "labels": {**(meta.get("labels") or {}), **pod_labels(cluster, group)},
+            "labels": {**(meta.get("labels") or {}), **(group.labels or {}), **pod_labels(cluster, group)},
             "annotations": {
                 **(meta.get("annotations") or {}),
                 c.ANNOTATION_TEMPLATE_HASH: template_hash(group),
@@ -281,33 +297,47 @@ def pod_name(cluster: ClusterSpec, group: GroupSpec, suffix: str) -> str:
     return f"{cluster.name}-{group.name}-worker-{suffix}"
 
 
+def _service_ports() -> list[dict[str, Any]]:
+    # (name, Service port, the agent's port): target ports are numbers, never names
+    table = (
+        (c.PORT_NAME_GCS, c.GCS_PORT, c.GRPC_PORT),
+        (c.PORT_NAME_CLIENT, c.CLIENT_PORT, c.GRPC_PORT),
+        (c.PORT_NAME_DASHBOARD, c.DASHBOARD_PORT, c.DASHBOARD_PORT),
+        (c.PORT_NAME_METRICS, c.METRICS_PORT, c.METRICS_PORT),
+        (c.PORT_NAME_GRPC, c.GRPC_PORT, c.GRPC_PORT),
+    )
+    return [{"name": name, "port": port, "targetPort": target, "protocol": "TCP"}
+            for name, port, target in table]
+
+
 def build_head_service(cluster: ClusterSpec) -> dict[str, Any]:
-    """The head Service ``<cluster>-head``: gRPC (drivers, workers), metrics, dashboard."""
-    return {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": {
-            "name": c.head_service_name(cluster.name),
-            "namespace": cluster.namespace,
-            "labels": pod_labels(cluster, cluster.head),
-            "ownerReferences": [owner_reference(cluster)],
-        },
-        "spec": {
-            "type": cluster.service_type,
-            "selector": {
-                c.LABEL_CLUSTER: cluster.name,
-                c.LABEL_NODE_TYPE: c.NODE_TYPE_HEAD,
-            },
-            "ports": [
-                {"name": c.PORT_NAME_GRPC, "port": c.GRPC_PORT,
-                 "targetPort": c.PORT_NAME_GRPC, "protocol": "TCP"},
-                {"name": c.PORT_NAME_METRICS, "port": c.METRICS_PORT,
-                 "targetPort": c.PORT_NAME_METRICS, "protocol": "TCP"},
-                {"name": c.PORT_NAME_DASHBOARD, "port": c.DASHBOARD_PORT,
-                 "targetPort": c.PORT_NAME_DASHBOARD, "protocol": "TCP"},
-            ],
-        },
+    """The head Service (``<cluster>-head-svc`` unless ``headService`` names it).
+
+    The user's ``headService`` is merged in: its labels, annotations and spec fields, and
+    its ports whose name and number ours do not use; the selector, ember's ports and the
+    ``type`` (``serviceType``, else the headService's) stay the operator's.
+    """
+    custom = copy.deepcopy(dict(cluster.head_service or {}))
+    custom_meta = custom.get("metadata") or {}
+    spec = dict(custom.get("spec") or {})
+    ports = _service_ports()
+    used = {p["name"] for p in ports} | {p["port"] for p in ports}
+    ports += [p for p in spec.get("ports") or [] if p.get("name") not in used and p.get("port") not in used]
+    spec.update({
+        "selector": {c.LABEL_CLUSTER: cluster.name, c.LABEL_NODE_TYPE: c.NODE_TYPE_HEAD},
+        "ports": ports,
+    })
+    spec["type"] = cluster.service_type
+    annotations = {**(custom_meta.get("annotations") or {}), **(cluster.service_annotations or {})}
+    meta: dict[str, Any] = {
+        "name": cluster.service_name or c.head_service_name(cluster.name),
+        "namespace": cluster.namespace,
+        "labels": {**(custom_meta.get("labels") or {}), **pod_labels(cluster, cluster.head)},
+        "ownerReferences": [owner_reference(cluster)],
     }
+    if annotations:
+        meta["annotations"] = annotations
+    return {"apiVersion": "v1", "kind": "Service", "metadata": meta, "spec": spec}
 
 
 def build_token_secret(cluster: ClusterSpec, token: str) -> dict[str, Any]:

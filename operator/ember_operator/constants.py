@@ -24,6 +24,13 @@ LABEL_MANAGED_BY: Final = "app.kubernetes.io/managed-by"
 APP_NAME: Final = "ember"
 MANAGER: Final = "ember-operator"
 
+# KubeRay's labels, alongside ours, for tools that select Ray pods by them
+LABEL_RAY_CLUSTER: Final = "ray.io/cluster"
+LABEL_RAY_NODE_TYPE: Final = "ray.io/node-type"
+LABEL_RAY_GROUP: Final = "ray.io/group"
+LABEL_RAY_IS_NODE: Final = "ray.io/is-ray-node"
+RAY_HEAD_GROUP: Final = "headgroup"  # KubeRay's ray.io/group value on the head
+
 ANNOTATION_TEMPLATE_HASH: Final = "ember.dev/pod-template-hash"
 
 NODE_TYPE_HEAD: Final = "head"
@@ -37,6 +44,11 @@ DASHBOARD_PORT: Final = 8265
 PORT_NAME_GRPC: Final = "grpc"
 PORT_NAME_METRICS: Final = "metrics"
 PORT_NAME_DASHBOARD: Final = "dashboard"
+# The head Service's ports as KubeRay names them (Service port -> the agent's port)
+PORT_NAME_GCS: Final = "gcs-server"
+GCS_PORT: Final = 6379  # Ray's head port: here the head's gRPC port
+PORT_NAME_CLIENT: Final = "client"
+CLIENT_PORT: Final = 10001  # Ray Client's port: remote drivers reach the head's gRPC port
 HEALTH_PATH: Final = "/healthz"
 
 ENTRYPOINT: Final = "ember"
@@ -62,14 +74,17 @@ STATE_SUSPENDED: Final = "suspended"
 STATE_FAILED: Final = "failed"
 STATES: Final = (STATE_PROVISIONING, STATE_READY, STATE_SUSPENDED, STATE_FAILED)
 
+# Condition types as KubeRay's (RayClusterProvisioned never reverts once True)
 COND_HEAD_POD_READY: Final = "HeadPodReady"
-COND_PROVISIONED: Final = "ClusterProvisioned"
-COND_SUSPENDED: Final = "Suspended"
+COND_PROVISIONED: Final = "RayClusterProvisioned"
+COND_SUSPENDING: Final = "RayClusterSuspending"
+COND_SUSPENDED: Final = "RayClusterSuspended"
 COND_REPLICA_FAILURE: Final = "ReplicaFailure"
+COND_UNSUPPORTED: Final = "UnsupportedFields"  # fields accepted but not acted on
 
-# Reason of ClusterProvisioned=False before the cluster was ever fully ready: the
-# provisioning-time histogram is observed only when leaving this reason for True.
-REASON_PROVISIONING: Final = "Provisioning"
+# Reasons of RayClusterProvisioned, as KubeRay's
+REASON_PROVISIONING: Final = "RayClusterPodsProvisioning"
+REASON_PROVISIONED: Final = "AllPodRunningAndReadyFirstTime"
 
 
 def secret_name(cluster: str) -> str:
@@ -78,10 +93,10 @@ def secret_name(cluster: str) -> str:
 
 
 def head_service_name(cluster: str) -> str:
-    """Name of the head Service (also the DNS name workers dial)."""
-    return f"{cluster}-head"
+    """Default name of the head Service, as KubeRay's (also the DNS name workers dial)."""
+    return f"{cluster}-head-svc"
 
 
-def head_address(cluster: str, namespace: str) -> str:
-    """The ``host:port`` a worker agent passes to ``--address``."""
-    return f"{head_service_name(cluster)}.{namespace}.svc:{GRPC_PORT}"
+def head_address(cluster: str, namespace: str, service: str | None = None) -> str:
+    """The ``host:port`` a worker agent passes to ``--address`` (``service``: a custom name)."""
+    return f"{service or head_service_name(cluster)}.{namespace}.svc:{GRPC_PORT}"

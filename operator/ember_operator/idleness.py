@@ -56,7 +56,10 @@ class HeadIdleness:
             if not secret:
                 return None
             token = base64.b64decode((secret.get("data") or {})[c.TOKEN_KEY]).decode()
-            idle = idle_seconds_by_name(self._address(name, namespace), token)
+            service = ((((cluster.get("spec") or {}).get("headGroupSpec") or {}).get("headService") or {})
+                       .get("metadata") or {}).get("name")
+            address = self._address(name, namespace) if not service else c.head_address(name, namespace, service)
+            idle = idle_seconds_by_name(address, token)
         except Exception as exc:  # noqa: BLE001 - unknown idleness is a normal answer
             logger.info("no idleness from the head of %s/%s: %s", namespace, name, exc)
             return None

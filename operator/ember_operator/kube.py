@@ -23,6 +23,7 @@ __all__ = ["ApiError", "KubeClient", "load_configuration", "label_selector"]
 logger = logging.getLogger(__name__)
 
 MERGE_PATCH = "application/merge-patch+json"
+JSON_PATCH = "application/json-patch+json"
 
 
 class ApiError(Exception):
@@ -128,6 +129,11 @@ class KubeClient:
         """Merge-patch the RayCluster's status subresource."""
         return self.request("PATCH", _cluster_path(namespace, name, "status"),
                             body={"status": status}, content_type=MERGE_PATCH)
+
+    def json_patch_cluster(self, namespace: str, name: str, operations: list[Mapping[str, Any]]) -> dict[str, Any]:
+        """JSON-patch (RFC 6902) the RayCluster; a failed ``test`` operation raises (422)."""
+        return self.request("PATCH", _cluster_path(namespace, name), body=list(operations),
+                            content_type=JSON_PATCH)
 
     # --- core objects ----------------------------------------------------------------------
     def get(self, namespace: str, plural: str, name: str) -> dict[str, Any] | None:

@@ -6,10 +6,11 @@ Rules, applied to one group (the head is a group of one):
 2. Failed (or exited) pods are deleted and replaced.
 3. With ``upgradeStrategy: Recreate``, pods whose template hash differs from the
    group's are deleted and replaced.
-4. If more healthy pods remain than desired, exactly the excess is deleted: first the
-   pods named in ``workersToDelete`` (in their order), then the idlest pods as reported
-   by the head (when known), then the newest. Never more than the excess.
-5. If fewer remain than desired, the difference is created.
+4. The pods named in ``workersToDelete`` are deleted whatever ``replicas`` says (as
+   KubeRay does: the list says which pods go; ``replicas`` says how many stay).
+5. If more healthy pods remain than desired, exactly the excess is deleted: the idlest
+   pods as reported by the head (when known), then the newest. Never more than the excess.
+6. If fewer remain than desired, the difference is created.
 """
 
 from collections.abc import Mapping, Sequence
@@ -95,33 +96,16 @@ class ScalePlan:
         return not self.create and not self.delete
 
 
-def _victims(
-    candidates: Sequence[PodInfo],
-    count: int,
-    workers_to_delete: Sequence[str],
-    idleness: Mapping[str, float] | None,
-) -> list[Deletion]:
-    by_name = {pod.name: pod for pod in candidates}
-    chosen: list[Deletion] = []
-    for name in workers_to_delete:
-        if len(chosen) == count:
-            return chosen
-        if name in by_name and all(d.name != name for d in chosen):
-            chosen.append(Deletion(name, REASON_REQUESTED))
-    taken = {d.name for d in chosen}
-    rest = [pod for pod in candidates if pod.name not in taken]
+def _victims(candidates: Sequence[PodInfo], count: int, idleness: Mapping[str, float] | None) -> list[Deletion]:
     idle = idleness or {}
     # Idlest first among pods the head reported on; pods of unknown idleness after, newest first.
-    known = sorted((pod for pod in rest if pod.name in idle), key=lambda pod: (-idle[pod.name], pod.name))
+    known = sorted((pod for pod in candidates if pod.name in idle), key=lambda pod: (-idle[pod.name], pod.name))
     unknown = sorted(
-        (pod for pod in rest if pod.name not in idle),
+        (pod for pod in candidates if pod.name not in idle),
         key=lambda pod: (pod.created, pod.name),
         reverse=True,
     )
-    ordered = known + unknown
-    for pod in ordered[: count - len(chosen)]:
-        chosen.append(Deletion(pod.name, REASON_SCALE_DOWN))
-    return chosen
+    return [Deletion(pod.name, REASON_SCALE_DOWN) for pod in (known + unknown)[:count]]
 
 
 def plan_group(
@@ -140,10 +124,13 @@ def plan_group(
     """
     deletions: list[Deletion] = []
     healthy: list[PodInfo] = []
+    requested = set(workers_to_delete)
     for pod in pods:
         if pod.deleting:
             continue
-        if pod.phase in DEAD_PHASES:
+        if pod.name in requested:
+            deletions.append(Deletion(pod.name, REASON_REQUESTED))
+        elif pod.phase in DEAD_PHASES:
             deletions.append(Deletion(pod.name, REASON_FAILED))
         elif recreate_outdated and template_hash is not None and pod.template_hash != template_hash:
             deletions.append(Deletion(pod.name, REASON_OUTDATED))
@@ -151,6 +138,6 @@ def plan_group(
             healthy.append(pod)
     excess = len(healthy) - max(desired, 0)
     if excess > 0:
-        deletions += _victims(healthy, excess, workers_to_delete, idleness)
+        deletions += _victims(healthy, excess, idleness)
         return ScalePlan(create=0, delete=tuple(deletions))
     return ScalePlan(create=-excess, delete=tuple(deletions))

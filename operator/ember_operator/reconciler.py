@@ -19,11 +19,13 @@ from typing import Any
 from ember_operator import builders, planner
 from ember_operator import constants as c
 from ember_operator.kube import ApiError, KubeClient
+from ember_operator.kuberay import managed_elsewhere
 from ember_operator.metrics import OperatorMetrics
 from ember_operator.planner import PodInfo
 from ember_operator.spec import ClusterSpec, GroupSpec, parse_cluster, spec_problems
 from ember_operator.status import (
     compute_status,
+    get_condition,
     invalid_status,
     provisioned_just_now,
     status_changed,
@@ -38,6 +40,9 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+#: Triggers that mean the spec may have changed (as opposed to a pod event or the timer).
+SPEC_TRIGGERS = frozenset({"create", "update", "resume"})
 
 #: ``(cluster object, group name, pod names) -> {pod name: seconds idle}`` or None if unknown.
 IdlenessProbe = Callable[[Mapping[str, Any], str, Sequence[str]], Mapping[str, float] | None]
@@ -124,13 +129,13 @@ class Reconciler:
                 slot.pending = False
             self.metrics.reconciles.labels(trigger=trigger).inc()
             try:
-                return self._reconcile(namespace, name)
+                return self._reconcile(namespace, name, trigger)
             except Exception:
                 self.metrics.reconcile_errors.labels(trigger=trigger).inc()
                 raise
 
     # --- one pass ----------------------------------------------------------------------------
-    def _reconcile(self, namespace: str, name: str) -> str | None:
+    def _reconcile(self, namespace: str, name: str, trigger: str) -> str | None:
         try:
             body = self.kube.get_cluster(namespace, name)
         except ApiError as exc:
@@ -141,6 +146,9 @@ class Reconciler:
         meta = body.get("metadata") or {}
         if meta.get("deletionTimestamp"):
             return None
+        spec = body.get("spec")
+        if isinstance(spec, Mapping) and managed_elsewhere(spec) is not None:
+            return None  # spec.managedBy names another controller: leave the cluster to it
         previous = body.get("status") or {}
         now = format_time(self.options.clock())
         problems = spec_problems(name, body.get("spec"))
@@ -154,6 +162,8 @@ class Reconciler:
             return c.STATE_FAILED
 
         cluster = parse_cluster(body)
+        if trigger in SPEC_TRIGGERS:
+            self._report_clamped(cluster, body)
         self._ensure_secret(cluster, body)
         service = self._ensure_service(cluster, body)
         pods = [PodInfo.from_pod(pod) for pod in self._owned_pods(cluster)]
@@ -162,10 +172,46 @@ class Reconciler:
                                 replica_failure=failure)
         if status_changed(previous, status):
             self.kube.patch_cluster_status(namespace, name, status)
+            self._report_unsupported(body, previous, status)
             if provisioned_just_now(previous, status):
                 self._observe_provisioning(body)
         self.metrics.set_state(namespace, name, status["state"])
         return str(status["state"])
+
+    def _report_clamped(self, cluster: ClusterSpec, body: Mapping[str, Any]) -> None:
+        for group in cluster.workers:
+            if group.clamped:
+                self.event(body, "Warning", "ReplicasClamped",
+                           f"worker group {group.name}: replicas {group.requested_replicas} is outside "
+                           f"minReplicas..maxReplicas ({group.min_replicas}..{group.max_replicas}); "
+                           f"using {group.replicas}")
+
+    def _clear_workers_to_delete(self, cluster: ClusterSpec, body: Mapping[str, Any], group: GroupSpec) -> None:
+        # Done with the list: empty it (as KubeRay does), guarded so that a spec changed
+        # meanwhile (groups reordered, the list rewritten) is left alone for the next pass.
+        groups = (body.get("spec") or {}).get("workerGroupSpecs") or []
+        index = next((i for i, raw in enumerate(groups) if raw.get("groupName") == group.name), None)
+        if index is None:
+            return
+        path = f"/spec/workerGroupSpecs/{index}"
+        try:
+            self.kube.json_patch_cluster(cluster.namespace, cluster.name, [
+                {"op": "test", "path": f"{path}/groupName", "value": group.name},
+                {"op": "test", "path": f"{path}/scaleStrategy/workersToDelete", "value": list(group.workers_to_delete)},
+                {"op": "replace", "path": f"{path}/scaleStrategy/workersToDelete", "value": []},
+            ])
+        except ApiError as exc:
+            logger.info("Left workersToDelete of %s/%s group %s for the next pass: %s",
+                        cluster.namespace, cluster.name, group.name, exc)
+
+    def _report_unsupported(
+        self, body: Mapping[str, Any], previous: Mapping[str, Any], status: Mapping[str, Any]
+    ) -> None:
+        # once per change of the list: a Warning naming what the spec asks and nothing does
+        before = get_condition(previous, c.COND_UNSUPPORTED) or {}
+        after = get_condition(status, c.COND_UNSUPPORTED) or {}
+        if after.get("status") == "True" and after.get("message") != before.get("message"):
+            self.event(body, "Warning", c.COND_UNSUPPORTED, str(after.get("message")))
 
     def _owned_pods(self, cluster: ClusterSpec) -> list[dict[str, Any]]:
         pods = self.kube.list(cluster.namespace, "pods", {c.LABEL_CLUSTER: cluster.name})
@@ -189,7 +235,7 @@ class Reconciler:
             self.event(body, "Normal", "CreatedSecret", f"Created token Secret {secret['metadata']['name']}")
 
     def _ensure_service(self, cluster: ClusterSpec, body: Mapping[str, Any]) -> dict[str, Any]:
-        name = c.head_service_name(cluster.name)
+        name = cluster.service_name
         service = self.kube.get(cluster.namespace, "services", name)
         if service is None:
             service = self.kube.create(cluster.namespace, "services", builders.build_head_service(cluster))
@@ -217,6 +263,8 @@ class Reconciler:
             for deletion in plan.delete:
                 self._delete(cluster, body, deletion)
                 gone.add(deletion.name)
+            if group.workers_to_delete:
+                self._clear_workers_to_delete(cluster, body, group)
             pods = [p for p in pods if p.name not in gone]
             for _ in range(plan.create):
                 try:
@@ -230,7 +278,7 @@ class Reconciler:
     def _plan(
         self, cluster: ClusterSpec, body: Mapping[str, Any], group: GroupSpec, pods: list[PodInfo]
     ) -> planner.ScalePlan:
-        desired = 0 if cluster.suspend else group.replicas
+        desired = 0 if cluster.suspend else group.desired_pods
         alive = [p.name for p in pods if p.alive]
         idleness = self.options.idleness(body, group.name, alive) if len(alive) > desired else None
         return planner.plan_group(

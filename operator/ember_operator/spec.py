@@ -11,7 +11,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ember_node.start_flags import check_start_params
+
 from ember_operator import constants as c
+from ember_operator.kuberay import merged_start_params, unsupported_fields
+from ember_operator.quantities import QuantityError, parse_quantity
 
 __all__ = [
     "InvalidSpecError",
@@ -39,13 +43,17 @@ RESERVED_START_PARAMS: Mapping[str, str] = {
     "metrics-port": f"probes and scraping use {c.METRICS_PORT}",
     "dashboard-port": f"the head Service exposes {c.DASHBOARD_PORT}",
     "token-file": f"the token Secret is mounted at {c.TOKEN_FILE}",
+    "node-ip-address": "agents in pods advertise the pod IP",
+    "state-dir": "pods keep no state",
 }
+# Reserved flags a KubeRay manifest often sets to what the operator sets anyway: dropped.
+TOLERATED_START_PARAMS: Mapping[str, tuple[str, ...]] = {"block": ("", "true")}
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _DNS_1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 _FLAG = re.compile(r"^[a-z0-9][a-z0-9-]*$")
-# "<cluster>-head" must be a DNS-1035 label (a Service name): at most 63 characters.
-MAX_CLUSTER_NAME = 63 - len("-head")
+# "<cluster>-head-svc" must be a DNS-1035 label (a Service name): at most 63 characters.
+MAX_CLUSTER_NAME = 63 - len("-head-svc")
 MAX_GROUP_NAME = 63  # a label value
 
 
@@ -69,6 +77,19 @@ class GroupSpec:
     template: Mapping[str, Any]
     start_params: Mapping[str, str]
     workers_to_delete: tuple[str, ...] = ()
+    labels: Mapping[str, str] | None = None  # the group's ``labels``: added to its pods' labels
+    num_of_hosts: int = 1  # pods per replica (``numOfHosts``)
+    requested_replicas: int | None = None  # ``replicas`` as written, before clamping to the bounds
+
+    @property
+    def desired_pods(self) -> int:
+        """Pods wanted in this group: replicas times hosts per replica."""
+        return self.replicas * self.num_of_hosts
+
+    @property
+    def clamped(self) -> bool:
+        """``replicas`` was outside ``minReplicas..maxReplicas`` and was brought inside."""
+        return self.requested_replicas is not None and self.requested_replicas != self.replicas
 
 
 @dataclass(frozen=True)
@@ -84,6 +105,18 @@ class ClusterSpec:
     service_type: str = "ClusterIP"
     suspend: bool = False
     upgrade_strategy: str = c.UPGRADE_NONE
+    #: fields accepted but not acted on (see ember_operator.kuberay.unsupported_fields)
+    unsupported: tuple[str, ...] = ()
+    ray_version: str = ""  # recorded, ignored
+    service_name: str = ""  # the head Service's name: headService.metadata.name, else <name>-head-svc
+    #: headGroupSpec.headService (a Service merged into ours) and spec.headServiceAnnotations
+    head_service: Mapping[str, Any] | None = None
+    service_annotations: Mapping[str, str] | None = None
+
+    @property
+    def head_address(self) -> str:
+        """The ``host:port`` worker agents dial: the head Service's DNS name and the gRPC port."""
+        return c.head_address(self.name, self.namespace, self.service_name or None)
 
     @property
     def groups(self) -> tuple[GroupSpec, ...]:
@@ -122,24 +155,42 @@ def _template_problems(where: str, template: Any, agent: str) -> list[str]:
     return problems
 
 
-def _start_params_problems(where: str, params: Any) -> list[str]:
-    if params is None:
-        return []
-    if not isinstance(params, Mapping):
-        return [f"{where}.startParams must be a map of flag names to strings"]
+def _map_problems(where: str, group: Mapping[str, Any]) -> list[str]:
     problems = []
-    for key, value in params.items():
-        if not isinstance(key, str) or not _FLAG.match(key):
-            problems.append(
-                f"{where}.startParams key {key!r} is not a flag name (lowercase, digits, dashes)"
-            )
-        elif key in RESERVED_START_PARAMS:
+    for key in ("rayStartParams", "startParams", "labels", "resources"):
+        value = group.get(key)
+        if value is not None and not isinstance(value, Mapping):
+            problems.append(f"{where}.{key} must be a map of names to strings")
+    for name, raw in (group.get("resources") or {}).items() if isinstance(group.get("resources"), Mapping) else ():
+        try:
+            parse_quantity(raw)
+        except QuantityError:
+            problems.append(f"{where}.resources.{name} {raw!r} is not a quantity (e.g. \"2\", \"500m\", \"4Gi\")")
+    return problems
+
+
+def _start_params_problems(where: str, group: Mapping[str, Any]) -> list[str]:
+    problems = _map_problems(where, group)
+    if problems:
+        return problems
+    params = merged_start_params(group)
+    bad = [key for key in params if not _FLAG.match(key)]
+    for key in bad:
+        problems.append(f"{where}.startParams key {key!r} is not a flag name (lowercase, digits, dashes)")
+    check = check_start_params({k: v for k, v in params.items() if k not in bad})
+    problems += [f"{where}.rayStartParams: {problem} (the agent would refuse it)" for problem in check.problems]
+    for key, value in check.flags.items():
+        if key in RESERVED_START_PARAMS and value.lower() not in TOLERATED_START_PARAMS.get(key, ()):
             problems.append(
                 f"{where}.startParams.{key} is set by the operator ({RESERVED_START_PARAMS[key]})"
             )
-        if not isinstance(value, str | int | float | bool):
-            problems.append(f"{where}.startParams.{key} must be a string")
     return problems
+
+
+def agent_start_params(group: Mapping[str, Any]) -> dict[str, str]:
+    """The start params the agent gets: Ray's names made ember's, ignored and tolerated ones dropped."""
+    check = check_start_params(merged_start_params(group))
+    return {key: value for key, value in check.flags.items() if key not in TOLERATED_START_PARAMS}
 
 
 def _int_field(where: str, group: Mapping[str, Any], key: str, problems: list[str]) -> int | None:
@@ -170,20 +221,18 @@ def _worker_problems(index: int, group: Any, seen: set[str]) -> list[str]:
         if name in seen:
             problems.append(f"{where}.groupName is used by more than one worker group")
         seen.add(name)
-    replicas = _int_field(where, group, "replicas", problems)
+    _int_field(where, group, "replicas", problems)  # outside the bounds it is clamped, as KubeRay does
     low = _int_field(where, group, "minReplicas", problems)
     high = _int_field(where, group, "maxReplicas", problems)
     low = 0 if low is None else low
     high = MAX_REPLICAS if high is None else high
     if low > high:
         problems.append(f"{where}: minReplicas ({low}) is greater than maxReplicas ({high})")
-    elif replicas is not None and not low <= replicas <= high:
-        problems.append(
-            f"{where}.replicas ({replicas}) must be between minReplicas ({low}) "
-            f"and maxReplicas ({high})"
-        )
+    hosts = group.get("numOfHosts")
+    if hosts is not None and (isinstance(hosts, bool) or not isinstance(hosts, int) or hosts < 1):
+        problems.append(f"{where}.numOfHosts must be a positive integer, not {hosts!r}")
     problems += _template_problems(where, group.get("template"), c.AGENT_CONTAINER["worker"])
-    problems += _start_params_problems(where, group.get("startParams"))
+    problems += _start_params_problems(where, group)
     strategy = group.get("scaleStrategy") or {}
     to_delete = strategy.get("workersToDelete") if isinstance(strategy, Mapping) else None
     if to_delete is not None and (
@@ -200,7 +249,7 @@ def spec_problems(name: str, spec: Any) -> list[str]:
         problems.append(
             f"metadata.name {name!r} must start with a letter, use lowercase letters, digits and "
             f"'-', and have at most {MAX_CLUSTER_NAME} characters (the head Service is "
-            f"'<name>-head')"
+            f"'<name>-head-svc')"
         )
     if not isinstance(spec, Mapping):
         return [*problems, "spec is required"]
@@ -209,7 +258,12 @@ def spec_problems(name: str, spec: Any) -> list[str]:
         problems.append("spec.headGroupSpec is required")
     else:
         problems += _template_problems("headGroupSpec", head.get("template"), c.AGENT_CONTAINER["head"])
-        problems += _start_params_problems("headGroupSpec", head.get("startParams"))
+        problems += _start_params_problems("headGroupSpec", head)
+        custom = ((head.get("headService") or {}).get("metadata") or {}).get("name") \
+            if isinstance(head.get("headService") or {}, Mapping) else None
+        if custom is not None and (not isinstance(custom, str) or not _DNS_1035.match(custom) or len(custom) > 63):
+            problems.append(f"headGroupSpec.headService.metadata.name {custom!r} must be a DNS-1035 label "
+                            "(a Service name: lowercase letters, digits and '-', at most 63 characters)")
         service_type = head.get("serviceType")
         if service_type is not None and service_type not in SERVICE_TYPES:
             problems.append(
@@ -240,17 +294,17 @@ def validate_spec(name: str, spec: Any) -> None:
         raise InvalidSpecError(problems)
 
 
-def _params(raw: Mapping[str, Any] | None) -> dict[str, str]:
-    def text(value: Any) -> str:
-        return str(value).lower() if isinstance(value, bool) else str(value)
-
-    return {key: text(value) for key, value in (raw or {}).items()}
+def head_service_name(cluster: str, head: Mapping[str, Any]) -> str:
+    """The head Service's name: ``headService.metadata.name`` if given, else ``<cluster>-head-svc``."""
+    custom = ((head.get("headService") or {}).get("metadata") or {}).get("name")
+    return str(custom) if custom else c.head_service_name(cluster)
 
 
 def parse_cluster(body: Mapping[str, Any]) -> ClusterSpec:
     """Validate a RayCluster object and return its spec with defaults applied.
 
-    Defaults: ``minReplicas`` 0, ``maxReplicas`` 2**31-1, ``replicas`` = ``minReplicas``,
+    Defaults: ``minReplicas`` 0, ``maxReplicas`` 2**31-1, ``replicas`` = ``minReplicas``
+    (and clamped to ``minReplicas..maxReplicas``), ``numOfHosts`` 1,
     ``serviceType`` ClusterIP, ``suspend`` false, ``upgradeStrategy.type`` None.
     """
     meta = body.get("metadata") or {}
@@ -265,7 +319,8 @@ def parse_cluster(body: Mapping[str, Any]) -> ClusterSpec:
         min_replicas=1,
         max_replicas=1,
         template=head_raw["template"],
-        start_params=_params(head_raw.get("startParams")),
+        start_params=agent_start_params(head_raw),
+        labels=dict(head_raw.get("labels") or {}),
     )
     workers = []
     for raw in spec.get("workerGroupSpecs") or []:
@@ -273,15 +328,19 @@ def parse_cluster(body: Mapping[str, Any]) -> ClusterSpec:
         high = raw.get("maxReplicas")
         high = MAX_REPLICAS if high is None else high
         replicas = raw.get("replicas")
+        wanted = low if replicas is None else replicas
         workers.append(
             GroupSpec(
                 name=raw["groupName"],
                 node_type=c.NODE_TYPE_WORKER,
-                replicas=low if replicas is None else replicas,
+                replicas=min(max(wanted, low), high),
+                requested_replicas=replicas,
+                num_of_hosts=raw.get("numOfHosts") or 1,
                 min_replicas=low,
                 max_replicas=high,
                 template=raw["template"],
-                start_params=_params(raw.get("startParams")),
+                start_params=agent_start_params(raw),
+                labels=dict(raw.get("labels") or {}),
                 workers_to_delete=tuple((raw.get("scaleStrategy") or {}).get("workersToDelete") or ()),
             )
         )
@@ -293,7 +352,13 @@ def parse_cluster(body: Mapping[str, Any]) -> ClusterSpec:
         generation=int(meta.get("generation") or 0),
         head=head,
         workers=tuple(workers),
-        service_type=head_raw.get("serviceType") or "ClusterIP",
+        service_type=head_raw.get("serviceType")
+        or ((head_raw.get("headService") or {}).get("spec") or {}).get("type") or "ClusterIP",
         suspend=bool(spec.get("suspend", False)),
         upgrade_strategy=upgrade,
+        unsupported=tuple(unsupported_fields(spec)),
+        service_name=head_service_name(meta["name"], head_raw),
+        head_service=head_raw.get("headService") or None,
+        service_annotations=dict(spec.get("headServiceAnnotations") or {}),
+        ray_version=str(spec.get("rayVersion") or ""),
     )

@@ -27,10 +27,13 @@ __all__ = [
     "ENDPOINTS",
 ]
 
+#: The head Service's ports by name, keyed as KubeRay's (plus ember's own ``grpc``).
 ENDPOINTS: Mapping[str, str] = {
-    c.PORT_NAME_GRPC: str(c.GRPC_PORT),
-    c.PORT_NAME_METRICS: str(c.METRICS_PORT),
+    c.PORT_NAME_GCS: str(c.GCS_PORT),
+    c.PORT_NAME_CLIENT: str(c.CLIENT_PORT),
     c.PORT_NAME_DASHBOARD: str(c.DASHBOARD_PORT),
+    c.PORT_NAME_METRICS: str(c.METRICS_PORT),
+    c.PORT_NAME_GRPC: str(c.GRPC_PORT),
 }
 
 
@@ -73,7 +76,7 @@ def desired_resources(cluster: ClusterSpec) -> dict[str, str]:
         for group in cluster.groups:
             for container in group.template["spec"]["containers"]:
                 for key, value in container_resources(container).items():
-                    totals[key] += value * group.replicas
+                    totals[key] += value * group.desired_pods
     return {
         "desiredCPU": format_cpu(totals["cpu"]),
         "desiredMemory": format_bytes(totals["memory"]),
@@ -113,35 +116,41 @@ def compute_status(
     live = [p for p in pods if p.alive]
     head_ready = any(p.node_type == c.NODE_TYPE_HEAD and p.ready for p in live)
     workers = [p for p in live if p.node_type == c.NODE_TYPE_WORKER]
-    desired_workers = 0 if cluster.suspend else sum(g.replicas for g in cluster.workers)
+    desired_workers = 0 if cluster.suspend else sum(g.desired_pods for g in cluster.workers)
     short = []
     for group in cluster.workers:
         ready = sum(1 for p in workers if p.group == group.name and p.ready)
-        if not cluster.suspend and ready < group.replicas:
-            short.append(f"{group.name}: {ready}/{group.replicas} workers ready")
+        if not cluster.suspend and ready < group.desired_pods:
+            short.append(f"{group.name}: {ready}/{group.desired_pods} workers ready")
     if not cluster.suspend and not head_ready:
         short.insert(0, "head pod not ready")
     provisioned = not cluster.suspend and not short
 
+    # RayClusterProvisioned: every pod ready for the first time; once True it stays True
     old_provisioned = get_condition(previous, c.COND_PROVISIONED)
-    never_provisioned = old_provisioned is None or old_provisioned.get("reason") == c.REASON_PROVISIONING
-    if provisioned:
-        prov = (True, "AllPodsReady", "the head and every desired worker are ready")
-    elif cluster.suspend:
-        prov = (False, "Suspended", "the cluster is suspended")
+    if provisioned or (old_provisioned is not None and old_provisioned.get("status") == "True"):
+        prov = (True, c.REASON_PROVISIONED, "the head and every desired worker were ready")
     else:
-        prov = (False, c.REASON_PROVISIONING if never_provisioned else "PodsNotReady", "; ".join(short))
+        prov = (False, c.REASON_PROVISIONING,
+                "the cluster is suspended" if cluster.suspend else "; ".join(short))
 
     if cluster.suspend:
+        suspending = (bool(live), "Suspending" if live else "Suspended",
+                      f"{len(live)} pods still running" if live else "")
         suspended = (not live, "Suspended" if not live else "Suspending",
                      "all pods deleted" if not live else f"{len(live)} pods still running")
         head = (False, "Suspended", "the cluster is suspended")
     else:
+        suspending = (False, "NotSuspended", "")
         suspended = (False, "NotSuspended", "")
-        head = (head_ready, "HeadPodReady" if head_ready else "HeadPodNotReady",
+        head = (head_ready, "HeadPodRunningAndReady" if head_ready else "HeadPodNotReady",
                 "" if head_ready else "waiting for the head pod to become ready")
     failure = (replica_failure is not None, "PodCreationFailed" if replica_failure else "NoFailure",
                replica_failure or "")
+
+    unsupported = (bool(cluster.unsupported),
+                   "FieldsNotActedOn" if cluster.unsupported else "AllFieldsActedOn",
+                   "not acted on: " + "; ".join(cluster.unsupported) if cluster.unsupported else "")
 
     def cond(kind: str, triple: tuple[bool, str, str]) -> dict[str, Any]:
         return set_condition(previous, kind, *triple, now=now, generation=gen)
@@ -153,14 +162,16 @@ def compute_status(
         "conditions": [
             cond(c.COND_HEAD_POD_READY, head),
             cond(c.COND_PROVISIONED, prov),
+            cond(c.COND_SUSPENDING, suspending),
             cond(c.COND_SUSPENDED, suspended),
             cond(c.COND_REPLICA_FAILURE, failure),
+            cond(c.COND_UNSUPPORTED, unsupported),
         ],
         "readyWorkerReplicas": sum(1 for p in workers if p.ready),
         "availableWorkerReplicas": sum(1 for p in workers if p.phase == "Running"),
         "desiredWorkerReplicas": desired_workers,
-        "minWorkerReplicas": sum(g.min_replicas for g in cluster.workers),
-        "maxWorkerReplicas": min(sum(g.max_replicas for g in cluster.workers), 2**31 - 1),
+        "minWorkerReplicas": sum(g.min_replicas * g.num_of_hosts for g in cluster.workers),
+        "maxWorkerReplicas": min(sum(g.max_replicas * g.num_of_hosts for g in cluster.workers), 2**31 - 1),
         **desired_resources(cluster),
         "endpoints": dict(ENDPOINTS),
         "head": _head_status(cluster, pods, service),
@@ -197,12 +208,11 @@ def status_changed(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> boo
 
 
 def provisioned_just_now(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> bool:
-    """Whether this status is the cluster's first ever ``ClusterProvisioned=True``.
+    """Whether this status is the cluster's first ever ``RayClusterProvisioned=True``.
 
     Used to observe the provisioning-time histogram once per cluster, also across
-    operator restarts: before the first success the condition's reason is ``Provisioning``.
+    operator restarts: the condition never reverts once True.
     """
     before = get_condition(old, c.COND_PROVISIONED)
     after = get_condition(new, c.COND_PROVISIONED)
-    first = before is None or (before.get("status") != "True" and before.get("reason") == c.REASON_PROVISIONING)
-    return bool(after and after.get("status") == "True" and first)
+    return bool(after and after.get("status") == "True" and (before is None or before.get("status") != "True"))

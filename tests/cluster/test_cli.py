@@ -257,3 +257,42 @@ def test_detached_actor_outlives_its_driver(cli):
     assert any(" c " in f" {ln} " and "ALIVE" in ln for ln in actors.splitlines()), actors
     assert last_json(cli.driver(DETACHED_2)) == {"after": 4}
     assert last_json(cli.driver(DETACHED_2)) == {"after": 5}
+
+
+def test_ray_start_flags_mean_the_same_and_flags_without_meaning_are_warned_about(cli):
+    """A KubeRay pod's `ray start` flags, renamed to `ember start`: Ray's spellings work,
+    Ray flags with no meaning here are warned about (the agent still starts), and a flag
+    neither knows is refused naming it."""
+    port = free_port()
+    metrics = free_port()
+    head = cli("start", "--head", "--port", str(port), "--num-cpus=1", "--dashboard-host", "0.0.0.0",
+               "--include-dashboard", "false", "--redis-password", "s3cret", "--enable-resource-isolation",
+               "--object-store-memory", str(64 << 20), f"--metrics-export-port={metrics}",
+               "--node-ip-address", "127.0.0.1")
+    assert head.returncode == 0, head.stderr
+    cli.track_agents()
+    assert "ignoring the Ray flag --redis-password: ember uses no Redis" in head.stderr, head.stderr
+    assert "ignoring the Ray flag --enable-resource-isolation" in head.stderr, head.stderr
+    token_file = cli.base / "token"
+    node = cli("start", "--address", f"127.0.0.1:{port}", "--token-file", str(token_file), "--num-cpus", "1",
+               "--resources", '\'{"TPU": 4}\'', "--object-store-memory", str(40 << 20),
+               "--node-manager-port", "6380", "--node-ip-address", "127.0.0.1")
+    assert node.returncode == 0, node.stderr
+    cli.track_agents()
+    assert "ignoring the Ray flag --node-manager-port" in node.stderr, node.stderr
+
+    def joined():
+        r = cli("status", "--json")
+        return r.returncode == 0 and json.loads(r.stdout)["resources"].get("TPU") == 4
+
+    assert wait_until(joined, 30, 0.2), cli("status", "--json").stdout
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{metrics}/healthz", timeout=10) as answer:
+        assert answer.status == 200  # --metrics-export-port is --metrics-port
+
+    refused = cli("start", "--address", f"127.0.0.1:{port}", "--no-such-flag", "1")
+    assert refused.returncode == 2 and "--no-such-flag" in refused.stderr, refused.stderr
+    bad = cli("start", "--address", f"127.0.0.1:{port}", "--token-file", str(token_file),
+              "--resources", "TPU=4")
+    assert bad.returncode == 1 and "--resources 'TPU=4' is not a JSON object" in bad.stderr, bad.stderr

@@ -114,8 +114,9 @@ def test_remote_driver_through_one_forwarded_port(procs, tmp_short, forwarder):
     start_worker_node(procs, head, tmp_short, "a", num_cpus=1, resources={"node_a": 1})
     wait_cluster(head, alive_nodes=2, idle_workers=3)
     fwd = forwarder(("127.0.0.1", head.port))
+    # as a Ray user writes it for KubeRay's head Service port `client` (10001 -> the head's port)
     result = last_json(run_driver(procs, DRIVER, timeout=90, env={
-        "DRIVER_ADDRESS": f"127.0.0.1:{fwd.port}", "DRIVER_TOKEN": head.token, "DRIVER_PIN": "node_a"}))
+        "DRIVER_ADDRESS": f"ray://127.0.0.1:{fwd.port}", "DRIVER_TOKEN": head.token, "DRIVER_PIN": "node_a"}))
     _check(result, f"127.0.0.1:{fwd.port}", {"head", "a"})
     assert result["pinned"] == "a"
     assert result["cluster_cpus"] == 3

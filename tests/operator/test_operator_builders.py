@@ -68,6 +68,10 @@ def test_head_pod() -> None:
         "app.kubernetes.io/instance": "demo",
         "app.kubernetes.io/component": "head",
         "app.kubernetes.io/managed-by": "ember-operator",
+        "ray.io/cluster": "demo",
+        "ray.io/node-type": "head",
+        "ray.io/group": "headgroup",
+        "ray.io/is-ray-node": "yes",
     }
     assert meta["annotations"] == {"note": "hi",
                                    "ember.dev/pod-template-hash": builders.template_hash(cluster.head)}
@@ -82,7 +86,7 @@ def test_head_pod() -> None:
     assert {p["name"]: p["containerPort"] for p in agent["ports"]} == \
         {"grpc": 6380, "metrics": 8080, "dashboard": 8265}
     for probe in (agent["readinessProbe"], agent["livenessProbe"]):
-        assert probe["httpGet"] == {"path": "/healthz", "port": "metrics"}
+        assert probe["httpGet"] == {"path": "/healthz", "port": 8080}
     assert {"name": "ember-token", "mountPath": "/etc/ember/token", "readOnly": True} in agent["volumeMounts"]
     assert {"name": "ember-shm", "mountPath": "/dev/shm"} in agent["volumeMounts"]
     assert pod["spec"]["volumes"] == [
@@ -106,7 +110,7 @@ def test_worker_pod_runs_the_agent_in_the_named_container() -> None:
     sidecar, agent = pod["spec"]["containers"]
     assert sidecar == {"name": "logs", "image": "busybox"}  # untouched
     assert agent["args"] == [
-        "start", "--block", "--address", "demo-head.ml.svc:6380", "--host", "0.0.0.0",
+        "start", "--block", "--address", "demo-head-svc.ml.svc:6380", "--host", "0.0.0.0",
         "--metrics-port", "8080", "--token-file", "/etc/ember/token/token",
         "--num-cpus", "1", "--num-gpus", "1", "--memory", str(2 * 2**30),
         "--object-store-memory", "1000000", "--resources", '{"accel": 1}',
@@ -139,15 +143,63 @@ def test_head_service() -> None:
     cluster = make_cluster()
     service = builders.build_head_service(cluster)
     k8s_valid(service)
-    assert service["metadata"]["name"] == "demo-head"
+    assert service["metadata"]["name"] == "demo-head-svc"
     assert service["metadata"]["ownerReferences"] == [OWNER]
     assert service["spec"]["type"] == "LoadBalancer"
     assert service["spec"]["selector"] == {"ember.dev/cluster": "demo", "ember.dev/node-type": "head"}
+    # KubeRay's port names; every target is a number, never a name a user's port may carry
     assert [(p["name"], p["port"], p["targetPort"]) for p in service["spec"]["ports"]] == [
-        ("grpc", 6380, "grpc"), ("metrics", 8080, "metrics"), ("dashboard", 8265, "dashboard")]
+        ("gcs-server", 6379, 6380), ("client", 10001, 6380), ("dashboard", 8265, 8265),
+        ("metrics", 8080, 8080), ("grpc", 6380, 6380)]
     # The selector picks the head pod.
     head_labels = builders.build_head_pod(cluster, "aaaaa")["metadata"]["labels"]
     assert service["spec"]["selector"].items() <= head_labels.items()
+
+
+def test_head_service_merges_the_users_head_service_and_annotations() -> None:
+    head = make_cluster().head
+    cluster = make_cluster(
+        headServiceAnnotations={"cloud.example/lb": "internal"},
+        headGroupSpec={
+            "template": head.template,
+            "headService": {
+                "metadata": {"name": "custom-head", "labels": {"team": "ml"}, "annotations": {"a": "b"}},
+                "spec": {"type": "NodePort", "sessionAffinity": "ClientIP",
+                         "selector": {"app": "spoofed"},
+                         "ports": [{"name": "serve", "port": 8000, "targetPort": 8000},
+                                   {"name": "client", "port": 10002}]}}})
+    service = builders.build_head_service(cluster)
+    k8s_valid(service)
+    meta, spec = service["metadata"], service["spec"]
+    assert meta["name"] == "custom-head" and meta["annotations"] == {"a": "b", "cloud.example/lb": "internal"}
+    assert meta["labels"]["team"] == "ml" and meta["labels"]["ember.dev/cluster"] == "demo"
+    assert spec["type"] == "NodePort" and spec["sessionAffinity"] == "ClientIP"
+    assert spec["selector"] == {"ember.dev/cluster": "demo", "ember.dev/node-type": "head"}
+    assert [p["name"] for p in spec["ports"]] == ["gcs-server", "client", "dashboard", "metrics", "grpc", "serve"]
+    worker = builders.build_worker_pod(cluster, cluster.workers[0], "aaaaa")
+    args = worker["spec"]["containers"][1]["args"]  # ember-worker, after the logs container
+    assert args[args.index("--address") + 1] == "custom-head.ml.svc:6380"
+
+
+def test_a_users_port_named_like_ours_is_kept_and_ours_goes_by_number() -> None:
+    template = {"spec": {"containers": [{"name": "ray-head", "image": "ember:1", "ports": [
+        {"name": "grpc", "containerPort": 8888}, {"name": "gcs-server", "containerPort": 6379},
+        {"name": "dashboard", "containerPort": 8265}]}]}}
+    cluster = make_cluster(headGroupSpec={"template": template})
+    pod = builders.build_head_pod(cluster, "aaaaa")
+    k8s_valid(pod)
+    ports = pod["spec"]["containers"][0]["ports"]
+    assert {"name": "grpc", "containerPort": 8888} in ports  # the user's, untouched
+    assert {"containerPort": 6380, "protocol": "TCP"} in ports  # ours, unnamed
+    assert [p["containerPort"] for p in ports].count(8265) == 1
+    for probe in ("readinessProbe", "livenessProbe"):
+        assert pod["spec"]["containers"][0][probe]["httpGet"]["port"] == 8080
+
+
+def test_group_labels_label_the_pods() -> None:
+    head = make_cluster().head
+    cluster = make_cluster(headGroupSpec={"template": head.template, "labels": {"zone": "a"}})
+    assert builders.build_head_pod(cluster, "aaaaa")["metadata"]["labels"]["zone"] == "a"
 
 
 def test_token_secret() -> None:

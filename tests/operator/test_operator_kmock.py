@@ -50,17 +50,19 @@ async def test_create_makes_owned_head_service_secret_and_workers(
     assert agent(head)["args"][:3] == ["start", "--head", "--block"]
     assert "--address" in agent(workers[0])["args"]
     assert agent(workers[0])["args"][agent(workers[0])["args"].index("--address") + 1] == \
-        "demo-head.default.svc:6380"
-    assert service["metadata"]["name"] == "demo-head"
+        "demo-head-svc.default.svc:6380"
+    assert service["metadata"]["name"] == "demo-head-svc"
     assert {p["name"]: p["port"] for p in service["spec"]["ports"]} == \
-        {"grpc": 6380, "metrics": 8080, "dashboard": 8265}
+        {"gcs-server": 6379, "client": 10001, "dashboard": 8265, "metrics": 8080, "grpc": 6380}
+    assert head["metadata"]["labels"]["ray.io/node-type"] == "head"
+    assert {w["metadata"]["labels"]["ray.io/group"] for w in workers} == {"cpu"}
     assert secret["metadata"]["name"] == "demo-token" and secret["data"]["token"]
 
     await eventually(lambda: _assert_status(cluster, state="provisioning", desiredWorkerReplicas=2))
     status = cluster.status()
-    assert status["head"]["serviceName"] == "demo-head" and status["head"]["serviceIP"]
+    assert status["head"]["serviceName"] == "demo-head-svc" and status["head"]["serviceIP"]
     assert cluster.condition("HeadPodReady")["status"] == "False"
-    assert cluster.condition("ClusterProvisioned")["reason"] == "Provisioning"
+    assert cluster.condition("RayClusterProvisioned")["reason"] == "RayClusterPodsProvisioning"
     assert not cluster.object()["metadata"].get("finalizers"), "a RayCluster must stay deletable"
     reasons = {e["reason"] for e in cluster.events()}
     assert {"CreatedSecret", "CreatedService", "CreatedPod"} <= reasons
@@ -84,7 +86,7 @@ async def test_status_conditions_follow_pod_readiness_and_metrics_are_served(
     await cluster.make_ready()
     await eventually(lambda: _assert_status(cluster, state="ready", readyWorkerReplicas=2,
                                             availableWorkerReplicas=2))
-    assert cluster.condition("ClusterProvisioned")["status"] == "True"
+    assert cluster.condition("RayClusterProvisioned")["status"] == "True"
     assert cluster.condition("ReplicaFailure")["status"] == "False"
     assert cluster.status()["desiredCPU"] == "4"  # head 2 + 2 workers x 1
     assert cluster.status()["observedGeneration"] == cluster.object()["metadata"]["generation"]
@@ -138,10 +140,17 @@ async def test_scale_down_deletes_exactly_the_named_workers(kmock: EmberEmulator
     expected = [f"Deleted pod {first} (requested)", f"Deleted pod {third} (requested)"]
     await eventually(lambda: _assert_event_messages(cluster, "DeletedPod", expected))
     await eventually(lambda: _assert_status(cluster, desiredWorkerReplicas=1))
+    # done with the list: the operator empties it, as KubeRay does
+    await eventually(lambda: _assert_to_delete(cluster, []))
 
     await cluster.patch_spec({"workerGroupSpecs": [worker_group(3)]})  # and up again
     await eventually(lambda: counts(cluster, 1, 3))
     assert second in cluster.pod_names("worker")
+
+
+def _assert_to_delete(cluster: Cluster, names: list[str]) -> None:
+    group = cluster.object()["spec"]["workerGroupSpecs"][0]
+    assert group["scaleStrategy"]["workersToDelete"] == names, group
 
 
 def _assert_reconciles(operator: Operator, trigger: str, at_least: int) -> None:
@@ -163,18 +172,19 @@ async def test_suspend_deletes_pods_keeps_service_and_secret_then_resume(
     cluster = await started(kmock, workers=2)
     await cluster.patch_spec({"suspend": True})
     await eventually(lambda: counts(cluster, 0, 0))
-    await eventually(lambda: _assert_condition(cluster, "Suspended", "True"))
+    await eventually(lambda: _assert_condition(cluster, "RayClusterSuspended", "True"))
     assert cluster.status()["state"] == "suspended"
     assert len(cluster.objects("services")) == 1 and len(cluster.objects("secrets")) == 1
     token = cluster.objects("secrets")[0]["data"]["token"]
 
     await cluster.patch_spec({"suspend": False})
     await eventually(lambda: counts(cluster, 1, 2))
-    await eventually(lambda: _assert_condition(cluster, "Suspended", "False"))
+    await eventually(lambda: _assert_condition(cluster, "RayClusterSuspended", "False"))
     assert cluster.objects("secrets")[0]["data"]["token"] == token
     await cluster.make_ready()
     await eventually(lambda: _assert_status(cluster, state="ready"))
-    assert cluster.condition("ClusterProvisioned")["reason"] == "AllPodsReady"
+    # RayClusterProvisioned was never True before the suspension: it becomes True now
+    assert cluster.condition("RayClusterProvisioned")["reason"] == "AllPodRunningAndReadyFirstTime"
 
 
 async def test_recreate_rolls_pods_whose_template_changed(kmock: EmberEmulator, operator: Operator) -> None:
@@ -209,12 +219,12 @@ async def test_invalid_spec_is_reported_and_fixing_it_provisions(kmock: EmberEmu
     cluster = Cluster(kmock, "default", "bad")
     spec = cluster_spec(2)
     broken = copy.deepcopy(spec)
-    broken["workerGroupSpecs"][0]["replicas"] = 11
+    broken["workerGroupSpecs"][0]["minReplicas"] = 11
     await cluster.create(broken)
     await eventually(lambda: _assert_status(cluster, state="failed"))
     condition = cluster.condition("ReplicaFailure")
     assert condition["status"] == "True" and condition["reason"] == "InvalidSpec"
-    assert "replicas (11) must be between minReplicas (0) and maxReplicas (10)" in condition["message"]
+    assert "minReplicas (11) is greater than maxReplicas (10)" in condition["message"]
     assert cluster.pods() == []
     await eventually(lambda: _assert_event_messages(cluster, "InvalidSpec", [condition["message"]]))
     # More passes (here after a label change) neither rewrite the status nor repeat the event.

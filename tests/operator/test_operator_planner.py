@@ -23,16 +23,18 @@ def test_scale_up_creates_the_difference() -> None:
     assert plan_group(3, three()).empty
 
 
-def test_scale_down_deletes_named_workers_first_in_their_order() -> None:
+def test_named_workers_are_deleted_whatever_replicas_says() -> None:
+    # as KubeRay: the list says which pods go, replicas how many stay (the rest is made anew)
     plan = plan_group(1, three(), workers_to_delete=["w-c", "w-a"])
-    assert plan.delete == (Deletion("w-c", "requested"), Deletion("w-a", "requested"))
+    assert plan.delete == (Deletion("w-a", "requested"), Deletion("w-c", "requested"))
     assert plan.create == 0
+    plan = plan_group(3, three(), workers_to_delete=["w-a"])
+    assert plan.delete == (Deletion("w-a", "requested"),) and plan.create == 1
 
 
-def test_never_deletes_more_than_asked() -> None:
+def test_never_more_pods_than_asked() -> None:
     plan = plan_group(2, three(), workers_to_delete=["w-a", "w-b", "w-c"])
-    assert names(plan) == ["w-a"]
-    assert plan_group(3, three(), workers_to_delete=["w-a"]).empty
+    assert len(names(plan)) == 3 and plan.create == 2
 
 
 def test_unknown_or_duplicate_names_are_ignored() -> None:
@@ -56,6 +58,8 @@ def test_named_then_idlest_then_newest() -> None:
     plan = plan_group(0, three(), workers_to_delete=["w-b"], idleness={"w-a": 9.0})
     assert plan.delete == (Deletion("w-b", "requested"), Deletion("w-a", "scale-down"),
                            Deletion("w-c", "scale-down"))
+    plan = plan_group(1, three(), workers_to_delete=["w-c"], idleness={"w-a": 9.0})
+    assert plan.delete == (Deletion("w-c", "requested"), Deletion("w-a", "scale-down"))
 
 
 def test_failed_pods_are_deleted_and_replaced() -> None:
@@ -86,7 +90,7 @@ def test_without_recreate_outdated_pods_stay() -> None:
 def test_scale_down_and_failures_together() -> None:
     pods = [*three(), pod("w-d", phase="Failed")]
     plan = plan_group(2, pods, workers_to_delete=["w-a"])
-    assert plan.delete == (Deletion("w-d", "failed"), Deletion("w-a", "requested"))
+    assert plan.delete == (Deletion("w-a", "requested"), Deletion("w-d", "failed"))
     assert plan.create == 0
 
 

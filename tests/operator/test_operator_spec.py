@@ -44,10 +44,8 @@ def test_a_good_spec_has_no_problems() -> None:
 
 
 @pytest.mark.parametrize(("mutate", "expected"), [
-    (lambda s: s["workerGroupSpecs"][0].update(replicas=5),
-     "workerGroupSpecs[0] ('cpu').replicas (5) must be between minReplicas (1) and maxReplicas (4)"),
-    (lambda s: s["workerGroupSpecs"][0].update(replicas=0),
-     "workerGroupSpecs[0] ('cpu').replicas (0) must be between minReplicas (1) and maxReplicas (4)"),
+    (lambda s: s["workerGroupSpecs"][0].update(numOfHosts=0),
+     "workerGroupSpecs[0] ('cpu').numOfHosts must be a positive integer, not 0"),
     (lambda s: s["workerGroupSpecs"][0].update(minReplicas=5),
      "workerGroupSpecs[0] ('cpu'): minReplicas (5) is greater than maxReplicas (4)"),
     (lambda s: s["workerGroupSpecs"][0].update(replicas=-1),
@@ -89,7 +87,7 @@ def test_bad_specs_are_rejected_with_a_clear_message(mutate: Any, expected: str)
 
 def test_every_problem_is_reported_at_once() -> None:
     def mutate(spec: dict[str, Any]) -> None:
-        spec["workerGroupSpecs"][0]["replicas"] = 9
+        spec["workerGroupSpecs"][0]["minReplicas"] = 9
         spec["workerGroupSpecs"][1]["groupName"] = "cpu"
 
     assert len(problems_of(mutate)) == 2
@@ -127,9 +125,26 @@ def test_parse_applies_defaults() -> None:
     assert [g.name for g in cluster.groups] == ["head", "cpu", "gpu"]
 
 
+@pytest.mark.parametrize(("replicas", "expected"), [(9, 4), (0, 1), (None, 1), (3, 3)])
+def test_replicas_outside_the_bounds_are_clamped(replicas: int | None, expected: int) -> None:
+    spec = copy.deepcopy(good_spec())
+    spec["workerGroupSpecs"][0]["replicas"] = replicas
+    assert spec_problems("demo", spec) == []
+    group = parse_cluster({"metadata": {"name": "demo"}, "spec": spec}).workers[0]
+    assert group.replicas == expected
+    assert group.clamped == (replicas not in (None, expected))
+
+
+def test_num_of_hosts_multiplies_the_pods() -> None:
+    spec = copy.deepcopy(good_spec())
+    spec["workerGroupSpecs"][0]["numOfHosts"] = 4
+    group = parse_cluster({"metadata": {"name": "demo"}, "spec": spec}).workers[0]
+    assert (group.replicas, group.num_of_hosts, group.desired_pods) == (2, 4, 8)
+
+
 def test_parse_refuses_an_invalid_spec() -> None:
     spec = copy.deepcopy(good_spec())
-    spec["workerGroupSpecs"][0]["replicas"] = 99
+    spec["workerGroupSpecs"][0]["minReplicas"] = 99
     with pytest.raises(InvalidSpecError) as info:
         parse_cluster({"metadata": {"name": "demo"}, "spec": spec})
     assert len(info.value.problems) == 1

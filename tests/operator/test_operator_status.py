@@ -48,7 +48,7 @@ def worker(name: str, ready: bool = True) -> PodInfo:
                    ready=ready)
 
 
-SERVICE = {"metadata": {"name": "demo-head"}, "spec": {"clusterIP": "10.96.0.1"}}
+SERVICE = {"metadata": {"name": "demo-head-svc"}, "spec": {"clusterIP": "10.96.0.1"}}
 
 
 def status_of(c: ClusterSpec, pods: list[PodInfo], previous: dict[str, Any] | None = None,
@@ -67,27 +67,31 @@ def test_provisioning_then_ready() -> None:
     assert first["state"] == "provisioning"
     assert first["reason"] == "head pod not ready; cpu: 0/2 workers ready"
     assert cond(first, "HeadPodReady")["status"] == "False"
-    assert cond(first, "ClusterProvisioned")["reason"] == "Provisioning"
+    assert cond(first, "RayClusterProvisioned")["reason"] == "RayClusterPodsProvisioning"
 
     ready = status_of(cluster(), [head(), worker("w1"), worker("w2")], previous=first, now=T1)
     assert ready["state"] == "ready" and ready["reason"] == ""
     assert cond(ready, "HeadPodReady") == {
-        "type": "HeadPodReady", "status": "True", "reason": "HeadPodReady", "message": "",
+        "type": "HeadPodReady", "status": "True", "reason": "HeadPodRunningAndReady", "message": "",
         "lastTransitionTime": T1, "observedGeneration": 4}
-    assert cond(ready, "Suspended")["lastTransitionTime"] == T0  # unchanged condition keeps its time
+    assert cond(ready, "RayClusterSuspended")["lastTransitionTime"] == T0  # unchanged condition keeps its time
     assert ready["readyWorkerReplicas"] == 2 and ready["availableWorkerReplicas"] == 2
     assert ready["desiredWorkerReplicas"] == 2
     assert (ready["minWorkerReplicas"], ready["maxWorkerReplicas"]) == (1, 5)
     assert (ready["desiredCPU"], ready["desiredMemory"], ready["desiredGPU"]) == ("4", "4Gi", "0")
     assert ready["head"] == {"podName": "demo-head-aaaaa", "podIP": "10.0.0.2",
-                             "serviceName": "demo-head", "serviceIP": "10.96.0.1"}
-    assert ready["endpoints"] == {"grpc": "6380", "metrics": "8080", "dashboard": "8265"}
+                             "serviceName": "demo-head-svc", "serviceIP": "10.96.0.1"}
+    assert ready["endpoints"] == {"gcs-server": "6379", "client": "10001", "dashboard": "8265",
+                                  "metrics": "8080", "grpc": "6380"}  # keyed as KubeRay's
     assert ready["observedGeneration"] == 4
     assert provisioned_just_now(first, ready)
 
-    # A worker lost later: not "Provisioning" any more, and no second histogram observation.
+    # A worker lost later: RayClusterProvisioned does not revert (as KubeRay's), the state
+    # does, and there is no second histogram observation.
     degraded = status_of(cluster(), [head(), worker("w1")], previous=ready, now=T2)
-    assert cond(degraded, "ClusterProvisioned")["reason"] == "PodsNotReady"
+    assert cond(degraded, "RayClusterProvisioned")["status"] == "True"
+    assert cond(degraded, "RayClusterProvisioned")["lastTransitionTime"] == T1
+    assert degraded["state"] == "provisioning" and degraded["reason"] == "cpu: 1/2 workers ready"
     again = status_of(cluster(), [head(), worker("w1"), worker("w3")], previous=degraded, now=T2)
     assert not provisioned_just_now(degraded, again)
 
@@ -103,12 +107,14 @@ def test_unchanged_inputs_give_an_unchanged_status() -> None:
 def test_suspended() -> None:
     suspending = status_of(cluster(suspend=True), [head(), worker("w1")])
     assert suspending["state"] == "suspended"
-    assert cond(suspending, "Suspended")["status"] == "False"
-    assert cond(suspending, "Suspended")["reason"] == "Suspending"
+    assert cond(suspending, "RayClusterSuspended")["status"] == "False"
+    assert cond(suspending, "RayClusterSuspended")["reason"] == "Suspending"
+    assert cond(suspending, "RayClusterSuspending")["status"] == "True"
     done = status_of(cluster(suspend=True), [], previous=suspending)
-    assert cond(done, "Suspended")["status"] == "True"
+    assert cond(done, "RayClusterSuspended")["status"] == "True"
+    assert cond(done, "RayClusterSuspending")["status"] == "False"
     assert done["desiredWorkerReplicas"] == 0 and done["desiredCPU"] == "0"
-    assert cond(done, "ClusterProvisioned")["reason"] == "Suspended"
+    assert cond(done, "RayClusterProvisioned")["status"] == "False"
 
 
 def test_replica_failure() -> None:

@@ -1,6 +1,6 @@
 {{/*
 Name of the RayCluster: nameOverride, else the release name. The operator
-derives <name>-head (Service) and <name>-token (Secret) from it.
+derives <name>-head-svc (Service) and <name>-token (Secret) from it.
 */}}
 {{- define "ember-cluster.name" -}}
 {{- default .Release.Name .Values.nameOverride | trunc 50 | trimSuffix "-" }}
@@ -32,7 +32,7 @@ here, as the operator would refuse them.
 {{- define "ember-cluster.startParams" -}}
 {{- $params := dict }}
 {{- range $key, $value := . }}
-{{- if has $key (list "head" "address" "block" "host" "port" "metrics-port" "dashboard-port" "token-file") }}
+{{- if has $key (list "head" "address" "block" "host" "port" "metrics-port" "metrics-export-port" "dashboard-port" "token-file" "node-ip-address" "state-dir") }}
 {{- fail (printf "startParams: %q is set by the operator for every pod and cannot be given" $key) }}
 {{- end }}
 {{- if kindIs "string" $value }}
