@@ -25,6 +25,7 @@ import uuid
 from typing import Any
 
 from ember import _messages as M
+from ember._oom import keep_agent_last
 from ember._remote import GrpcConnection, ping
 from ember._wire import ConnectionClosed
 
@@ -215,6 +216,9 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     os.makedirs(os.path.join(args.session_dir, "logs"), mode=0o700, exist_ok=True)
+    if (adj := keep_agent_last()) is not None and adj > 0:
+        log.warning("this node agent's oom_score_adj is %d and cannot be lowered to 0: under memory "
+                    "pressure the kernel may kill it before the workers", adj)
     totals: dict[str, float] = {"CPU": float(args.num_cpus if args.num_cpus is not None else os.cpu_count() or 1)}
     if args.num_gpus:
         totals["GPU"] = float(args.num_gpus)
