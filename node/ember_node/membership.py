@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from ember import _messages as M
 from ember.exceptions import (
     NodeDiedError,
+    OutOfMemoryError,
     TaskCancelledError,
     WorkerCrashedError,
 )
@@ -110,7 +111,10 @@ class Membership:
             self.by_pid.pop((node.node_id, rec.pid), None)
         if rec in node.idle:
             node.idle.remove(rec)
-        if node.alive:
+        oom = self.memory.kill_cause(rec)
+        if oom:
+            cause = f"was killed because the node was low on memory ({oom})"
+        elif node.alive:
             cause = describe_exit(rec.exit_status)
         else:
             cause = f"was lost because {node.describe()} died ({node.death_cause})"
@@ -132,6 +136,9 @@ class Membership:
                 self.metrics.task_retried(task.name)
                 log.warning("worker pid %s %s while running %s; retrying", rec.pid, cause, task.name)
                 self._requeue(task, front=True)
+            elif oom:
+                self._fail(task, OutOfMemoryError(
+                    f"{oom} The task ran {task.attempt + 1} time(s) (max_retries={task.max_retries})."))
             else:
                 error = WorkerCrashedError if node.alive else NodeDiedError
                 self._fail(task, error(

@@ -1,0 +1,193 @@
+"""The memory monitor: before the kernel's OOM killer acts, kill one task's worker.
+
+When this node's memory use (``ember_node.memory_usage``: the tightest of its memory
+cgroup and the machine) reaches the threshold, the monitor kills the worker of one running
+task, chosen as Ray chooses: a task that may be retried before one that may not, the newest
+first, and actors only when no plain task is left. It then waits for that worker to be gone
+before it kills another. The task is retried if it has retries left (``max_retries``), else
+it fails with ``OutOfMemoryError`` naming the task, the node's usage and the setting.
+
+Settings (environment of the node agent; Ray's names work too):
+
+``EMBER_MEMORY_USAGE_THRESHOLD`` (``RAY_memory_usage_threshold``)
+    fraction of the memory limit at which the monitor acts, default 0.95.
+``EMBER_MEMORY_MONITOR_REFRESH_MS`` (``RAY_memory_monitor_refresh_ms``)
+    how often it reads the usage, default 250; 0 turns the monitor off.
+
+The choice is a pure function (``decide``); ``MemoryMonitor`` wires it to the agent's
+workers on the agent's loop thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ember_node.memory_usage import MemoryUsage, UsageReader
+from ember_node.store import fmt_bytes
+from ember_node.workers import BUSY, NodeRec, WorkerRec
+
+log = logging.getLogger("ember.memory")
+
+THRESHOLD_VAR = "EMBER_MEMORY_USAGE_THRESHOLD"
+REFRESH_VAR = "EMBER_MEMORY_MONITOR_REFRESH_MS"
+RAY_THRESHOLD_VAR = "RAY_memory_usage_threshold"
+RAY_REFRESH_VAR = "RAY_memory_monitor_refresh_ms"
+DEFAULT_THRESHOLD = 0.95
+DEFAULT_REFRESH_MS = 250
+KILL_WAIT_S = 10.0  # a killed worker not gone after this long no longer holds up the next kill
+
+
+@dataclass(frozen=True)
+class MonitorSettings:
+    """``threshold``: fraction of the limit at which to act; ``refresh_s``: 0 when off."""
+
+    threshold: float = DEFAULT_THRESHOLD
+    refresh_s: float = DEFAULT_REFRESH_MS / 1000
+
+    @property
+    def enabled(self) -> bool:
+        return self.refresh_s > 0
+
+
+def settings_from_env(env: Mapping[str, str]) -> MonitorSettings:
+    """The monitor's settings from an environment; a bad value raises ValueError naming it."""
+
+    def value(name: str, ray_name: str, default: float) -> tuple[str, float]:
+        for var in (name, ray_name):
+            text = env.get(var)
+            if text is not None and text.strip():
+                try:
+                    return var, float(text)
+                except ValueError:
+                    raise ValueError(f"{var}={text!r} is not a number") from None
+        return name, default
+
+    tvar, threshold = value(THRESHOLD_VAR, RAY_THRESHOLD_VAR, DEFAULT_THRESHOLD)
+    if not 0 < threshold <= 1:
+        raise ValueError(f"{tvar}={threshold:g} must be a fraction of the memory limit, "
+                         f"more than 0 and at most 1 (default {DEFAULT_THRESHOLD})")
+    rvar, refresh_ms = value(REFRESH_VAR, RAY_REFRESH_VAR, DEFAULT_REFRESH_MS)
+    if refresh_ms < 0:
+        raise ValueError(f"{rvar}={refresh_ms:g} must be 0 (monitor off) or a positive number "
+                         f"of milliseconds (default {DEFAULT_REFRESH_MS})")
+    return MonitorSettings(threshold, refresh_ms / 1000)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A running task the monitor may kill. ``started``: when (larger is newer)."""
+
+    worker: Any  # the agent's record of the worker (opaque here)
+    pid: int
+    task_name: str
+    retriable: bool
+    actor: bool
+    started: float
+
+
+@dataclass(frozen=True)
+class KillDecision:
+    victim: Candidate
+    usage: MemoryUsage
+    message: str
+
+
+def choose_victim(candidates: Iterable[Candidate]) -> Candidate | None:
+    """Ray's order: plain tasks before actors, retriable before not, newest first."""
+    return min(candidates, key=lambda c: (c.actor, not c.retriable, -c.started), default=None)
+
+
+def oom_message(victim: Candidate, usage: MemoryUsage, threshold: float) -> str:
+    """What the killed task's caller reads: the task, the node's usage, the setting."""
+    kind = "actor task" if victim.actor else ("retriable task" if victim.retriable else "task")
+    return (
+        f"task {victim.task_name} (worker pid {victim.pid}) was killed by ember's memory monitor: "
+        f"the node's memory usage, {fmt_bytes(usage.used)} of {fmt_bytes(usage.total)} "
+        f"({usage.fraction:.0%}, from {usage.source}), was over the threshold of {threshold:.0%} "
+        f"({THRESHOLD_VAR}={threshold:g}), and it was the newest {kind} running there. "
+        f"Use less memory per task, run fewer at once (ask for more num_cpus or memory per "
+        f"task), give the node more memory, or raise {THRESHOLD_VAR}; {REFRESH_VAR}=0 turns "
+        f"the monitor off (the kernel's OOM killer may then kill any process)."
+    )
+
+
+def decide(usage: MemoryUsage | None, threshold: float, candidates: Iterable[Candidate],
+           kill_pending: bool) -> KillDecision | None:
+    """Whom to kill now, if anyone: nobody below the threshold, or while an earlier kill is
+    still on its way (its memory is not freed yet)."""
+    if usage is None or kill_pending or usage.fraction < threshold:
+        return None
+    victim = choose_victim(candidates)
+    if victim is None:
+        return None
+    return KillDecision(victim, usage, oom_message(victim, usage, threshold))
+
+
+class MemoryMonitor:
+    """Reads the usage every ``refresh_s`` and kills through ``kill(worker)`` when over."""
+
+    def __init__(self, settings: MonitorSettings, reader: UsageReader,
+                 kill: Callable[[Any], None], clock: Callable[[], float] = time.monotonic) -> None:
+        self.settings = settings
+        self.reader = reader
+        self._kill = kill
+        self._clock = clock
+        self._next = 0.0
+        self._pending: tuple[Any, float] | None = None  # the victim on its way out, and since when
+        self._causes: dict[Any, str] = {}  # worker -> why it was killed
+        self.kills = 0
+        self.last_usage: MemoryUsage | None = None
+
+    def due(self, now: float) -> bool:
+        return self.settings.enabled and now >= self._next
+
+    def tick(self, candidates: Iterable[Candidate]) -> KillDecision | None:
+        """One check (call when ``due``): read the usage, kill one of ``candidates`` if over."""
+        now = self._clock()
+        self._next = now + self.settings.refresh_s
+        candidates = list(candidates)
+        if self._pending is not None:
+            victim, since = self._pending
+            if all(c.worker is not victim for c in candidates) or now - since > KILL_WAIT_S:
+                self._pending = None
+        usage = self.reader.read()
+        self.last_usage = usage
+        decision = decide(usage, self.settings.threshold, candidates, self._pending is not None)
+        if decision is not None:
+            victim = decision.victim.worker
+            log.warning("%s", decision.message)
+            self._causes[victim] = decision.message
+            self._pending = (victim, now)
+            self.kills += 1
+            self._kill(victim)
+        return decision
+
+    def kill_cause(self, worker: Any) -> str | None:
+        """Why the monitor killed ``worker`` (None if it did not); asked once, when it is gone."""
+        return self._causes.pop(worker, None)
+
+
+def running_on(node: NodeRec, workers: Iterable[WorkerRec]) -> list[Candidate]:
+    """The workers of ``node`` that the monitor may kill: those running a task, and actors
+    (an actor holds its memory between calls too)."""
+    out = []
+    for rec in workers:
+        if rec.node is not node or not rec.pid or rec.state != BUSY:
+            continue
+        actor = rec.actor
+        if rec.inflight:
+            task = rec.inflight[0]
+            name, started, retriable = task.name, task.started_at, task.retries_left() != 0
+        elif actor is not None:
+            name, started, retriable = f"{actor.class_name} (an idle actor)", rec.idle_since, False
+        else:
+            continue
+        if actor is not None:
+            most = actor.spec.get("max_restarts", 0)
+            retriable = most < 0 or actor.restarts < most
+        out.append(Candidate(rec, rec.pid, name, retriable, actor is not None, started))
+    return out
