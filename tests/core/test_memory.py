@@ -189,3 +189,29 @@ def test_small_objects_past_the_bound_go_to_the_store(new_cluster, monkeypatch):
     assert api._stats()["inline_bytes"] <= 1 * MiB
     del refs, results
     assert wait_until(lambda: api._stats()["inline_bytes"] == 0, 30), api._stats()
+
+
+def _rss_anon(pid: int) -> int:
+    """Private memory of ``pid`` (its heap; shared memory such as the arena not counted)."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError(f"no RssAnon in /proc/{pid}/status")
+
+
+def test_agent_heap_stays_bounded_under_many_small_objects(new_cluster, monkeypatch):
+    """The issue's case: a program keeps hundreds of MiB of small objects alive. The agent's
+    own memory grows by about the bound, not by what the program put."""
+    monkeypatch.setenv("EMBER_INLINE_OBJECTS_MAX_BYTES", str(8 * MiB))
+    new_cluster(num_cpus=1, object_store_memory=512 * MiB)
+    from ember import api
+
+    (agent,) = agent_processes()
+    before = _rss_anon(agent.pid)
+    refs = [ember.put(os.urandom(50 * 1024)) for _ in range(4000)]  # 195 MiB of small values
+    assert ember.get(refs[-1], timeout=60) is not None
+    assert wait_until(lambda: api._stats()["objects"] >= 4000, 60)
+    grown = _rss_anon(agent.pid) - before
+    assert grown < 64 * MiB, f"the agent's heap grew by {grown / MiB:.0f} MiB for 195 MiB of small objects"
+    assert api._stats()["inline_bytes"] <= 8 * MiB
