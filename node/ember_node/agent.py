@@ -34,7 +34,7 @@ from ember.exceptions import (
 
 from ember_node.actors import ActorManager
 from ember_node.membership import Membership
-from ember_node.memory_monitor import MemoryMonitor, running_on, settings_from_env
+from ember_node.memory_monitor import MemoryMonitor, node_views, settings_from_env
 from ember_node.memory_usage import UsageReader
 from ember_node.metrics import NodeMetrics
 from ember_node.objects import PENDING, ClientRefs, Obj, ObjectTable
@@ -225,7 +225,7 @@ class Agent(Membership, Requests):
         now = time.monotonic()
         self.metrics.loop_alive_at = now  # /healthz: the loop is turning
         if self.memory.due(now):
-            self.memory.tick(running_on(self.local, self.workers.values()))
+            self.memory.tick(node_views(self.memory, self.local, self.nodes.values(), self.workers.values()))
         if now - self._last_timer < 0.1:
             return
         self._last_timer = now

@@ -17,6 +17,7 @@ from ember.exceptions import (
     WorkerCrashedError,
 )
 
+from ember_node.memory_usage import MemoryUsage
 from ember_node.workers import BUSY, DEAD, NodeRec, WorkerRec, describe_exit
 
 if TYPE_CHECKING:
@@ -82,6 +83,9 @@ class Membership:
                 # crosses a fetch of the same object again must not leave that copy behind)
                 readers = self.remote_readers
                 client.node.dropped.update(oid for oid in msg[2] if client.node in readers.get(oid, ()))
+            if len(msg) > 3 and msg[3] is not None:  # its memory usage: (used, total, where read)
+                used, total, source = msg[3]
+                self.memory.note_report(client.node, MemoryUsage(int(used), int(total), str(source)))
 
     def _node_dead(self, node: NodeRec, cause: str) -> None:
         """Declare a worker node dead: its tasks are retried elsewhere, its actors restarted."""

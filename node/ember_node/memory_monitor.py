@@ -14,8 +14,12 @@ Settings (environment of the node agent; Ray's names work too):
 ``EMBER_MEMORY_MONITOR_REFRESH_MS`` (``RAY_memory_monitor_refresh_ms``)
     how often it reads the usage, default 250; 0 turns the monitor off.
 
-The choice is a pure function (``decide``); ``MemoryMonitor`` wires it to the agent's
-workers on the agent's loop thread.
+It watches every node of the cluster from the head: the head reads its own usage, and each
+worker node reads its own the same way and sends it with its heartbeat (once a second), to
+which the head answers with a kill of one of that node's workers.
+
+The choice is a pure function (``decide``); ``MemoryMonitor`` applies it to each node's
+view, on the agent's loop thread.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ RAY_REFRESH_VAR = "RAY_memory_monitor_refresh_ms"
 DEFAULT_THRESHOLD = 0.95
 DEFAULT_REFRESH_MS = 250
 KILL_WAIT_S = 10.0  # a killed worker not gone after this long no longer holds up the next kill
+REPORT_STALE_S = 5.0  # a worker node's reading older than this is not acted on
 
 
 @dataclass(frozen=True)
@@ -127,8 +132,20 @@ def decide(usage: MemoryUsage | None, threshold: float, candidates: Iterable[Can
     return KillDecision(victim, usage, oom_message(victim, usage, threshold))
 
 
+@dataclass(frozen=True)
+class NodeView:
+    """One node as the monitor checks it: its usage now (None: unknown) and what runs there."""
+
+    node: Any
+    usage: MemoryUsage | None
+    candidates: list[Candidate]
+
+
 class MemoryMonitor:
-    """Reads the usage every ``refresh_s`` and kills through ``kill(worker)`` when over."""
+    """Checks every ``refresh_s`` and kills through ``kill(worker)`` on nodes over the threshold.
+
+    The agent's own node is read through ``reader``; a worker node reports its reading with
+    each heartbeat (``note_report``), and a report older than ``REPORT_STALE_S`` is not used."""
 
     def __init__(self, settings: MonitorSettings, reader: UsageReader,
                  kill: Callable[[Any], None], clock: Callable[[], float] = time.monotonic) -> None:
@@ -137,46 +154,86 @@ class MemoryMonitor:
         self._kill = kill
         self._clock = clock
         self._next = 0.0
-        self._pending: tuple[Any, float] | None = None  # the victim on its way out, and since when
+        self._pending: dict[Any, tuple[Any, float]] = {}  # node -> (victim on its way out, since)
+        self._reports: dict[Any, tuple[MemoryUsage, float]] = {}  # worker node -> (reading, when)
         self._causes: dict[Any, str] = {}  # worker -> why it was killed
         self.kills = 0
-        self.last_usage: MemoryUsage | None = None
+        self.last_usage: MemoryUsage | None = None  # this node's, at the last check
 
     def due(self, now: float) -> bool:
         return self.settings.enabled and now >= self._next
 
-    def tick(self, candidates: Iterable[Candidate]) -> KillDecision | None:
-        """One check (call when ``due``): read the usage, kill one of ``candidates`` if over."""
+    def note_report(self, node: Any, usage: MemoryUsage) -> None:
+        """A worker node's own reading (it reads its cgroup the same way)."""
+        self._reports[node] = (usage, self._clock())
+
+    def read_local(self) -> MemoryUsage | None:
+        self.last_usage = self.reader.read()
+        return self.last_usage
+
+    def reported(self, node: Any) -> MemoryUsage | None:
+        """A worker node's last reading, if recent enough to act on."""
+        report = self._reports.get(node)
+        if report is None or self._clock() - report[1] > REPORT_STALE_S:
+            return None
+        return report[0]
+
+    def forget(self, node: Any) -> None:
+        """A node is gone."""
+        self._reports.pop(node, None)
+        self._pending.pop(node, None)
+
+    def tick(self, views: Iterable[NodeView]) -> list[KillDecision]:
+        """One check (call when ``due``): on each node over the threshold, kill one candidate."""
         now = self._clock()
         self._next = now + self.settings.refresh_s
-        candidates = list(candidates)
-        if self._pending is not None:
-            victim, since = self._pending
-            if all(c.worker is not victim for c in candidates) or now - since > KILL_WAIT_S:
-                self._pending = None
-        usage = self.reader.read()
-        self.last_usage = usage
-        decision = decide(usage, self.settings.threshold, candidates, self._pending is not None)
-        if decision is not None:
+        decisions = []
+        for view in views:
+            pending = self._pending.get(view.node)
+            if pending is not None:
+                victim, since = pending
+                if all(c.worker is not victim for c in view.candidates) or now - since > KILL_WAIT_S:
+                    del self._pending[view.node]
+            decision = decide(view.usage, self.settings.threshold, view.candidates,
+                              view.node in self._pending)
+            if decision is None:
+                continue
             victim = decision.victim.worker
             log.warning("%s", decision.message)
             self._causes[victim] = decision.message
-            self._pending = (victim, now)
+            self._pending[view.node] = (victim, now)
             self.kills += 1
             self._kill(victim)
-        return decision
+            decisions.append(decision)
+        return decisions
 
     def kill_cause(self, worker: Any) -> str | None:
         """Why the monitor killed ``worker`` (None if it did not); asked once, when it is gone."""
         return self._causes.pop(worker, None)
 
 
-def running_on(node: NodeRec, workers: Iterable[WorkerRec]) -> list[Candidate]:
-    """The workers of ``node`` that the monitor may kill: those running a task, and actors
-    (an actor holds its memory between calls too)."""
+def node_views(monitor: MemoryMonitor, local: NodeRec, nodes: Iterable[NodeRec],
+               workers: Iterable[WorkerRec]) -> list[NodeView]:
+    """What the monitor checks: every live node, its usage, and its workers it may kill."""
+    by_node: dict[NodeRec, list[Candidate]] = {}
+    for cand in running(workers):
+        by_node.setdefault(cand.worker.node, []).append(cand)
+    views = []
+    for node in nodes:
+        if not node.alive:
+            monitor.forget(node)
+            continue
+        usage = monitor.read_local() if node is local else monitor.reported(node)
+        views.append(NodeView(node, usage, by_node.get(node, [])))
+    return views
+
+
+def running(workers: Iterable[WorkerRec]) -> list[Candidate]:
+    """The workers the monitor may kill: those running a task, and actors (an actor holds
+    its memory between calls too)."""
     out = []
     for rec in workers:
-        if rec.node is not node or not rec.pid or rec.state != BUSY:
+        if not rec.pid or rec.state != BUSY:
             continue
         actor = rec.actor
         if rec.inflight:

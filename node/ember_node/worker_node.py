@@ -30,6 +30,7 @@ from ember._remote import GrpcConnection, ping
 from ember._wire import ConnectionClosed
 
 from ember_node.grpc_server import serve_peer
+from ember_node.memory_usage import UsageReader
 from ember_node.node_store import NodeStore, PeerFetcher
 from ember_node.store import Arena, default_capacity
 from ember_node.workers import Zygote
@@ -138,14 +139,17 @@ class WorkerNode:
             store.close()
 
     def _heartbeat(self, conn: GrpcConnection, done: threading.Event) -> None:
+        reader = UsageReader()  # the head's memory monitor acts on this node's reading
         while not done.wait(HEARTBEAT_S):
             store = self.store
             try:
                 if store is None:
                     conn.send((M.HEARTBEAT,))
                 else:
+                    usage = reader.read()
                     conn.send((M.HEARTBEAT, (store.arena.used, store.arena.capacity, len(store.entries)),
-                               store.take_dropped()))
+                               store.take_dropped(),
+                               (usage.used, usage.total, usage.source) if usage is not None else None))
             except ConnectionClosed:
                 return
 

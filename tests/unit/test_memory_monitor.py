@@ -8,6 +8,7 @@ from ember_node.memory_monitor import (
     Candidate,
     MemoryMonitor,
     MonitorSettings,
+    NodeView,
     choose_victim,
     decide,
     settings_from_env,
@@ -45,8 +46,8 @@ def test_settings_from_ember_and_ray_names():
 def test_refresh_zero_disables():
     s = settings_from_env({"EMBER_MEMORY_MONITOR_REFRESH_MS": "0"})
     assert not s.enabled
-    monitor = MemoryMonitor(s, FakeReader(usage(1.0)), lambda w: None, clock=lambda: 0.0)
-    assert not monitor.due(100.0)
+    m = MemoryMonitor(s, FakeReader(usage(1.0)), lambda w: None, clock=lambda: 0.0)
+    assert not m.due(100.0)
 
 
 @pytest.mark.parametrize("env, words", [
@@ -129,58 +130,86 @@ def run(worker: str, task: str, started: float = 0.0) -> Candidate:
     return Candidate(worker, 1, task, True, False, started)
 
 
+def view(reading: MemoryUsage | None, *cands: Candidate, node: str = "head") -> NodeView:
+    return NodeView(node, reading, list(cands))
+
+
+def monitor(killed: list, clock: Clock, reading: MemoryUsage | None = None) -> MemoryMonitor:
+    return MemoryMonitor(MonitorSettings(0.95, 0.25), FakeReader(reading), killed.append, clock)
+
+
 def test_monitor_kills_only_over_the_threshold():
-    reader = FakeReader(usage(0.5))
     killed: list[str] = []
     clock = Clock()
-    m = MemoryMonitor(MonitorSettings(0.95, 0.25), reader, killed.append, clock)
-    assert m.tick([run("w1", "a", 1.0), run("w2", "b", 2.0)]) is None
-    reader.reading = usage(0.96)
+    m = monitor(killed, clock)
+    assert m.tick([view(usage(0.5), run("w1", "a", 1.0), run("w2", "b", 2.0))]) == []
     clock.now = 3
-    d = m.tick([run("w1", "c", 2.5), run("w2", "b", 2.0)])
-    assert d is not None and d.victim.task_name == "c"
+    (d,) = m.tick([view(usage(0.96), run("w1", "c", 2.5), run("w2", "b", 2.0))])
+    assert d.victim.task_name == "c"
     assert killed == ["w1"]
     assert m.kill_cause("w1") == d.message
     assert m.kill_cause("w1") is None  # told once
 
 
-def test_monitor_kills_one_at_a_time():
-    reader = FakeReader(usage(0.99))
+def test_monitor_kills_one_at_a_time_per_node():
     killed: list[str] = []
     clock = Clock()
-    m = MemoryMonitor(MonitorSettings(0.95, 0.25), reader, killed.append, clock)
-    m.tick([run("w1", "a"), run("w2", "b")])
-    assert len(killed) == 1
-    victim = killed[0]
-    survivor = "w2" if victim == "w1" else "w1"
+    m = monitor(killed, clock)
+    high = usage(0.99)
+    m.tick([view(high, run("w1", "a", 1), run("w2", "b", 2))])
+    assert killed == ["w2"]
     clock.now = 1
     # the victim is still listed (not gone yet): nobody else is killed
-    m.tick([run("w1", "a"), run("w2", "b")])
-    assert len(killed) == 1
+    m.tick([view(high, run("w1", "a", 1), run("w2", "b", 2))])
+    assert killed == ["w2"]
     clock.now = 2
     # gone, and memory still high: the next one goes
-    m.tick([run(survivor, "a" if survivor == "w1" else "b")])
-    assert killed == [victim, survivor]
+    m.tick([view(high, run("w1", "a", 1))])
+    assert killed == ["w2", "w1"]
+
+
+def test_monitor_nodes_are_independent():
+    killed: list[str] = []
+    clock = Clock()
+    m = monitor(killed, clock)
+    m.tick([view(usage(0.99), run("h1", "a", 1), run("h2", "b", 2)),
+            view(usage(0.97), run("n1", "c", 1), node="node-a"),
+            view(usage(0.50), run("m1", "d", 3), node="node-b")])
+    assert killed == ["h2", "n1"]
 
 
 def test_monitor_stops_waiting_for_a_kill_that_never_lands():
-    reader = FakeReader(usage(0.99))
     killed: list[str] = []
     clock = Clock()
-    m = MemoryMonitor(MonitorSettings(0.95, 0.25), reader, killed.append, clock)
-    m.tick([run("w1", "a")])
+    m = monitor(killed, clock)
+    m.tick([view(usage(0.99), run("w1", "a"))])
     clock.now = 5
-    m.tick([run("w1", "a")])
+    m.tick([view(usage(0.99), run("w1", "a"))])
     assert killed == ["w1"]
     clock.now = 11
-    m.tick([run("w1", "a")])
+    m.tick([view(usage(0.99), run("w1", "a"))])
     assert killed == ["w1", "w1"]
 
 
 def test_monitor_due_after_refresh():
     clock = Clock()
-    m = MemoryMonitor(MonitorSettings(0.95, 0.5), FakeReader(None), lambda w: None, clock)
+    m = monitor([], clock)
     assert m.due(0.0)
     m.tick([])
-    assert not m.due(0.4)
-    assert m.due(0.5)
+    assert not m.due(0.2)
+    assert m.due(0.25)
+
+
+def test_worker_node_reports_go_stale():
+    clock = Clock()
+    m = monitor([], clock, reading=usage(0.3))
+    assert m.read_local() == usage(0.3) and m.last_usage == usage(0.3)
+    assert m.reported("node-a") is None
+    m.note_report("node-a", usage(0.97))
+    clock.now = 4.9
+    assert m.reported("node-a") == usage(0.97)
+    clock.now = 5.1
+    assert m.reported("node-a") is None  # older than REPORT_STALE_S: not acted on
+    m.note_report("node-a", usage(0.97))
+    m.forget("node-a")
+    assert m.reported("node-a") is None
