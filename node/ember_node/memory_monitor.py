@@ -44,6 +44,7 @@ DEFAULT_THRESHOLD = 0.95
 DEFAULT_REFRESH_MS = 250
 KILL_WAIT_S = 10.0  # a killed worker not gone after this long no longer holds up the next kill
 REPORT_STALE_S = 5.0  # a worker node's reading older than this is not acted on
+WARN_EVERY_S = 30.0  # how often to say that a node is over the threshold with nothing to kill
 
 
 @dataclass(frozen=True)
@@ -157,6 +158,7 @@ class MemoryMonitor:
         self._pending: dict[Any, tuple[Any, float]] = {}  # node -> (victim on its way out, since)
         self._reports: dict[Any, tuple[MemoryUsage, float]] = {}  # worker node -> (reading, when)
         self._causes: dict[Any, str] = {}  # worker -> why it was killed
+        self._warned: dict[Any, float] = {}  # node -> when we last said nothing could be killed
         self.kills = 0
         self.last_usage: MemoryUsage | None = None  # this node's, at the last check
 
@@ -182,6 +184,7 @@ class MemoryMonitor:
         """A node is gone."""
         self._reports.pop(node, None)
         self._pending.pop(node, None)
+        self._warned.pop(node, None)
 
     def tick(self, views: Iterable[NodeView]) -> list[KillDecision]:
         """One check (call when ``due``): on each node over the threshold, kill one candidate."""
@@ -197,6 +200,7 @@ class MemoryMonitor:
             decision = decide(view.usage, self.settings.threshold, view.candidates,
                               view.node in self._pending)
             if decision is None:
+                self._maybe_warn_idle(view, now)
                 continue
             victim = decision.victim.worker
             log.warning("%s", decision.message)
@@ -206,6 +210,18 @@ class MemoryMonitor:
             self._kill(victim)
             decisions.append(decision)
         return decisions
+
+    def _maybe_warn_idle(self, view: NodeView, now: float) -> None:
+        """Over the threshold with no task to kill: say so, at most every WARN_EVERY_S."""
+        usage = view.usage
+        if (usage is None or view.candidates or usage.fraction < self.settings.threshold
+                or now - self._warned.get(view.node, -WARN_EVERY_S) < WARN_EVERY_S):
+            return
+        self._warned[view.node] = now
+        log.warning("memory usage %s of %s (%.0f%%, from %s) is over the threshold of %.0f%% (%s), "
+                    "but no task or actor runs there to kill: the memory is held by other processes "
+                    "(drivers, the agent's objects)", fmt_bytes(usage.used), fmt_bytes(usage.total),
+                    usage.fraction * 100, usage.source, self.settings.threshold * 100, THRESHOLD_VAR)
 
     def kill_cause(self, worker: Any) -> str | None:
         """Why the monitor killed ``worker`` (None if it did not); asked once, when it is gone."""

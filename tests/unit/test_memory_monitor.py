@@ -213,3 +213,17 @@ def test_worker_node_reports_go_stale():
     m.note_report("node-a", usage(0.97))
     m.forget("node-a")
     assert m.reported("node-a") is None
+
+
+def test_over_the_threshold_with_nothing_to_kill_warns_now_and_then(caplog):
+    clock = Clock()
+    m = monitor([], clock)
+    with caplog.at_level("WARNING", logger="ember.memory"):
+        m.tick([view(usage(0.99))])
+        clock.now = 10
+        m.tick([view(usage(0.99))])
+        assert len(caplog.records) == 1
+        assert "no task or actor runs there to kill" in caplog.records[0].getMessage()
+        clock.now = 31
+        m.tick([view(usage(0.99))])
+    assert len(caplog.records) == 2
