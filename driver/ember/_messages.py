@@ -16,7 +16,9 @@ Client (driver or worker) to agent:
   CANCEL(task_id, force)                       cancel a task
   REQUEST(req_id, what, arg)                   introspection; REPLY(req_id, value)
   SHUTDOWN()                                   the embedded cluster's driver is done
-  HEARTBEAT()                                  a worker node is alive (node to head)
+  HEARTBEAT(store, dropped, memory)            a worker node is alive (node to head), with its
+                                               store (used, capacity, copies), copies dropped,
+                                               and memory usage (used, total, where read) or None
   NODE_EVENT(kind, a, b)                       a worker node's zygote event: ('P', wid, pid), ('X', pid, status)
 
 Agent to client:

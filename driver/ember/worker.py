@@ -30,6 +30,7 @@ from ember import _context
 from ember import _messages as M
 from ember._claims import ClaimSlot, claim_path
 from ember._direct import DirectSender
+from ember._oom import make_worker_first
 from ember._runtime import CoreRuntime, Dep, SessionInfo
 from ember._serialization import deserialize, loads_function, serialize
 from ember._wire import ClientConnection, encode
@@ -367,6 +368,7 @@ def _check_cancel(rt: CoreRuntime) -> None:
 def run_worker(socket_path: str, session: dict, worker_id: int) -> None:
     """Body of a forked worker process."""
     die_with_parent()
+    make_worker_first()  # the OOM killer takes workers before the agent and drivers
     head = session.get("head_address")
     if head:  # a worker on a worker node talks to the head over gRPC
         from ember._remote import GrpcConnection

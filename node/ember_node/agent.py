@@ -35,6 +35,8 @@ from ember.exceptions import (
 
 from ember_node.actors import ActorManager
 from ember_node.membership import Membership
+from ember_node.memory_monitor import MemoryMonitor, node_views, settings_from_env
+from ember_node.memory_usage import UsageReader
 from ember_node.metrics import NodeMetrics
 from ember_node.objects import PENDING, ClientRefs, Obj, ObjectTable
 from ember_node.requests import Requests
@@ -143,6 +145,7 @@ class Agent(Membership, Requests):
             "session_dir": session_dir,
             "resources": self.totals,
         }
+        self.memory = MemoryMonitor(settings_from_env(os.environ), UsageReader(), self._kill_worker)
         self.zygote = Zygote(self.socket_path, self.session, os.path.join(session_dir, "logs", "workers.log"))
         self.sel.register(self.zygote.fileno(), selectors.EVENT_READ, self._on_zygote)
         self._handlers = {
@@ -229,6 +232,8 @@ class Agent(Membership, Requests):
     def _timers(self) -> None:
         now = time.monotonic()
         self.metrics.loop_alive_at = now  # /healthz: the loop is turning
+        if self.memory.due(now):
+            self.memory.tick(node_views(self.memory, self.local, self.nodes.values(), self.workers.values()))
         if now - self._last_timer < 0.1:
             return
         self._last_timer = now
@@ -614,6 +619,7 @@ class Agent(Membership, Requests):
         rec.inflight.append(task)
         task.worker = rec
         task.state = RUNNING
+        task.started_at = time.monotonic()  # the memory monitor kills the newest first
         ctx = None
         owner = task.owner
         has_gpus = bool(rec.node.gpus.free)

@@ -12,6 +12,8 @@ import socket
 import sys
 from typing import Any
 
+from ember._oom import keep_agent_last
+
 from ember_node.agent import HEARTBEAT_TIMEOUT_S, Agent
 from ember_node.store import default_capacity
 
@@ -47,6 +49,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     os.makedirs(os.path.join(args.session_dir, "logs"), mode=0o700, exist_ok=True)
+    if (adj := keep_agent_last()) is not None and adj > 0:
+        logging.getLogger("ember.agent").warning(
+            "this agent's oom_score_adj is %d and cannot be lowered to 0: under memory pressure the "
+            "kernel may kill it before the workers; start it from a process with oom_score_adj <= 0", adj)
     totals: dict[str, float] = {"CPU": float(args.num_cpus if args.num_cpus is not None else os.cpu_count() or 1)}
     if args.num_gpus:
         totals["GPU"] = float(args.num_gpus)

@@ -12,10 +12,12 @@ from typing import TYPE_CHECKING, Any
 from ember import _messages as M
 from ember.exceptions import (
     NodeDiedError,
+    OutOfMemoryError,
     TaskCancelledError,
     WorkerCrashedError,
 )
 
+from ember_node.memory_usage import MemoryUsage
 from ember_node.workers import BUSY, DEAD, NodeRec, WorkerRec, describe_exit
 
 if TYPE_CHECKING:
@@ -83,6 +85,9 @@ class Membership:
                 # crosses a fetch of the same object again must not leave that copy behind)
                 readers = self.remote_readers
                 client.node.dropped.update(oid for oid in msg[2] if client.node in readers.get(oid, ()))
+            if len(msg) > 3 and msg[3] is not None:  # its memory usage: (used, total, where read)
+                used, total, source = msg[3]
+                self.memory.note_report(client.node, MemoryUsage(int(used), int(total), str(source)))
 
     def _node_dead(self, node: NodeRec, cause: str) -> None:
         """Declare a worker node dead: its tasks are retried elsewhere, its actors restarted."""
@@ -116,7 +121,10 @@ class Membership:
             self.by_pid.pop((node.node_id, rec.pid), None)
         if rec in node.idle:
             node.idle.remove(rec)
-        if node.alive:
+        oom = self.memory.kill_cause(rec)
+        if oom:
+            cause = f"was killed because the node was low on memory ({oom})"
+        elif node.alive:
             cause = describe_exit(rec.exit_status)
         else:
             cause = f"was lost because {node.describe()} died ({node.death_cause})"
@@ -138,6 +146,9 @@ class Membership:
                 self.metrics.task_retried(task.name)
                 log.warning("worker pid %s %s while running %s; retrying", rec.pid, cause, task.name)
                 self._requeue(task, front=True)
+            elif oom:
+                self._fail(task, OutOfMemoryError(
+                    f"{oom} The task ran {task.attempt + 1} time(s) (max_retries={task.max_retries})."))
             else:
                 error = WorkerCrashedError if node.alive else NodeDiedError
                 self._fail(task, error(

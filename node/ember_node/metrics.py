@@ -352,7 +352,13 @@ def _read_state(m: NodeMetrics) -> dict[str, Any]:
                 actors[actor.state] += 1
     table = agent.table
     arena = table.arena
+    monitor = getattr(agent, "memory", None)
+    usage = monitor.last_usage if monitor is not None else None
     return {
+        "inline_bytes": getattr(table, "inline_bytes", 0),
+        "inline_limit": getattr(table, "inline_limit", 0),
+        "memory": usage,  # this node's memory usage at the monitor's last check (None: off)
+        "oom_kills": monitor.kills if monitor is not None else 0,
         "pending_args": pending_args,
         "pending_node": pending_node,
         "running": running,
@@ -473,6 +479,20 @@ def _state_families(m: NodeMetrics, s: dict[str, Any]) -> Iterator[Metric]:
                 s["objects"])
     yield gauge("ember_object_store_spilled_current_bytes", "Bytes of objects currently spilled to "
                 "disk.", s["spilled_now"])
+    yield gauge("ember_object_inline_bytes", "Bytes of small values held in the agent's own memory "
+                "(past the bound they go to the shared-memory store).", s["inline_bytes"])
+    yield gauge("ember_object_inline_limit_bytes", "The bound on small values held in the agent's "
+                "memory (EMBER_INLINE_OBJECTS_MAX_BYTES).", s["inline_limit"])
+    usage = s["memory"]
+    if usage is not None:
+        yield gauge("ember_node_memory_used_bytes", "Memory in use on this node, as the memory monitor "
+                    "reads it (its memory cgroup, or the machine, whichever is closer to full).", usage.used)
+        yield gauge("ember_node_memory_limit_bytes", "The memory limit the monitor's threshold "
+                    "applies to (the cgroup's limit, or the machine's memory).", usage.total)
+    kills = CounterMetricFamily("ember_memory_monitor_kills", "Workers the memory monitor killed "
+                                "because a node's memory usage was over the threshold.", labels=["node_id"])
+    kills.add_metric([nid], s["oom_kills"])
+    yield kills
     capacity = GaugeMetricFamily("ember_node_resource_capacity", "Resources a node offers (CPU, "
                                  "GPU, memory in bytes, custom); the head reports every live node.",
                                  labels=["node_id", "resource"])

@@ -3,8 +3,11 @@
 An object lives while any of these is true: a process holds an ObjectRef to it (``holders``),
 a pending task needs it or a live value contains a ref to it (``pins``), or a process has it
 mapped (``readers``; a freed object that is still mapped waits as a *zombie* until unmapped).
-Small values are kept inline; large ones live in the arena and spill to disk when the arena
-is full and they are not mapped by anyone.
+Small values are kept inline, in the agent's own memory, up to a bound (``inline_limit``,
+``EMBER_INLINE_OBJECTS_MAX_BYTES``); past it, new small values are copied into the arena
+like large ones, so a program that puts millions of small objects fills the store (which
+spills to disk) instead of the agent's heap. Large values live in the arena and spill to
+disk when the arena is full and they are not mapped by anyone.
 """
 
 from __future__ import annotations
@@ -15,9 +18,23 @@ from collections.abc import Callable
 from typing import Any
 
 from ember import _messages as M
+from ember._serialization import serialize
 from ember.exceptions import ObjectStoreFullError, OutOfDiskError
 
-from ember_node.store import Arena, fmt_bytes
+from ember_node.store import Arena, fmt_bytes, memory_limit
+
+INLINE_LIMIT_VAR = "EMBER_INLINE_OBJECTS_MAX_BYTES"
+
+
+def default_inline_limit(env: dict[str, str] | None = None) -> int:
+    """Bytes of small values the agent keeps in its own memory: ``EMBER_INLINE_OBJECTS_MAX_BYTES``,
+    else 5% of the node's memory (its cgroup's limit when lower), between 16 MiB and 1 GiB."""
+    text = (os.environ if env is None else env).get(INLINE_LIMIT_VAR, "").strip()
+    if text:
+        if not text.isdigit():
+            raise ValueError(f"{INLINE_LIMIT_VAR}={text!r} must be a number of bytes")
+        return int(text)
+    return max(16 << 20, min(memory_limit() // 20, 1 << 30))
 
 PENDING = 0
 READY = 1
@@ -58,8 +75,11 @@ class ClientRefs:
 class ObjectTable:
     """All objects on this node."""
 
-    def __init__(self, arena: Arena, spill_dir: str) -> None:
+    def __init__(self, arena: Arena, spill_dir: str, inline_limit: int | None = None) -> None:
         self.objs: dict[bytes, Obj] = {}
+        self.inline_limit = default_inline_limit() if inline_limit is None else inline_limit
+        self.inline_bytes = 0  # small values (and errors) held in this process's memory
+        self.inline_moved_total = 0  # small values put in the arena because of the bound
         self.zombies: dict[bytes, Obj] = {}
         self.arena = arena
         self.spill_dir = spill_dir
@@ -111,6 +131,8 @@ class ObjectTable:
         self._fill(obj, kind, payload, contained)
 
     def _fill(self, obj: Obj, kind: int, payload: Any, contained: list[bytes]) -> None:
+        if kind == M.INLINE and self.inline_bytes + len(payload) > self.inline_limit:
+            kind, payload = self._to_store(obj.oid, payload)
         obj.kind = kind
         obj.payload = payload
         obj.state = READY
@@ -119,6 +141,7 @@ class ObjectTable:
             self.in_store[obj.oid] = obj
         else:
             obj.size = len(payload)
+            self.inline_bytes += obj.size
         if contained:
             obj.contained = list(contained)
             for c in contained:
@@ -168,7 +191,9 @@ class ObjectTable:
             return
         del self.objs[oid]
         obj.subs = []
-        if obj.kind == M.STORE:
+        if obj.kind != M.STORE:
+            self.inline_bytes -= obj.size
+        else:
             self.in_store.pop(oid, None)
             if obj.spilled:
                 self._drop_spill(obj)
@@ -222,6 +247,26 @@ class ObjectTable:
         client.creating.clear()
 
     # -------------------------------------------------------------- space
+    def _to_store(self, oid: bytes, payload: bytes) -> tuple[int, Any]:
+        """A small value past the inline bound goes to the arena (an inline payload has the
+        layout of a stored value); when even that has no room, the object holds the error."""
+        size = len(payload)
+        try:
+            offset = self._alloc(size)
+        except ObjectStoreFullError as exc:
+            error = ObjectStoreFullError(
+                f"object {oid.hex()} ({fmt_bytes(size)}) could not be kept: the node's small objects "
+                f"reached their bound of {fmt_bytes(self.inline_limit)} ({INLINE_LIMIT_VAR}), and "
+                f"the object store has no room for more either: {exc}")
+            return M.ERROR, serialize(error).to_bytes()
+        view = self.arena.view()
+        try:
+            view[offset : offset + size] = payload
+        finally:
+            view.release()
+        self.inline_moved_total += 1
+        return M.STORE, (offset, size)
+
     def _alloc(self, size: int) -> int:
         arena = self.arena
         if size > arena.capacity:
@@ -305,6 +350,8 @@ class ObjectTable:
     def stats(self) -> dict[str, int]:
         return {
             "objects": len(self.objs),
+            "inline_bytes": self.inline_bytes,
+            "inline_limit": self.inline_limit,
             "store_bytes": self.arena.used,
             "store_capacity": self.arena.capacity,
             "spilled_bytes": self.spilled_bytes,

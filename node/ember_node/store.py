@@ -11,6 +11,8 @@ import bisect
 import mmap
 import os
 
+from ember_node.memory_usage import UsageReader
+
 PAGE = mmap.PAGESIZE
 
 
@@ -19,21 +21,14 @@ def page_align(n: int) -> int:
 
 
 def memory_limit() -> int:
-    """This process's memory: RAM, or a container's (cgroup) limit when lower."""
+    """This process's memory: RAM, or its memory cgroup's limit (a container's) when lower."""
+    limit = UsageReader(usage_file="").limit()
+    if limit:
+        return limit
     try:
-        ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError):
-        ram = 8 << 30
-    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
-        try:
-            with open(path) as f:
-                text = f.read().strip()
-        except OSError:
-            continue
-        if text.isdigit():
-            ram = min(ram, int(text))
-        break
-    return ram
+        return 8 << 30
 
 
 def default_capacity() -> int:

@@ -16,7 +16,8 @@ class Task:
 
     __slots__ = ("tid", "fn_id", "name", "args", "deps", "rids", "resources", "shape", "max_retries",
                  "retry_exc", "contained", "extra", "owner", "missing", "worker", "attempt",
-                 "cancelled", "state", "failed_dep", "namespace", "seq", "job", "pending_reason")
+                 "cancelled", "state", "failed_dep", "namespace", "seq", "job", "pending_reason",
+                 "started_at")
 
     def __init__(self, spec: tuple, owner: Any) -> None:
         (self.tid, self.fn_id, self.name, self.args, self.deps, self.rids, self.resources,
@@ -29,6 +30,7 @@ class Task:
         self.cancelled = False
         self.state = QUEUED
         self.failed_dep: Any = None
+        self.started_at = 0.0  # when it was last sent to a worker (monotonic clock)
         self.seq = 0  # its number on the worker it is queued on (0: sent to an idle worker)
         self.job: Any = None  # the driver whose work it is (see Agent._job_of)
         self.pending_reason: str | None = None  # why it waits, when no node could run it

@@ -25,10 +25,12 @@ import uuid
 from typing import Any
 
 from ember import _messages as M
+from ember._oom import keep_agent_last
 from ember._remote import GrpcConnection, ping
 from ember._wire import ConnectionClosed
 
 from ember_node.grpc_server import serve_peer
+from ember_node.memory_usage import UsageReader
 from ember_node.node_store import NodeStore, PeerFetcher
 from ember_node.store import Arena, default_capacity
 from ember_node.workers import Zygote
@@ -137,14 +139,17 @@ class WorkerNode:
             store.close()
 
     def _heartbeat(self, conn: GrpcConnection, done: threading.Event) -> None:
+        reader = UsageReader()  # the head's memory monitor acts on this node's reading
         while not done.wait(HEARTBEAT_S):
             store = self.store
             try:
                 if store is None:
                     conn.send((M.HEARTBEAT,))
                 else:
+                    usage = reader.read()
                     conn.send((M.HEARTBEAT, (store.arena.used, store.arena.capacity, len(store.entries)),
-                               store.take_dropped()))
+                               store.take_dropped(),
+                               (usage.used, usage.total, usage.source) if usage is not None else None))
             except ConnectionClosed:
                 return
 
@@ -215,6 +220,9 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     os.makedirs(os.path.join(args.session_dir, "logs"), mode=0o700, exist_ok=True)
+    if (adj := keep_agent_last()) is not None and adj > 0:
+        log.warning("this node agent's oom_score_adj is %d and cannot be lowered to 0: under memory "
+                    "pressure the kernel may kill it before the workers", adj)
     totals: dict[str, float] = {"CPU": float(args.num_cpus if args.num_cpus is not None else os.cpu_count() or 1)}
     if args.num_gpus:
         totals["GPU"] = float(args.num_gpus)

@@ -196,6 +196,18 @@ def test_store_bytes_rise_and_fall(port):
     wait_for(port, lambda s: s.value("ember_object_store_used_bytes") <= used0 + MB)
 
 
+def test_memory_and_small_object_gauges(port):
+    scrape = wait_for(port, lambda s: s.value("ember_node_memory_limit_bytes") > 0)
+    assert 0 < scrape.value("ember_node_memory_used_bytes") <= scrape.value("ember_node_memory_limit_bytes")
+    assert scrape.value("ember_memory_monitor_kills_total") == 0
+    assert scrape.value("ember_object_inline_limit_bytes") >= 16 * MB
+    before = scrape.value("ember_object_inline_bytes")
+    refs = [ember.put(b"x" * 10_000) for _ in range(100)]
+    wait_for(port, lambda s: s.value("ember_object_inline_bytes") >= before + 100 * 10_000)
+    del refs
+    wait_for(port, lambda s: s.value("ember_object_inline_bytes") <= before)
+
+
 def test_spill_and_restore(port):
     np = pytest.importorskip("numpy")
     before = Scrape(port)
