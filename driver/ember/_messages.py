@@ -27,6 +27,8 @@ Agent to client:
   EXIT()                                       the worker should exit
   START_WORKER(wid) / KILL_WORKER(pid)         head to a worker node: fork a worker, kill one
   EVICT(ids)                                   these objects were freed: drop cached copies
+  GOODBYE(reason)                              the agent refused what this peer sent and closes
+                                               the connection (the last message on it)
 """
 
 HELLO = 1
@@ -56,6 +58,7 @@ EXIT = 33
 START_WORKER = 34
 KILL_WORKER = 35
 EVICT = 36
+GOODBYE = 37
 
 # object payload kinds
 INLINE = 0

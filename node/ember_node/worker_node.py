@@ -28,6 +28,7 @@ from ember import _messages as M
 from ember._remote import GrpcConnection, ping
 from ember._wire import ConnectionClosed
 
+from ember_node.fd_limit import raise_open_file_limit
 from ember_node.grpc_server import serve_peer
 from ember_node.node_store import NodeStore, PeerFetcher
 from ember_node.store import Arena, default_capacity
@@ -214,6 +215,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--metrics-host", default="127.0.0.1", help="address the metrics port binds to")
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    raise_open_file_limit()
     os.makedirs(os.path.join(args.session_dir, "logs"), mode=0o700, exist_ok=True)
     totals: dict[str, float] = {"CPU": float(args.num_cpus if args.num_cpus is not None else os.cpu_count() or 1)}
     if args.num_gpus:
