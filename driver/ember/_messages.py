@@ -30,6 +30,8 @@ Agent to client:
   START_WORKER(wid) / KILL_WORKER(pid)         head to a worker node: fork a worker, kill one
   EVICT(ids)                                   these objects were freed: drop cached copies
   WARN(text)                                   a warning for the driver's user (logged there)
+  GOODBYE(reason)                              the agent refused what this peer sent and closes
+                                               the connection (the last message on it)
 """
 
 HELLO = 1
@@ -60,6 +62,7 @@ START_WORKER = 34
 KILL_WORKER = 35
 EVICT = 36
 WARN = 37
+GOODBYE = 38
 
 # object payload kinds
 INLINE = 0

@@ -270,6 +270,9 @@ class CoreRuntime:
             logging.getLogger("ember").warning("%s", msg[1])
         elif self.message_hook is not None and self.message_hook(msg):
             pass
+        elif t == M.GOODBYE:
+            self.closed = True
+            raise RaySystemError(f"the node agent closed the connection: {msg[1]}")
         else:
             raise RaySystemError(f"unexpected message from the node agent: {msg[0]!r}")
 

@@ -44,8 +44,23 @@ def loads_data_only(payload: bytes | memoryview) -> Any:
     return _DataOnly(io.BytesIO(payload)).load()
 
 
+# A frame longer than this is refused (a length header of garbage would otherwise make the
+# reader buffer gigabytes waiting for the rest); values this large go through the store.
+MAX_FRAME = 1 << 30
+
+
 class ConnectionClosed(Exception):
     """The peer closed the connection (or died)."""
+
+
+class FrameError(ValueError):
+    """The peer sent bytes that are not a frame of this protocol (the connection is unusable).
+
+    ``messages`` holds the messages decoded before the bad frame, in order."""
+
+    def __init__(self, reason: str, messages: list[Any]) -> None:
+        super().__init__(reason)
+        self.messages = messages
 
 
 def encode(msg: tuple) -> bytes:
@@ -57,13 +72,22 @@ def encode(msg: tuple) -> bytes:
 class FrameReader:
     """Incremental frame parser over a byte stream."""
 
-    __slots__ = ("_buf",)
+    __slots__ = ("_buf", "max_frame")
 
-    def __init__(self) -> None:
+    def __init__(self, max_frame: int = MAX_FRAME) -> None:
         self._buf = bytearray()
+        self.max_frame = max_frame
+
+    @property
+    def partial(self) -> int:
+        """Bytes buffered of a frame not yet complete."""
+        return len(self._buf)
 
     def feed(self, data: bytes | bytearray | memoryview) -> list[Any]:
-        """Add bytes, return every complete message now available."""
+        """Add bytes, return every complete message now available.
+
+        Raises ``FrameError`` (with the messages decoded before it) on a frame that is too
+        long or does not unpickle; the reader is unusable afterwards."""
         buf = self._buf
         buf += data
         out = []
@@ -71,10 +95,18 @@ class FrameReader:
         n = len(buf)
         while n - pos >= _HLEN:
             (size,) = _unpack_from(buf, pos)
+            if size > self.max_frame:
+                buf.clear()
+                raise FrameError(f"a frame of {size} bytes is longer than the limit of {self.max_frame}", out)
             end = pos + _HLEN + size
             if end > n:
                 break
-            out.append(_loads(memoryview(buf)[pos + _HLEN : end]))
+            try:
+                out.append(_loads(memoryview(buf)[pos + _HLEN : end]))
+            except Exception as exc:  # noqa: BLE001 - whatever the bytes make pickle raise
+                buf.clear()
+                raise FrameError(f"a frame of {size} bytes does not decode ({type(exc).__name__}: "
+                                 f"{str(exc)[:200]})", out) from None
             pos = end
         if pos:
             del buf[:pos]
@@ -170,7 +202,7 @@ class ClientConnection:
 class ServerConnection:
     """The agent's end of a client connection: non-blocking, buffered writes."""
 
-    __slots__ = ("sock", "fd", "reader", "out", "closed", "kind", "ident", "state")
+    __slots__ = ("sock", "fd", "reader", "out", "closed", "kind", "ident", "state", "error")
 
     def __init__(self, sock: socket.socket) -> None:
         sock.setblocking(False)
@@ -182,6 +214,7 @@ class ServerConnection:
         self.kind = ""  # "driver" | "worker"
         self.ident: Any = None
         self.state: Any = None
+        self.error = ""  # why the peer's input was refused (a bad frame); set by ``read``
 
     def queue(self, msg: tuple) -> None:
         body = _dumps(msg, 5)
@@ -204,7 +237,10 @@ class ServerConnection:
         return True
 
     def read(self, view: memoryview) -> list[Any] | None:
-        """Read what is available; None when the peer has closed."""
+        """Read what is available; None when the peer has closed.
+
+        A bad frame sets ``error`` (the reason) and returns the messages before it; the
+        caller closes the connection."""
         msgs: list[Any] = []
         while True:
             try:
@@ -215,7 +251,11 @@ class ServerConnection:
                 return None if not msgs else msgs
             if n == 0:
                 return None if not msgs else msgs
-            msgs += self.reader.feed(view[:n])
+            try:
+                msgs += self.reader.feed(view[:n])
+            except FrameError as exc:
+                self.error = str(exc)
+                return msgs + exc.messages
             if n < len(view):
                 return msgs
 

@@ -7,6 +7,7 @@ flushes every connection's output buffer without blocking.
 
 from __future__ import annotations
 
+import errno
 import itertools
 import logging
 import os
@@ -29,6 +30,7 @@ from ember.exceptions import (
     ObjectLostError,
     ObjectStoreFullError,
     RayError,
+    RaySystemError,
     TaskCancelledError,
     TaskUnschedulableError,
 )
@@ -39,6 +41,8 @@ from ember_node.memory_monitor import MemoryMonitor, node_views, settings_from_e
 from ember_node.memory_usage import UsageReader
 from ember_node.metrics import NodeMetrics
 from ember_node.objects import PENDING, ClientRefs, Obj, ObjectTable
+from ember_node.protocol import check as check_message
+from ember_node.protocol import name_of
 from ember_node.requests import Requests
 from ember_node.scheduler import Kind, Limits, Request, place, steal_candidate
 from ember_node.store import Arena
@@ -50,16 +54,25 @@ log = logging.getLogger("ember.agent")
 LOST_WORKER_GRACE_S = 1.0  # wait this long for a dead worker's exit status
 IDLE_RETIRE_S = float(os.environ.get("EMBER_IDLE_WORKER_RETIRE_S", "30"))
 HEARTBEAT_TIMEOUT_S = float(os.environ.get("EMBER_HEARTBEAT_TIMEOUT_S", "10"))
+# A connection that has not said HELLO within this long is closed; at most this many may
+# wait for theirs at once (the oldest goes to make room), so idle connections cannot use
+# up the agent's file descriptors.
+HELLO_TIMEOUT_S = float(os.environ.get("EMBER_HELLO_TIMEOUT_S", "10"))
+MAX_UNGREETED = int(os.environ.get("EMBER_MAX_UNGREETED", "256"))
+ACCEPT_BACKOFF_S = (0.05, 1.0)  # pause accepting this long (doubling) when out of descriptors
+LOG_EVERY_S = 10.0  # a repeated problem (out of descriptors, a failing phase) is logged this often
+_OUT_OF_FDS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 
 
 class Client:
     """One connected process (driver or worker)."""
 
-    __slots__ = ("conn", "kind", "pid", "refs", "worker", "node", "direct", "warned_shapes")
+    __slots__ = ("conn", "kind", "pid", "refs", "worker", "node", "direct", "warned_shapes", "since")
 
-    def __init__(self, conn: ServerConnection) -> None:
+    def __init__(self, conn: ServerConnection, since: float = 0.0) -> None:
         self.conn = conn
-        self.kind = ""
+        self.since = since  # when it connected (it must say HELLO within HELLO_TIMEOUT_S)
+        self.kind = ""  # set by HELLO
         self.pid = 0
         self.refs = ClientRefs()
         self.worker: WorkerRec | None = None
@@ -137,6 +150,10 @@ class Agent(Membership, Requests):
         self._last_timer = 0.0
         self.limits = Limits(max_workers_per_node(self.totals))
         self.backlogged: set[WorkerRec] = set()  # local workers with tasks queued behind the running one
+        self.ungreeted: dict[Client, None] = {}  # connections yet to say HELLO, oldest first
+        self._accept_paused_until = 0.0  # out of descriptors: accept again after this
+        self._accept_backoff = ACCEPT_BACKOFF_S[0]
+        self._logged_at: dict[str, float] = {}  # problem -> when it was last logged
         self.session = {
             "socket": self.socket_path,
             "arena": self.arena.path,
@@ -173,26 +190,116 @@ class Agent(Membership, Requests):
 
     # ------------------------------------------------------------------ loop
     def run(self) -> None:
+        """Serve until stopped. Nothing a peer sends, and no exception in one step, ends the
+        loop: a failing step is logged (with its traceback) and the loop goes on."""
         sel = self.sel
         while not self.stopping:
             for key, mask in sel.select(0.2):
-                key.data(key, mask)
+                try:
+                    key.data(key, mask)
+                except Exception:  # noqa: BLE001 - logged; the node stays up
+                    self._log_often("event", "error handling an event on %r", key.fileobj, exc_info=True)
                 if self.stopping:
                     break
-            self._schedule()
-            self._flush()
-            self._timers()
+            for step in (self._schedule, self._flush, self._timers):
+                try:
+                    step()
+                except Exception:  # noqa: BLE001 - logged; the node stays up
+                    self._log_often(step.__name__, "error in the agent's %s step", step.__name__, exc_info=True)
+
+    def _log_often(self, what: str, fmt: str, *args: Any, exc_info: bool = False) -> None:
+        """Log a problem that may repeat at most once per LOG_EVERY_S (per ``what``)."""
+        now = time.monotonic()
+        if now - self._logged_at.get(what, -LOG_EVERY_S) >= LOG_EVERY_S:
+            self._logged_at[what] = now
+            log.error(fmt, *args, exc_info=exc_info)
 
     def _accept(self, key: Any, mask: int) -> None:
         while True:
             try:
                 sock, _ = self.listener.accept()
             except (BlockingIOError, InterruptedError):
+                self._accept_backoff = ACCEPT_BACKOFF_S[0]
                 return
+            except OSError as exc:
+                if exc.errno not in _OUT_OF_FDS:
+                    raise
+                self._pause_accepting(exc)
+                return
+            now = time.monotonic()
             conn = ServerConnection(sock)
-            client = Client(conn)
+            client = Client(conn, now)
             self.clients[conn.fd] = client
+            self.ungreeted[client] = None
             self.sel.register(sock, selectors.EVENT_READ, lambda k, m, c=client: self._on_readable(c, m))
+            if len(self.ungreeted) > MAX_UNGREETED:
+                oldest = next(iter(self.ungreeted))
+                self._refuse(oldest, f"more than {MAX_UNGREETED} connections are waiting to say HELLO; "
+                                     f"the oldest is closed")
+
+    def _pause_accepting(self, exc: OSError) -> None:
+        """Out of file descriptors: stop watching the listener for a while (doubling up to
+        a second) so the loop does not spin; pending connections wait in the backlog."""
+        self._log_often("accept", "cannot accept connections on %s: %s; pausing %.2f s (raise the "
+                        "open-file limit, `ulimit -n`, if this persists)", self.socket_path, exc,
+                        self._accept_backoff)
+        self._accept_paused_until = time.monotonic() + self._accept_backoff
+        self._accept_backoff = min(self._accept_backoff * 2, ACCEPT_BACKOFF_S[1])
+        try:
+            self.sel.unregister(self.listener)
+        except (KeyError, ValueError):
+            pass
+
+    def _resume_accepting(self, now: float) -> None:
+        if self._accept_paused_until and now >= self._accept_paused_until:
+            self._accept_paused_until = 0.0
+            self.sel.register(self.listener, selectors.EVENT_READ, self._accept)
+
+    def _expire_ungreeted(self, now: float) -> None:
+        for client in list(self.ungreeted):
+            if now - client.since < HELLO_TIMEOUT_S:
+                break
+            self._refuse(client, f"it sent no HELLO within {HELLO_TIMEOUT_S:g} s")
+
+    def _refuse(self, client: Client, reason: str) -> None:
+        """Close ``client``'s connection for what it sent (or did not): logged, and told to
+        the peer in a last GOODBYE message."""
+        log.warning("closing the connection of %s %s: %s", client.kind or "an unidentified peer",
+                    client.pid or "", reason)
+        conn = client.conn
+        if not conn.closed:
+            try:
+                conn.queue((M.GOODBYE, reason))
+                conn.flush()
+            except Exception:  # noqa: BLE001 - the peer may be gone already
+                pass
+        self._on_disconnect(client)
+
+    def _fail_request(self, client: Client, msg: tuple, exc: Exception) -> None:
+        """A handler raised on a well-formed message: an internal error. The traceback is
+        logged; what the message asked for fails with a RaySystemError saying so."""
+        name = name_of(msg)
+        log.error("internal error handling %s from %s %s", name, client.kind, client.pid, exc_info=exc)
+        err = RaySystemError(f"internal error in the node agent while handling {name}: "
+                             f"{type(exc).__name__}: {exc} (the traceback is in the agent's log, "
+                             f"{os.path.join(self.session_dir, 'logs')})")
+        try:
+            t = msg[0]
+            if t == M.SUBMIT or t == M.DONE:
+                tid = msg[1][0] if t == M.SUBMIT else msg[1]
+                task = self.tasks.get(tid)
+                if task is not None:
+                    self._fail(task, err)
+                elif t == M.SUBMIT:
+                    blob = error_blob(err)
+                    for rid in msg[1][5]:
+                        self.table.complete(rid, M.ERROR, blob, [], None)
+            elif t == M.FETCH:
+                blob = error_blob(err)
+                for oid in msg[1]:
+                    self._send(client, (M.OBJ, oid, M.ERROR, blob))
+        except Exception:  # noqa: BLE001 - failing the request failed too: logged, go on
+            log.exception("could not fail the request %s after an internal error", name)
 
     def _on_readable(self, client: Client, mask: int) -> None:
         if mask & selectors.EVENT_WRITE:
@@ -201,15 +308,27 @@ class Agent(Membership, Requests):
                                 lambda k, m, c=client: self._on_readable(c, m))
         if not mask & selectors.EVENT_READ:
             return
-        msgs = client.conn.read(self._view)
+        conn = client.conn
+        msgs = conn.read(self._view)
         if msgs:
             handlers = self._handlers
             for msg in msgs:
+                problem = check_message(msg, bool(client.kind))
+                if problem is not None:
+                    self._refuse(client, problem)
+                    return
                 try:
                     handlers[msg[0]](client, msg)
-                except Exception:  # noqa: BLE001 - one bad message must not kill the node
-                    log.exception("error handling message %r from %s %s", msg[0], client.kind, client.pid)
-        if msgs is None:
+                except Exception as exc:  # noqa: BLE001 - one failing request must not kill the node
+                    self._fail_request(client, msg, exc)
+                if conn.closed:  # a handler closed it (a refused HELLO)
+                    return
+        if conn.error:
+            self._refuse(client, conn.error)
+        elif msgs is None:
+            if conn.reader.partial:
+                log.warning("%s %s disconnected in the middle of a frame (%d bytes of it read)",
+                            client.kind or "an unidentified peer", client.pid or "", conn.reader.partial)
             self._on_disconnect(client)
 
     def _send(self, client: Client, msg: tuple) -> None:
@@ -237,6 +356,8 @@ class Agent(Membership, Requests):
         if now - self._last_timer < 0.1:
             return
         self._last_timer = now
+        self._resume_accepting(now)
+        self._expire_ungreeted(now)
         for rec in list(self.workers.values()):
             if rec.state == DEAD and rec.lost_at is not None and now - rec.lost_at > LOST_WORKER_GRACE_S:
                 self._finalize_worker(rec)
@@ -262,6 +383,7 @@ class Agent(Membership, Requests):
     # ------------------------------------------------------------------ connections
     def _on_hello(self, client: Client, msg: tuple) -> None:
         _, kind, pid, wid, _info = msg
+        self.ungreeted.pop(client, None)
         client.kind = kind
         client.pid = pid
         if kind == "worker":
@@ -297,6 +419,7 @@ class Agent(Membership, Requests):
 
     def _on_disconnect(self, client: Client) -> None:
         conn = client.conn
+        self.ungreeted.pop(client, None)
         try:
             self.sel.unregister(conn.sock)
         except (KeyError, ValueError):
@@ -600,7 +723,11 @@ class Agent(Membership, Requests):
     def _assign(self, rec: WorkerRec, task: Task) -> None:
         try:
             deps = self._dep_values(rec, task)
-        except (ObjectStoreFullError, ObjectLostError, KeyError) as exc:
+        except Exception as exc:  # noqa: BLE001 - the task fails, the node stays up
+            if not isinstance(exc, ObjectStoreFullError | ObjectLostError | KeyError):
+                log.error("internal error giving task %s its arguments", task.name, exc_info=exc)
+                exc = RaySystemError(f"internal error in the node agent while giving task {task.name} "
+                                     f"its arguments: {type(exc).__name__}: {exc}")
             self._fail(task, exc if isinstance(exc, RayError) else ObjectLostError(str(exc)))
             if not rec.inflight:
                 self._worker_idle(rec)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import os
 import pickle
 import socket
 import threading
@@ -25,12 +26,36 @@ from ember._proto import node_pb2_grpc as pb_grpc
 from ember._remote import OBJECT_METADATA, encode_read_chunk, keep_chunks_in_heap
 from ember._wire import loads_data_only
 
+from ember_node.fd_limit import open_file_limit
+
 log = logging.getLogger("ember.grpc")
 
 CHUNK = 4 << 20
 BULK_CHUNK = 1 << 20  # measured here: 1 MiB messages stream faster than 4 or 16 MiB
 MAX_MESSAGE = 64 << 20
 MAX_SESSIONS = 1024
+# A TCP connection that has not finished its HTTP/2 (and TLS) handshake within this long is
+# dropped; at most max_connections() are open at once (more are closed as they come), so a
+# flood of connections that never make a call cannot use up the agent's file descriptors.
+HANDSHAKE_TIMEOUT_MS = int(os.environ.get("EMBER_GRPC_HANDSHAKE_TIMEOUT_MS", "10000"))
+
+
+def max_connections() -> int:
+    """How many gRPC connections the agent accepts at once: ``EMBER_MAX_GRPC_CONNECTIONS``,
+    else half the open-file limit (the other half stays for workers, spill files and the
+    local socket), at most 4096."""
+    configured = os.environ.get("EMBER_MAX_GRPC_CONNECTIONS")
+    if configured:
+        return int(configured)
+    return max(16, min(4096, open_file_limit() // 2))
+
+
+def _server_options() -> list[tuple[str, int]]:
+    return [("grpc.max_receive_message_length", MAX_MESSAGE),
+            ("grpc.max_send_message_length", MAX_MESSAGE),
+            ("grpc.so_reuseport", 0),
+            ("grpc.server_handshake_timeout_ms", HANDSHAKE_TIMEOUT_MS),
+            ("grpc.max_allowed_incoming_connections", max_connections())]
 
 
 class TokenInterceptor(grpc.ServerInterceptor):
@@ -81,8 +106,17 @@ class NodeServicer(pb_grpc.NodeServicer):
         return pb.ClusterInfoReply(nodes=nodes)
 
     def Session(self, request_iterator: Iterator[pb.Frames], context: grpc.ServicerContext) -> Iterator[pb.Frames]:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.connect(self.agent.socket_path)
+        try:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        except OSError as exc:
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"the head agent cannot open a session now: {exc}")
+        try:
+            sock.settimeout(10.0)
+            sock.connect(self.agent.socket_path)
+            sock.settimeout(None)
+        except OSError as exc:
+            sock.close()
+            context.abort(grpc.StatusCode.UNAVAILABLE, f"the head agent does not take sessions now: {exc}")
 
         refused: list[str] = []
 
@@ -217,9 +251,50 @@ class PeerServicer(pb_grpc.NodeServicer):
             self.store.release(request.object_id, entry)
 
 
+class _Undecodable:
+    """A request whose bytes did not parse as its message type (see ``_decoder``)."""
+
+    __slots__ = ("problem",)
+
+    def __init__(self, problem: str) -> None:
+        self.problem = problem
+
+
+def _decoder(request_cls: Any) -> Callable[[bytes], Any]:
+    """A request deserializer that never raises: bytes that are no ``request_cls`` become an
+    ``_Undecodable``, which ``_checked`` refuses with INVALID_ARGUMENT. (gRPC's own handling
+    of a raising deserializer leaves call state behind that makes ``Server.stop`` hang.)"""
+    def decode(data: bytes) -> Any:
+        try:
+            return request_cls.FromString(data)
+        except Exception as exc:  # noqa: BLE001 - any parse failure
+            return _Undecodable(f"the request is not a valid {request_cls.DESCRIPTOR.name} message: {exc}")
+    return decode
+
+
+def _checked(handler: Callable[..., Any], streaming: bool) -> Callable[..., Any]:
+    """``handler``, refusing undecodable requests (each one of a request stream)."""
+    if streaming:
+        def run_stream(request_iterator: Iterator[Any], context: grpc.ServicerContext) -> Any:
+            def requests() -> Iterator[Any]:
+                for request in request_iterator:
+                    if isinstance(request, _Undecodable):
+                        context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.problem)
+                    yield request
+            return handler(requests(), context)
+        return run_stream
+
+    def run(request: Any, context: grpc.ServicerContext) -> Any:
+        if isinstance(request, _Undecodable):
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.problem)
+        return handler(request, context)
+    return run
+
+
 def _add_servicer(servicer: pb_grpc.NodeServicer, server: grpc.Server) -> None:
     """What ``add_NodeServicer_to_server`` does, built from the service's descriptor, except
-    that the methods in ``_RAW_RESPONSES`` send the bytes they yield as they are."""
+    that the methods in ``_RAW_RESPONSES`` send the bytes they yield as they are, and bytes
+    that are no request of the method's type are refused with INVALID_ARGUMENT."""
     service = pb.DESCRIPTOR.services_by_name["Node"]
     handlers = {}
     for method in service.methods:
@@ -227,7 +302,8 @@ def _add_servicer(servicer: pb_grpc.NodeServicer, server: grpc.Server) -> None:
         response_cls = getattr(pb, method.output_type.name)
         make = _KINDS[(method.client_streaming, method.server_streaming)]
         handlers[method.name] = make(
-            getattr(servicer, method.name), request_deserializer=request_cls.FromString,
+            _checked(getattr(servicer, method.name), method.client_streaming),
+            request_deserializer=_decoder(request_cls),
             response_serializer=None if method.name in _RAW_RESPONSES else response_cls.SerializeToString)
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service.full_name, handlers),))
     server.add_registered_method_handlers(service.full_name, handlers)
@@ -287,7 +363,7 @@ def serve_peer(node_id: str, store: Any, host: str, port: int, token: str) -> tu
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=16, thread_name_prefix="ember-peer"),
         interceptors=[TokenInterceptor(token, lambda method: None)],
-        options=[("grpc.max_send_message_length", MAX_MESSAGE), ("grpc.so_reuseport", 0)],
+        options=_server_options(),
     )
     _add_servicer(PeerServicer(node_id, store), server)
     bound = server.add_insecure_port(f"{host}:{port}")
@@ -308,9 +384,7 @@ def serve(agent: Any, host: str, port: int, token: str, on_auth_failure: Callabl
         # its whole life, so the pool bounds how many can be connected at once
         futures.ThreadPoolExecutor(max_workers=MAX_SESSIONS, thread_name_prefix="ember-grpc"),
         interceptors=[*counting, TokenInterceptor(token, on_auth_failure)],
-        options=[("grpc.max_receive_message_length", MAX_MESSAGE),
-                 ("grpc.max_send_message_length", MAX_MESSAGE),
-                 ("grpc.so_reuseport", 0)],
+        options=_server_options(),
     )
     _add_servicer(NodeServicer(agent), server)
     if tls is not None:

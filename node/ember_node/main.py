@@ -15,7 +15,10 @@ from typing import Any
 from ember._oom import keep_agent_last
 
 from ember_node.agent import HEARTBEAT_TIMEOUT_S, Agent
+from ember_node.fd_limit import raise_open_file_limit
 from ember_node.store import default_capacity
+
+log = logging.getLogger("ember.agent")
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -45,9 +48,34 @@ def _exit_on_signal(signum: int, frame: Any) -> None:
     raise SystemExit(0)
 
 
+def remove_session_dir(session_dir: str, keep_logs: bool) -> None:
+    """Remove what the agent kept in ``session_dir``; after a crash its ``logs`` stay."""
+    if not keep_logs:
+        shutil.rmtree(session_dir, ignore_errors=True)
+        return
+    try:
+        names = os.listdir(session_dir)
+    except OSError:
+        return
+    for name in names:
+        if name == "logs":
+            continue
+        path = os.path.join(session_dir, name)
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    before, after = raise_open_file_limit()
+    if after != before:
+        log.info("raised the open-file limit from %d to %d", before, after)
     os.makedirs(os.path.join(args.session_dir, "logs"), mode=0o700, exist_ok=True)
     if (adj := keep_agent_last()) is not None and adj > 0:
         logging.getLogger("ember.agent").warning(
@@ -62,9 +90,14 @@ def main(argv: list[str] | None = None) -> None:
     if args.memory:
         totals["memory"] = float(args.memory)
     signal.signal(signal.SIGTERM, _exit_on_signal)
-    agent = Agent(args.session_dir, totals, capacity, args.embedded)
+    try:
+        agent = Agent(args.session_dir, totals, capacity, args.embedded)
+    except BaseException:
+        remove_session_dir(args.session_dir, keep_logs=True)
+        raise
     agent.heartbeat_timeout = args.heartbeat_timeout
     server = None
+    crashed = False
     try:
         if args.port is not None:
             from ember_node.grpc_server import serve
@@ -100,9 +133,15 @@ def main(argv: list[str] | None = None) -> None:
             agent.run()
     except (KeyboardInterrupt, SystemExit):
         pass
+    except BaseException:
+        crashed = True
+        log.exception("the node agent failed; its logs stay in %s", os.path.join(args.session_dir, "logs"))
+        raise
     finally:
-        if server is not None:
-            server.stop(grace=None)
-        agent.metrics.close()
-        agent.close()
-        shutil.rmtree(args.session_dir, ignore_errors=True)
+        try:
+            if server is not None and not server.stop(grace=0).wait(5):
+                log.warning("the gRPC server did not stop within 5 s; exiting anyway")
+            agent.metrics.close()
+            agent.close()
+        finally:
+            remove_session_dir(args.session_dir, keep_logs=crashed)

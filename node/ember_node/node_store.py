@@ -16,6 +16,7 @@ has it mapped. A worker's pins end with its connection, so a crashed worker leak
 from __future__ import annotations
 
 import collections
+import errno
 import logging
 import os
 import socket
@@ -247,11 +248,19 @@ class NodeStore:
 
     # ------------------------------------------------------------------ the socket
     def _accept(self) -> None:
+        backoff = 0.05
         while not self._closed:
             try:
                 sock, _ = self._listener.accept()
-            except OSError:
-                return
+            except OSError as exc:
+                if self._closed or exc.errno not in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    return
+                # out of descriptors: the worker waits in the backlog until some are free
+                log.warning("node store cannot accept a worker's connection: %s; retrying in %.2f s", exc, backoff)
+                time.sleep(backoff)
+                backoff = min(backoff * 2, 1.0)
+                continue
+            backoff = 0.05
             conn = ClientConnection(sock)
             with self._cond:
                 if self._closed:

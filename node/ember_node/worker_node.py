@@ -29,6 +29,7 @@ from ember._oom import keep_agent_last
 from ember._remote import GrpcConnection, ping
 from ember._wire import ConnectionClosed
 
+from ember_node.fd_limit import raise_open_file_limit
 from ember_node.grpc_server import serve_peer
 from ember_node.memory_usage import UsageReader
 from ember_node.node_store import NodeStore, PeerFetcher
@@ -219,6 +220,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--metrics-host", default="127.0.0.1", help="address the metrics port binds to")
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    raise_open_file_limit()
     os.makedirs(os.path.join(args.session_dir, "logs"), mode=0o700, exist_ok=True)
     if (adj := keep_agent_last()) is not None and adj > 0:
         log.warning("this node agent's oom_score_adj is %d and cannot be lowered to 0: under memory "

@@ -265,12 +265,14 @@ def _agent_options(resources: dict | None, store_bytes: int | None, extra: list[
 
 
 def _spawn_agent(procs: Procs, cmd: list[str], log: Path, env: dict[str, str], role: str,
-                 what: str) -> tuple[subprocess.Popen, dict]:
-    """Start an agent with ``--ready-fd``, logging to ``log``; (process, its ready line)."""
+                 what: str, preexec_fn: Callable[[], None] | None = None) -> tuple[subprocess.Popen, dict]:
+    """Start an agent with ``--ready-fd``, logging to ``log``; (process, its ready line).
+    ``preexec_fn`` runs in the child before exec (e.g. to lower its resource limits)."""
     rfd, wfd = os.pipe()
     with open(log, "ab") as logf:
         proc = procs.spawn([*cmd, "--ready-fd", str(wfd)], pass_fds=(wfd,), stdin=subprocess.DEVNULL,
-                           stdout=logf, stderr=logf, env=procs.env(env), start_new_session=True)
+                           stdout=logf, stderr=logf, env=procs.env(env), start_new_session=True,
+                           preexec_fn=preexec_fn)
     proc.ember_role = role  # type: ignore[attr-defined]
     os.close(wfd)
     return proc, _read_ready(rfd, proc, what, log)
@@ -279,7 +281,8 @@ def _spawn_agent(procs: Procs, cmd: list[str], log: Path, env: dict[str, str], r
 def start_head(procs: Procs, root: Path, *, num_cpus: float = 1, host: str = "127.0.0.1",
                store_bytes: int = 256 * MiB, resources: dict | None = None,
                env: dict[str, str] | None = None, name: str = "head",
-               extra_args: list[str] | None = None) -> Head:
+               extra_args: list[str] | None = None,
+               preexec_fn: Callable[[], None] | None = None) -> Head:
     """``python -m ember_node`` started directly (no CLI records); stderr goes to ``root/head.log``."""
     root.mkdir(parents=True, exist_ok=True)
     token_file = root / "token"
@@ -291,7 +294,8 @@ def start_head(procs: Procs, root: Path, *, num_cpus: float = 1, host: str = "12
            "--num-cpus", str(num_cpus), "--port", str(port), "--host", host,
            "--token-file", str(token_file)]
     cmd += _agent_options(resources, store_bytes, extra_args)
-    proc, info = _spawn_agent(procs, cmd, log, {NODE_VAR: name, **(env or {})}, "head", "the head agent")
+    proc, info = _spawn_agent(procs, cmd, log, {NODE_VAR: name, **(env or {})}, "head", "the head agent",
+                              preexec_fn)
     if info.get("arena"):
         procs.arenas.append(info["arena"])
     return Head(proc, host, port, token, token_file, session_dir, log, info)

@@ -1,0 +1,201 @@
+"""What the agent accepts from a peer: the shape of every client-to-agent message.
+
+``check`` is a pure function: it looks at one decoded message (and whether the peer has
+said HELLO yet) and returns why it is not a message of the protocol, or None. The agent
+closes a connection whose peer sends anything ``check`` refuses, so a handler only ever
+sees messages of the right arity and field types; an exception a handler still raises is
+an internal error (see ``Agent._on_readable``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from numbers import Real
+from typing import Any
+
+from ember import _messages as M
+
+PEER_KINDS = ("driver", "worker", "node", "tool")
+
+_Check = Callable[[tuple], str | None]
+
+
+def _is_id(v: Any) -> bool:
+    return isinstance(v, bytes)
+
+
+def _ids(v: Any) -> bool:
+    return isinstance(v, list | tuple) and all(isinstance(x, bytes) for x in v)
+
+
+def _int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _hello(m: tuple) -> str | None:
+    _, kind, pid, wid, info = m
+    if kind not in PEER_KINDS:
+        return f"unknown peer kind {kind!r}"
+    if not _int(pid) or not (wid is None or _int(wid)) or not (info is None or isinstance(info, dict)):
+        return "HELLO needs (kind, pid, worker id or None, info dict or None)"
+    if kind == "node" and not (isinstance(info, dict) and isinstance(info.get("node_id"), str)
+                               and isinstance(info.get("resources"), dict)):
+        return "a node's HELLO needs its node_id and resources"
+    return None
+
+
+def _register_fn(m: tuple) -> str | None:
+    _, fn_id, blob, contained = m
+    if not _is_id(fn_id) or not isinstance(blob, bytes) or not _ids(contained):
+        return "REGISTER_FN needs (fn_id bytes, blob bytes, contained ids)"
+    return None
+
+
+def task_spec_problem(spec: Any) -> str | None:
+    """Why ``spec`` is not a SUBMIT task spec (see ``ember_node.tasks.Task``), or None."""
+    if not isinstance(spec, tuple) or len(spec) != 12:
+        return "SUBMIT needs a task spec of 12 fields"
+    tid, fn_id, name, args, deps, rids, resources, max_retries, _retry_exc, contained, extra, ns = spec
+    if not _is_id(tid) or not (fn_id is None or _is_id(fn_id)) or not isinstance(name, str):
+        return "a task spec needs a task id, a function id and a name"
+    if not isinstance(args, bytes | bytearray | memoryview | None) or not _ids(deps) or not _ids(rids):
+        return "a task spec's arguments, dependencies or return ids are malformed"
+    if not isinstance(resources, dict) or not all(
+            isinstance(k, str) and isinstance(v, Real) and not isinstance(v, bool) and v >= 0
+            for k, v in resources.items()):
+        return "a task spec's resources must map names to non-negative numbers"
+    if not _int(max_retries) or not _ids(contained):
+        return "a task spec's max_retries or contained ids are malformed"
+    if not (extra is None or (isinstance(extra, tuple) and extra and extra[0] in ("create", "call"))):
+        return "a task spec's extra must be None or a ('create' | 'call', ...) tuple"
+    if not (ns is None or isinstance(ns, str)):
+        return "a task spec's namespace must be a string"
+    return None
+
+
+def _submit(m: tuple) -> str | None:
+    return task_spec_problem(m[1])
+
+
+def _put(m: tuple) -> str | None:
+    _, oid, payload, contained = m
+    if not _is_id(oid) or not isinstance(payload, bytes | bytearray) or not _ids(contained):
+        return "PUT needs (object id, payload bytes, contained ids)"
+    return None
+
+
+def _seal(m: tuple) -> str | None:
+    _, oid, offset, size, contained = m
+    if not _is_id(oid) or not _int(offset) or not _int(size) or offset < 0 or size < 0 or not _ids(contained):
+        return "SEAL needs (object id, offset >= 0, size >= 0, contained ids)"
+    return None
+
+
+def _id_list(m: tuple) -> str | None:
+    return None if _ids(m[1]) else "this message needs a list of object ids"
+
+
+def _done(m: tuple) -> str | None:
+    _, tid, results, retry, duration, _direct = m
+    if not _is_id(tid) or not isinstance(results, list | tuple) or not isinstance(duration, Real):
+        return "DONE needs (task id, results, retry, duration, direct)"
+    if not isinstance(retry, bool | int):
+        return "DONE's retry must be a bool"
+    for r in results:
+        if not isinstance(r, tuple) or len(r) != 4 or not _is_id(r[0]) or not _ids(r[3]):
+            return "each result of DONE needs (object id, kind, payload, contained ids)"
+        kind, payload = r[1], r[2]
+        if kind == M.STORE:
+            if not (isinstance(payload, tuple) and len(payload) == 2 and all(_int(x) and x >= 0 for x in payload)):
+                return "a stored result needs (offset, size)"
+        elif kind not in (M.INLINE, M.ERROR) or not isinstance(payload, bytes | bytearray):
+            return "a result's kind must be INLINE, STORE or ERROR"
+    return None
+
+
+def _bounce(m: tuple) -> str | None:
+    specs = m[1]
+    if not isinstance(specs, list | tuple) or not all(isinstance(s, tuple) and s and _is_id(s[0]) for s in specs):
+        return "BOUNCE needs a list of task tuples"
+    return None
+
+
+def _cancel(m: tuple) -> str | None:
+    return None if _is_id(m[1]) else "CANCEL needs a task id"
+
+
+def _request(m: tuple) -> str | None:
+    _, req_id, what, _arg = m
+    if not _int(req_id) or not isinstance(what, str) or not what.isidentifier():
+        return "REQUEST needs (request id, what, argument)"
+    return None
+
+
+def _heartbeat(m: tuple) -> str | None:
+    if len(m) > 1 and not (isinstance(m[1], tuple) and all(_int(x) for x in m[1])):
+        return "HEARTBEAT's store figures must be integers"
+    if len(m) > 2 and not _ids(m[2]):
+        return "HEARTBEAT's dropped copies must be object ids"
+    return None
+
+
+def _node_event(m: tuple) -> str | None:
+    _, kind, a, b = m
+    if kind not in ("P", "X") or not _int(a) or not (b is None or _int(b)):
+        return "NODE_EVENT needs ('P' | 'X', int, int)"
+    return None
+
+
+def _none(m: tuple) -> str | None:
+    return None
+
+
+# type -> (name, least items, most items, field check)
+SCHEMA: dict[int, tuple[str, int, int, _Check]] = {
+    M.HELLO: ("HELLO", 5, 5, _hello),
+    M.REGISTER_FN: ("REGISTER_FN", 4, 4, _register_fn),
+    M.SUBMIT: ("SUBMIT", 2, 2, _submit),
+    M.PUT: ("PUT", 4, 4, _put),
+    M.SEAL: ("SEAL", 5, 5, _seal),
+    M.FETCH: ("FETCH", 2, 2, _id_list),
+    M.ADDREF: ("ADDREF", 2, 2, _id_list),
+    M.RELEASE: ("RELEASE", 2, 2, _id_list),
+    M.UNPIN: ("UNPIN", 2, 2, _id_list),
+    M.BLOCKED: ("BLOCKED", 1, 1, _none),
+    M.UNBLOCKED: ("UNBLOCKED", 1, 1, _none),
+    M.DONE: ("DONE", 6, 6, _done),
+    M.BOUNCE: ("BOUNCE", 2, 2, _bounce),
+    M.CANCEL: ("CANCEL", 4, 4, _cancel),
+    M.REQUEST: ("REQUEST", 4, 4, _request),
+    M.SHUTDOWN: ("SHUTDOWN", 1, 1, _none),
+    M.HEARTBEAT: ("HEARTBEAT", 1, 3, _heartbeat),
+    M.NODE_EVENT: ("NODE_EVENT", 4, 4, _node_event),
+}
+
+
+def name_of(msg: Any) -> str:
+    """A message's type name for logs (``?`` for anything that is not a known message)."""
+    if isinstance(msg, tuple) and msg and isinstance(msg[0], int) and msg[0] in SCHEMA:
+        return SCHEMA[msg[0]][0]
+    return "?"
+
+
+def check(msg: Any, greeted: bool) -> str | None:
+    """Why ``msg`` is not a message the agent accepts from a peer, or None when it is.
+
+    ``greeted``: the peer has sent its HELLO (the first message, and only once)."""
+    if not isinstance(msg, tuple) or not msg:
+        return f"a message must be a non-empty tuple, not {type(msg).__name__}"
+    t = msg[0]
+    entry = SCHEMA.get(t) if isinstance(t, int) and not isinstance(t, bool) else None
+    if entry is None:
+        return f"unknown message type {t!r:.40}"
+    name, least, most, fields = entry
+    if not least <= len(msg) <= most:
+        return f"{name} has {len(msg)} items, not {least if least == most else f'{least} to {most}'}"
+    if (t == M.HELLO) == greeted:
+        return "HELLO was sent twice" if greeted else f"{name} came before HELLO"
+    try:
+        return fields(msg)
+    except (TypeError, ValueError, AttributeError) as exc:
+        return f"{name} is malformed ({exc})"

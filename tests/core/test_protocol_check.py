@@ -1,0 +1,61 @@
+"""Unit tests of ``ember_node.protocol.check`` (pure: no process is started)."""
+
+from __future__ import annotations
+
+import pytest
+from ember import _messages as M
+from ember_node.protocol import check, name_of, task_spec_problem
+
+TID = b"t" * 16
+RID = b"r" * 20
+SPEC = (TID, b"f" * 16, "f", b"args", [], [RID], {"CPU": 1.0}, 3, False, [], None, "ns")
+
+
+@pytest.mark.parametrize("msg", [
+    (M.SUBMIT, SPEC),
+    (M.SUBMIT, (*SPEC[:5], [], *SPEC[6:])),  # num_returns=0
+    (M.FETCH, [RID, RID]),
+    (M.PUT, RID, b"x", []),
+    (M.SEAL, RID, 0, 10, [RID]),
+    (M.DONE, TID, [(RID, M.INLINE, b"x", []), (RID, M.STORE, (4096, 10), ())], False, 0.1, False),
+    (M.REQUEST, 7, "stats", None),
+    (M.HEARTBEAT,), (M.HEARTBEAT, (1, 2, 3), [RID]),
+    (M.NODE_EVENT, "X", 123, -9),
+    (M.CANCEL, TID, True, False),
+    (M.BLOCKED,),
+])
+def test_messages_of_the_protocol_pass(msg):
+    assert check(msg, greeted=True) is None
+
+
+@pytest.mark.parametrize("msg,words", [
+    (12345, "tuple"), ((), "tuple"), ([M.FETCH, []], "tuple"),
+    ((999,), "unknown"), ((True,), "unknown"), (("x",), "unknown"),
+    ((M.SUBMIT,), "items"), ((M.FETCH, [RID], 1), "items"),
+    ((M.SUBMIT, SPEC[:11]), "12 fields"),
+    ((M.SUBMIT, (*SPEC[:6], {"CPU": -1}, *SPEC[7:])), "non-negative"),
+    ((M.SUBMIT, (*SPEC[:6], {"CPU": "1"}, *SPEC[7:])), "non-negative"),
+    ((M.SUBMIT, (*SPEC[:10], ("other",), SPEC[11])), "extra"),
+    ((M.FETCH, 7), "ids"), ((M.FETCH, ["x"]), "ids"),
+    ((M.SEAL, RID, -1, 10, []), "offset"),
+    ((M.DONE, TID, [(RID, M.STORE, (-1, 10), [])], False, 0.0, False), "offset"),
+    ((M.DONE, TID, [(RID, 9, b"", [])], False, 0.0, False), "kind"),
+    ((M.REQUEST, 1, "no such", None), "REQUEST"),
+    ((M.HELLO, "driver", 1, None, None), "twice"),
+])
+def test_malformed_messages_are_refused_with_a_reason(msg, words):
+    problem = check(msg, greeted=True)
+    assert problem is not None and words in problem
+
+
+def test_hello_comes_first_and_names_a_known_peer_kind():
+    assert check((M.HELLO, "driver", 1, None, {"direct": None}), greeted=False) is None
+    assert "before HELLO" in check((M.FETCH, [RID]), greeted=False)
+    assert "kind" in check((M.HELLO, "admin", 1, None, None), greeted=False)
+    assert "node_id" in check((M.HELLO, "node", 1, None, {}), greeted=False)
+
+
+def test_names_for_logs():
+    assert name_of((M.SUBMIT, SPEC)) == "SUBMIT"
+    assert name_of(12345) == "?"
+    assert task_spec_problem(SPEC) is None
