@@ -4,6 +4,9 @@ the parts ember does not implement yet."""
 from __future__ import annotations
 
 from ember._unsupported import module_getattr
+from ember.util.actor_pool import ActorPool
+
+__all__ = ["ActorPool"]
 
 # Ray's ray.util names ember lacks: they resolve, and raise NotImplementedError when used.
 _RAY_ONLY_NAMES = frozenset({
