@@ -34,6 +34,34 @@ from ember.object_ref import ObjectRef
 
 __version__ = "0.1.0"
 
+# Ray's top-level names that ember does not implement: they resolve (so ``import ember as ray``
+# programs import), and raise NotImplementedError naming the feature when used.
+_RAY_ONLY_NAMES = frozenset({
+    "ActorClassID", "ActorID", "ClientBuilder", "DynamicObjectRefGenerator", "FunctionID", "JobID",
+    "Language", "LoggingConfig", "NodeID", "ObjectID", "ObjectRefGenerator", "PlacementGroupID",
+    "TaskID", "UniqueID", "WorkerID", "client", "cpp_function", "java_actor_class",
+    "java_function", "show_in_dashboard",
+})
+# Ray's subpackages reachable as attributes of ``ray`` after ``import ray``.
+_SUBMODULES = frozenset({
+    "actor", "autoscaler", "cloudpickle", "cross_language", "dag", "data", "exceptions",
+    "experimental", "job_config", "runtime_context", "runtime_env", "types", "util", "widgets",
+    "workflow",
+})
+
+
+def __getattr__(name: str):
+    if name in _SUBMODULES:
+        from ember._ray_alias import resolve
+
+        return resolve("ray." + name)
+    if name in _RAY_ONLY_NAMES:
+        from ember._unsupported import Unsupported
+
+        return Unsupported(f"ray.{name}")
+    raise AttributeError(f"module 'ember' has no attribute {name!r}")
+
+
 __all__ = [
     "ActorClass",
     "ActorHandle",

@@ -4,6 +4,7 @@
     ember stop                                                  stop what `ember start` started here
     ember status                                                nodes, resources, what runs, what waits
     ember list nodes|tasks|actors|objects [--json]
+    ember run script.py [args]                                  run a Ray program unchanged (ray -> ember)
 """
 
 from __future__ import annotations
@@ -81,6 +82,11 @@ def _normalize(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "run":  # everything after `run` belongs to the program
+        from ember.run import main as run_main
+
+        return run_main(argv[1:])
     parser = argparse.ArgumentParser(prog="ember", description="ember cluster command line")
     sub = parser.add_subparsers(dest="command", required=True)
     _start_parser(sub)
@@ -90,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     ls = sub.add_parser("list", help="list nodes, tasks, actors or objects")
     ls.add_argument("what", choices=["nodes", "tasks", "actors", "objects"])
     ls.add_argument("--json", action="store_true")
+    sub.add_parser("run", help="run a Ray program unchanged: ember run script.py [args]")
     args = parser.parse_args(argv)
     try:
         return {"start": start, "stop": stop, "status": status, "list": list_cmd}[args.command](args)
