@@ -319,6 +319,9 @@ def status(args: argparse.Namespace) -> int:
         store = n.get("object_store")
         if store and n["Alive"]:
             res += f"; store {_bytes(store[0])} / {_bytes(store[1])}"
+        mem = n.get("memory_usage")
+        if mem and mem[1]:
+            res += f"; memory {_bytes(mem[0])} / {_bytes(mem[1])} ({mem[0] / mem[1]:.0%})"
         print(f"  {n['NodeID'][:12]}  {n['NodeManagerAddress']:15}  {'ALIVE' if n['Alive'] else 'DEAD'}  {res}")
     print("resources (used / total):")
     for k, v in total.items():
@@ -349,7 +352,7 @@ def list_cmd(args: argparse.Namespace) -> int:
         return 0
     cols: list[str] = []
     for c in rows[0]:  # nodes carry both Alive and alive, as Ray's do: one column is enough
-        if c not in ("Resources", "object_store", "peer_address") and c.lower() not in {k.lower() for k in cols}:
+        if c not in ("Resources", "object_store", "peer_address", "memory_usage") and c.lower() not in {k.lower() for k in cols}:
             cols.append(c)
     widths = {c: max(len(c), *(len(str(r.get(c, ""))[:40]) for r in rows)) for c in cols}
     print("  ".join(c.upper().ljust(widths[c]) for c in cols))

@@ -98,6 +98,12 @@ class Requests:
     def _req_nodes(self, client: Client, arg: Any) -> list[dict]:
         table = self.table
         head_store = (table.arena.used, table.arena.capacity, len(table.objs))
+        monitor = self.memory
+
+        def memory(node: Any) -> tuple[int, int] | None:
+            usage = monitor.last_usage if node is self.local else monitor.reported(node)
+            return (usage.used, usage.total) if usage is not None else None
+
         return [{
             "NodeID": node.node_id,
             "Alive": node.alive,
@@ -111,6 +117,8 @@ class Requests:
             # (bytes used, capacity, objects) of the node's store; a worker node's holds copies
             "object_store": head_store if node.is_head else node.store,
             "peer_address": node.peer,  # where a worker node's store serves copies to other nodes
+            # (bytes used, limit) as the memory monitor last read them; None when unknown
+            "memory_usage": memory(node) if node.alive else None,
         } for node in self.nodes.values()]
 
     def _req_stats(self, client: Client, arg: Any) -> dict:

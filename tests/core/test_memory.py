@@ -215,3 +215,24 @@ def test_agent_heap_stays_bounded_under_many_small_objects(new_cluster, monkeypa
     grown = _rss_anon(agent.pid) - before
     assert grown < 64 * MiB, f"the agent's heap grew by {grown / MiB:.0f} MiB for 195 MiB of small objects"
     assert api._stats()["inline_bytes"] <= 8 * MiB
+
+
+def test_an_actor_is_killed_when_nothing_else_runs(monitored):
+    @ember.remote(max_restarts=0)
+    class Cache:
+        def fill(self, usage_file):
+            import os
+
+            self.data = b"x" * (32 << 20)
+            with open(usage_file + ".tmp", "w") as f:
+                f.write(f"{int(0.97 * (8 << 30))} {8 << 30} {os.getpid()}")
+            os.replace(usage_file + ".tmp", usage_file)
+            return os.getpid()
+
+    cache = Cache.remote()
+    pid = ember.get(cache.fill.remote(str(monitored)), timeout=60)
+    assert wait_until(lambda: not pid_alive(pid), 60), "the actor was not killed"
+    with pytest.raises(exc.ActorDiedError) as info:
+        ember.get(cache.fill.remote(str(monitored)), timeout=60)
+    assert "killed by ember's memory monitor" in str(info.value)
+    assert "(an idle actor)" in str(info.value)
