@@ -24,7 +24,7 @@ from ember import _messages as M
 from ember._proto import node_pb2 as pb
 from ember._proto import node_pb2_grpc as pb_grpc
 from ember._remote import OBJECT_METADATA, encode_read_chunk, keep_chunks_in_heap
-from ember._wire import loads_data_only
+from ember._wire import MAX_FRAME, encode, loads_data_only
 
 from ember_node.fd_limit import open_file_limit
 
@@ -153,7 +153,8 @@ class NodeServicer(pb_grpc.NodeServicer):
                 yield pb.Frames(data=data)
         finally:
             _close_quietly(sock)
-        if refused:
+        if refused:  # the peer's last message says why, as the agent's own GOODBYE would
+            yield pb.Frames(data=encode((M.GOODBYE, refused[0])))
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, refused[0])
 
 
@@ -329,6 +330,10 @@ class DataOnlyFrames:
         n = len(buf)
         while n - pos >= 4:
             size = int.from_bytes(buf[pos:pos + 4], "little")
+            if size > MAX_FRAME:
+                raise pickle.UnpicklingError(
+                    f"message {self._count + 1} of the stream was refused: a frame of {size} bytes "
+                    f"is larger than the largest allowed ({MAX_FRAME}); large values go through the store")
             end = pos + 4 + size
             if end > n:
                 break

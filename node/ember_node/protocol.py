@@ -136,6 +136,9 @@ def _heartbeat(m: tuple) -> str | None:
         return "HEARTBEAT's store figures must be integers"
     if len(m) > 2 and not _ids(m[2]):
         return "HEARTBEAT's dropped copies must be object ids"
+    if len(m) > 3 and m[3] is not None and not (
+            isinstance(m[3], tuple) and len(m[3]) == 3 and _int(m[3][0]) and _int(m[3][1]) and isinstance(m[3][2], str)):
+        return "HEARTBEAT's memory reading must be (used, total, source)"
     return None
 
 
@@ -168,7 +171,7 @@ SCHEMA: dict[int, tuple[str, int, int, _Check]] = {
     M.CANCEL: ("CANCEL", 4, 4, _cancel),
     M.REQUEST: ("REQUEST", 4, 4, _request),
     M.SHUTDOWN: ("SHUTDOWN", 1, 1, _none),
-    M.HEARTBEAT: ("HEARTBEAT", 1, 3, _heartbeat),
+    M.HEARTBEAT: ("HEARTBEAT", 1, 4, _heartbeat),
     M.NODE_EVENT: ("NODE_EVENT", 4, 4, _node_event),
 }
 
