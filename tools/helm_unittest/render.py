@@ -119,29 +119,46 @@ def is_partial(path: str) -> bool:
     return path.rsplit("/", 1)[-1].startswith("_")
 
 
-def _chart_dirs(root: Path) -> list[tuple[Path, str]]:
-    """(directory, path prefix) of the chart and of every unpacked subchart."""
-    found = [(root, "")]
+def _chart_meta(directory: Path) -> dict[str, Any]:
+    return yaml.safe_load((directory / "Chart.yaml").read_text()) or {}
+
+
+def _chart_dirs(root: Path) -> list[tuple[Path, list[str]]]:
+    """(directory, path prefixes) of the chart and of every unpacked subchart.
+
+    A subchart renders as ``charts/<name>/``, or once per alias when the parent's
+    dependencies give it aliases (``charts/<alias>/``)."""
+    found: list[tuple[Path, list[str]]] = [(root, [""])]
     charts = root / "charts"
-    if charts.is_dir():
-        for sub in sorted(charts.iterdir()):
-            if sub.is_dir() and (sub / "Chart.yaml").exists():
-                for directory, prefix in _chart_dirs(sub):
-                    found.append((directory, f"charts/{sub.name}/{prefix}"))
+    if not charts.is_dir():
+        return found
+    dependencies = _chart_meta(root).get("dependencies") or []
+    for sub in sorted(charts.iterdir()):
+        if not (sub.is_dir() and (sub / "Chart.yaml").exists()):
+            continue
+        name = str(_chart_meta(sub).get("name", sub.name))
+        names = [str(d.get("alias") or name) for d in dependencies if d.get("name") == name] or [name]
+        for directory, prefixes in _chart_dirs(sub):
+            found.append((directory, [f"charts/{n}/{p}" for n in names for p in prefixes]))
     return found
+
+
+def _file_paths(root: Path) -> list[tuple[Path, str, list[str]]]:
+    """Every template file (partials left out): its path in its chart, the paths it renders under."""
+    files = []
+    for directory, prefixes in _chart_dirs(root):
+        templates = directory / "templates"
+        if templates.is_dir():
+            for path in sorted(templates.rglob("*")):
+                local = path.relative_to(directory).as_posix()
+                if path.is_file() and not is_partial(local):
+                    files.append((path, local, [prefix + local for prefix in prefixes]))
+    return files
 
 
 def template_files(root: Path) -> list[str]:
     """Every template path of a chart and its subcharts (partials left out)."""
-    paths = []
-    for directory, prefix in _chart_dirs(root):
-        templates = directory / "templates"
-        if templates.is_dir():
-            for path in sorted(templates.rglob("*")):
-                rel = prefix + path.relative_to(directory).as_posix()
-                if path.is_file() and not is_partial(rel):
-                    paths.append(rel)
-    return paths
+    return sorted(rel for _, _, rels in _file_paths(root) for rel in rels)
 
 
 def select(available: list[str], patterns: tuple[str, ...], exclude: tuple[str, ...]) -> list[str]:
@@ -178,9 +195,10 @@ def _release_setup(release: Release) -> str:
     )
 
 
-def _emit(name: str, rel: str) -> str:
+def _emit(name: str, rel: str | None = None) -> str:
+    where = json.dumps(rel) if rel else "{{ .Template.Name | quote }}"
     return (
-        f"eut-file: {json.dumps(rel)}\n"
+        f"eut-file: {where}\n"
         f"eut-raw: {{{{ include {json.dumps(_WRAP_PREFIX + name)} . | b64enc | quote }}}}\n"
     )
 
@@ -198,8 +216,46 @@ def _unpack_subcharts(directory: Path) -> None:
             _unpack_subcharts(sub)
 
 
+def _expand_aliases(directory: Path) -> None:
+    """Give every aliased dependency a chart directory of its own, named after the alias.
+
+    Helm 3's engine (the plugin's) renders a chart listed twice, once under an alias,
+    twice; Helm 4 renders it once. A copy per alias gives Helm 3's result with both."""
+    chart_file = directory / "Chart.yaml"
+    meta = _chart_meta(directory)
+    charts = directory / "charts"
+    dependencies = meta.get("dependencies") or []
+    if charts.is_dir() and any(d.get("alias") for d in dependencies):
+        by_name = {
+            str(_chart_meta(sub).get("name")): sub
+            for sub in charts.iterdir()
+            if sub.is_dir() and (sub / "Chart.yaml").exists()
+        }
+        plain = {d.get("name") for d in dependencies if not d.get("alias")}
+        for dep in dependencies:
+            alias, source = dep.get("alias"), by_name.get(str(dep.get("name")))
+            if not alias or source is None or alias == dep.get("name"):
+                continue
+            target = charts / str(alias)
+            if not target.exists():
+                shutil.copytree(source, target)
+                sub_meta = _chart_meta(target)
+                sub_meta["name"] = str(alias)
+                (target / "Chart.yaml").write_text(yaml.safe_dump(sub_meta, sort_keys=False))
+            dep["name"] = str(alias)
+            del dep["alias"]
+        for name, source in by_name.items():
+            if name not in plain and source.name not in {d.get("name") for d in dependencies}:
+                shutil.rmtree(source)
+        chart_file.write_text(yaml.safe_dump(meta, sort_keys=False))
+    if charts.is_dir():
+        for sub in charts.iterdir():
+            if sub.is_dir() and (sub / "Chart.yaml").exists():
+                _expand_aliases(sub)
+
+
 def _override_chart(directory: Path, version: str | None, app_version: str | None) -> None:
-    for chart_dir, _ in _chart_dirs(directory):
+    for chart_dir, _ in _chart_dirs(directory):  # the plugin overrides every dependency too
         chart_file = chart_dir / "Chart.yaml"
         meta = yaml.safe_load(chart_file.read_text())
         if version is not None:
@@ -214,36 +270,34 @@ def prepare(request: RenderRequest, workdir: Path) -> tuple[Path, list[str], lis
     copy = workdir / "chart"
     shutil.copytree(request.chart, copy, symlinks=False, ignore=shutil.ignore_patterns(".git"))
     _unpack_subcharts(copy)
+    _expand_aliases(copy)
+    for lock in copy.rglob("Chart.lock"):
+        lock.unlink()  # the dependencies were rewritten; helm would find the lock out of date
     root_name = yaml.safe_load((copy / "Chart.yaml").read_text())["name"]
     selected = select(template_files(copy), request.templates, request.exclude)
     wrapped = []
     setup = _release_setup(request.release)
     notes: dict[Path, list[tuple[str, str]]] = {}
-    for directory, prefix in _chart_dirs(copy):
-        templates = directory / "templates"
-        if not templates.is_dir():
+    for path, local, rels in _file_paths(copy):
+        if not any(rel in selected for rel in rels):
+            path.unlink()
             continue
-        for path in sorted(templates.rglob("*")):
-            rel = prefix + path.relative_to(directory).as_posix()
-            if not path.is_file() or is_partial(rel):
-                continue
-            if rel not in selected:
-                path.unlink()
-                continue
-            text = path.read_text()
-            if _DEFINE_RE.search(text):
-                continue  # cannot nest a define: helm's own output is used for this one
-            name = f"{root_name}/{rel}"
-            # Rendered as itself, the file emits its output; included by another template
-            # (e.g. a checksum of it), it gives its original output.
-            path.write_text(
-                f"{{{{ define {json.dumps(_WRAP_PREFIX + name)} }}}}{text}{{{{ end }}}}"
-                f"{{{{- if eq .Template.Name {json.dumps(name)} -}}}}{setup}{_emit(name, rel)}"
-                f"{{{{- else -}}}}{{{{ include {json.dumps(_WRAP_PREFIX + name)} . }}}}{{{{- end -}}}}"
-            )
-            if path.name == "NOTES.txt":
-                notes.setdefault(templates, []).append((name, rel))
-            wrapped.append(rel)
+        text = path.read_text()
+        if _DEFINE_RE.search(text):
+            continue  # cannot nest a define: helm's own output is used for this one
+        rel = rels[0]
+        name = f"{root_name}/{rel}"
+        # Rendered as itself, the file emits its output; included by another template
+        # (e.g. for a checksum of it), it gives its original output.
+        path.write_text(
+            f"{{{{ define {json.dumps(_WRAP_PREFIX + name)} }}}}{text}{{{{ end }}}}"
+            f"{{{{- if hasSuffix {json.dumps('/' + local)} .Template.Name -}}}}{setup}{_emit(name)}"
+            f"{{{{- else -}}}}{{{{ include {json.dumps(_WRAP_PREFIX + name)} . }}}}{{{{- end -}}}}"
+        )
+        if path.name == "NOTES.txt":
+            for one in rels:
+                notes.setdefault(path.parent, []).append((name, one))
+        wrapped += rels
     for templates, entries in notes.items():
         companion = "\n---\n".join(_emit(name, rel) for name, rel in entries)
         (templates / "zz-ember-unittest-notes.yaml").write_text(setup + companion)
@@ -272,6 +326,21 @@ _ERROR_AT_RE = re.compile(r"^(?:.+?: |.+? \()(?P<file>[^\s()]+?):\d+:\d+\)?.*?: 
 _HELM4_AT_RE = re.compile(r"^(?P<file>[^\s]+?):\d+:\d+$")
 
 
+_WRAPPER_CALL_RE = re.compile(
+    r'[^\s:]+:\d+:\d+: executing "[^"]*" at <include "' + re.escape(_WRAP_PREFIX) + r'[^"]*" \.>: '
+    r"error calling include: template: "
+)
+
+
+def _unwrap_error(lines: list[str]) -> list[str]:
+    """Drop the layer the wrapping adds to helm's error ("error calling include" of the wrapper)."""
+    out = list(lines)
+    while len(out) > 3 and _HELM4_AT_RE.match(out[0]) and f'<include "{_WRAP_PREFIX}' in out[1] and out[2].strip() == "error calling include:":
+        out = out[3:]
+    out = [_WRAPPER_CALL_RE.sub("", line) for line in out]
+    return [line.replace(_WRAP_PREFIX, "") for line in out]
+
+
 def parse_failure(stderr: str, root_name: str) -> RenderFailure:
     """helm's error output -> the template blamed and the human-readable message."""
     lines = [line for line in stderr.strip().splitlines() if line.strip()]
@@ -279,6 +348,7 @@ def parse_failure(stderr: str, root_name: str) -> RenderFailure:
         lines.pop()
     if lines and lines[0].startswith("Error: "):
         lines[0] = lines[0][len("Error: ") :]
+    lines = _unwrap_error(lines)
     text = "\n".join(lines)
     template = message = None
     if lines:
@@ -323,8 +393,10 @@ def _read_output(stdout: str, root_name: str) -> tuple[dict[str, str], dict[str,
         document = yamlcore.load(chunk)
         if isinstance(document, dict) and "eut-raw" in document:
             text = base64.b64decode(document["eut-raw"] or "").decode()
+            where = str(document["eut-file"])
+            where = where.split("/", 1)[1] if where.startswith(root_name + "/") else where
             # Helm's engine drops every "<no value>" from a template's output.
-            raw[document["eut-file"]] = text.replace("<no value>", "")
+            raw[where] = text.replace("<no value>", "")
             continue
         match = source_re.search(chunk)
         if match is None:
