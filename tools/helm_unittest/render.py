@@ -99,6 +99,59 @@ class Rendered:
     documents: dict[str, list[Any]]
     failure: RenderFailure | None
     selected: list[str]  # every template path the suite selected and helm was asked to render
+    chart_name: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class PostRenderer:
+    """A suite's or test's ``postRenderer``: a command reading and writing manifests."""
+
+    cmd: str
+    args: tuple[str, ...] = ()
+
+
+_FILE_MARK = "#### file:"
+
+
+def post_render(rendered: Rendered, post: PostRenderer) -> Rendered:
+    """Run the post-renderer as the plugin does: every file's output, in name order, each after a
+    ``---`` / ``#### file: <chart>/<path>`` line, on its stdin; its output split at those lines.
+    Output without them becomes the one template ``manifest.yaml``."""
+    if rendered.failure is not None:
+        return rendered
+    prefix = rendered.chart_name + "/"
+    merged = "".join(
+        f"---\n{_FILE_MARK} {prefix}{path}\n{rendered.raw[path].strip()}\n"
+        for path in sorted(rendered.raw, key=lambda p: prefix + p)
+    )
+    try:
+        proc = subprocess.run(
+            [post.cmd, *post.args],
+            input=merged,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    except OSError as error:
+        raise RenderError(f"post-render failed: {post.cmd}: {error}") from error
+    if proc.returncode != 0:
+        raise RenderError(
+            f"post-render failed: {post.cmd} exited with {proc.returncode}: {proc.stderr.strip()}"
+        )
+    raw: dict[str, str] = {}
+    for block in re.split(r"(?m)^---\n(?=" + re.escape(_FILE_MARK) + ")", proc.stdout):
+        match = re.match(re.escape(_FILE_MARK) + r" (.*)\n", block)
+        if match:
+            path = match.group(1).strip().removeprefix(prefix)
+            raw[path] = block[match.end() :]
+    if not raw:
+        raw = {"manifest.yaml": proc.stdout}
+    documents = {
+        path: [{RAW: text}] if path.endswith(".txt") else split_documents(text)
+        for path, text in raw.items()
+    }
+    return Rendered(raw, documents, None, sorted(raw), rendered.chart_name)
 
 
 class RenderError(Exception):
@@ -137,7 +190,9 @@ def _chart_dirs(root: Path) -> list[tuple[Path, list[str]]]:
         if not (sub.is_dir() and (sub / "Chart.yaml").exists()):
             continue
         name = str(_chart_meta(sub).get("name", sub.name))
-        names = [str(d.get("alias") or name) for d in dependencies if d.get("name") == name] or [name]
+        names = [str(d.get("alias") or name) for d in dependencies if d.get("name") == name] or [
+            name
+        ]
         for directory, prefixes in _chart_dirs(sub):
             found.append((directory, [f"charts/{n}/{p}" for n in names for p in prefixes]))
     return found
@@ -335,7 +390,12 @@ _WRAPPER_CALL_RE = re.compile(
 def _unwrap_error(lines: list[str]) -> list[str]:
     """Drop the layer the wrapping adds to helm's error ("error calling include" of the wrapper)."""
     out = list(lines)
-    while len(out) > 3 and _HELM4_AT_RE.match(out[0]) and f'<include "{_WRAP_PREFIX}' in out[1] and out[2].strip() == "error calling include:":
+    while (
+        len(out) > 3
+        and _HELM4_AT_RE.match(out[0])
+        and f'<include "{_WRAP_PREFIX}' in out[1]
+        and out[2].strip() == "error calling include:"
+    ):
         out = out[3:]
     out = [_WRAPPER_CALL_RE.sub("", line) for line in out]
     return [line.replace(_WRAP_PREFIX, "") for line in out]
@@ -444,4 +504,4 @@ def render(helm: str, request: RenderRequest) -> Rendered:
         if path.startswith("crds/") or "/crds/" in path:
             documents[path] = docs
             selected.append(path)
-    return Rendered(raw, documents, None, selected)
+    return Rendered(raw, documents, None, selected, root_name)

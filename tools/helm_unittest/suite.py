@@ -30,9 +30,10 @@ RELEASE_KEYS = {"name", "namespace", "revision", "upgrade"}
 CAPABILITIES_KEYS = {"majorVersion", "minorVersion", "apiVersions"}
 CHART_KEYS = {"version", "appVersion"}
 SKIP_KEYS = {"reason", "minimumVersion"}
+POST_RENDERER_KEYS = {"cmd", "args"}
 SELECTOR_KEYS = {"path", "value", "matchMany", "skipEmptyTemplates"}
 # Documented keys this runner cannot honour with `helm template`: they fail the run.
-NOT_IMPLEMENTED = {"kubernetesProvider", "postRenderer"}
+NOT_IMPLEMENTED = {"kubernetesProvider"}
 DEFAULT_GLOB = "tests/*_test.yaml"
 
 
@@ -99,6 +100,7 @@ def _check_suite(where: str, suite: Any) -> None:
         ("capabilities", CAPABILITIES_KEYS),
         ("chart", CHART_KEYS),
         ("skip", SKIP_KEYS),
+        ("postRenderer", POST_RENDERER_KEYS),
     ):
         check_keys(f"{where}: {key}", suite.get(key), allowed)
     if not isinstance(suite.get("tests"), list) or not suite["tests"]:
@@ -114,6 +116,7 @@ def _check_suite(where: str, suite: Any) -> None:
             ("chart", CHART_KEYS),
             ("skip", {"reason"}),
             ("documentSelector", SELECTOR_KEYS),
+            ("postRenderer", POST_RENDERER_KEYS),
         ):
             check_keys(f"{test_where}: {key}", test.get(key), allowed)
         if not isinstance(test.get("asserts"), list) or not test["asserts"]:
