@@ -483,3 +483,120 @@ def test_plugin_examples(helm, tmp_path):
     ]
     print(f"agreement with the plugin's examples: {agreed} of {len(outcomes)}")
     assert len(outcomes) - agreed <= KNOWN_DISAGREEMENTS, "\n".join(disagreements)
+
+
+def test_suite_keys(helm, tmp_path):
+    """excludeTemplates, capabilities, chart, skip (reason / minimumVersion), includeCrds, `not`."""
+    chart = write_chart(
+        tmp_path,
+        {
+            "templates/a.yaml": """
+                kind: ConfigMap
+                data:
+                  kube: {{ .Capabilities.KubeVersion.Minor | quote }}
+                  api: {{ .Capabilities.APIVersions.Has "example.com/v1" | quote }}
+                  chart: {{ .Chart.Version }}-{{ .Chart.AppVersion }}
+                """,
+            "templates/b.yaml": "kind: Secret\n",
+            "crds/crd.yaml": "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\n",
+        },
+    )
+    found = results(
+        helm,
+        chart,
+        """
+        templates: ["*.yaml"]
+        excludeTemplates: [b.yaml]
+        capabilities: {majorVersion: 1, minorVersion: 29, apiVersions: [example.com/v1]}
+        chart: {version: 9.9.9, appVersion: "2.0"}
+        includeCrds: true
+        tests:
+          - it: capabilities and chart
+            template: a.yaml
+            asserts:
+              - equal: {path: data.kube, value: "29"}
+              - equal: {path: data.api, value: "true"}
+              - equal: {path: data.chart, value: 9.9.9-2.0}
+          - it: excluded template is not rendered
+            template: b.yaml
+            asserts: [{hasDocuments: {count: 1}}]
+          - it: a null apiVersions in a test drops the suite's
+            template: a.yaml
+            capabilities: {apiVersions: null}
+            asserts: [{equal: {path: data.api, value: "false"}}]
+          - it: not inverts
+            template: a.yaml
+            asserts:
+              - equal: {path: data.kube, value: "30"}
+                not: true
+          - it: crds
+            template: crds/crd.yaml
+            asserts: [{isKind: {of: CustomResourceDefinition}}]
+          - it: skipped
+            skip: {reason: not today}
+            asserts: [{hasDocuments: {count: 99}}]
+        """,
+    )
+    assert verdicts(found) == {
+        "capabilities and chart": "passed",
+        "excluded template is not rendered": "failed",
+        "a null apiVersions in a test drops the suite's": "passed",
+        "not inverts": "passed",
+        "crds": "passed",
+        "skipped": "skipped",
+    }, {k: r.failures for k, r in found.items()}
+    found = results(
+        helm,
+        chart,
+        """
+        skip: {minimumVersion: 99.0.0}
+        templates: [a.yaml]
+        tests: [{it: later, asserts: [{hasDocuments: {count: 99}}]}]
+        """,
+    )
+    assert verdicts(found) == {"later": "skipped"}
+
+
+def test_failures_in_partials_and_selectors(helm, tmp_path):
+    """A failure in a partial counts for every selected template; documentSelector rules."""
+    chart = write_chart(
+        tmp_path,
+        {
+            "templates/_check.tpl": '{{- define "check" }}{{ if .Values.bad }}{{ fail "bad value" }}{{ end }}{{ end -}}',
+            "templates/a.yaml": '{{ include "check" . }}kind: ConfigMap\nmetadata: {name: a}\n---\nkind: ConfigMap\nmetadata: {name: b}\n',
+        },
+    )
+    found = results(
+        helm,
+        chart,
+        """
+        templates: [a.yaml]
+        tests:
+          - it: fails in the partial
+            set: {bad: true}
+            asserts: [{failedTemplate: {errorMessage: bad value}}]
+          - it: a render failure fails other assertions
+            set: {bad: true}
+            asserts: [{hasDocuments: {count: 2}}]
+          - it: selector picks one document
+            documentSelector: {path: metadata.name, value: b}
+            asserts: [{isKind: {of: ConfigMap}}, {hasDocuments: {count: 1, filterAware: true}}]
+          - it: selector matching many needs matchMany
+            documentSelector: {path: kind, value: ConfigMap}
+            asserts: [{isKind: {of: ConfigMap}}]
+          - it: matchMany
+            documentSelector: {path: kind, value: ConfigMap, matchMany: true}
+            asserts: [{isKind: {of: ConfigMap}}]
+          - it: index out of range fails
+            documentIndex: 5
+            asserts: [{isKind: {of: ConfigMap}}]
+        """,
+    )
+    assert verdicts(found) == {
+        "fails in the partial": "passed",
+        "a render failure fails other assertions": "failed",
+        "selector picks one document": "passed",
+        "selector matching many needs matchMany": "failed",
+        "matchMany": "passed",
+        "index out of range fails": "failed",
+    }, {k: r.failures for k, r in found.items()}
