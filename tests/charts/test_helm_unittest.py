@@ -146,8 +146,8 @@ def test_multi_suite_file_and_unknown_keys(tmp_path):
         ("tests:\n- it: x\n  asserts: [{equal: {path: a, value: 1, extra: 2}}]\n", "extra"),
         ("tests:\n- it: x\n  asserts: [{frobnicate: {}}]\n", "frobnicate"),
         (
-            "tests:\n- it: x\n  kubernetesProvider: {objects: [{kind: Pod}]}\n  asserts: [{exists: {path: a}}]\n",
-            "kubernetesProvider",
+            "tests:\n- it: x\n  kubernetesProvider: {fakeObjects: []}\n  asserts: [{exists: {path: a}}]\n",
+            "fakeObjects",
         ),
     ]:
         suite_file.write_text(
@@ -460,7 +460,7 @@ PLUGIN_REPO = Path(
     os.environ.get("HELM_UNITTEST_REPO", "/work/.mirror/helm-unittest+helm-unittest/repo")
 )
 # Example suites this runner refuses on purpose or cannot run here (see the report).
-KNOWN_DISAGREEMENTS = 12
+KNOWN_DISAGREEMENTS = 10
 
 
 def test_plugin_examples(helm, tmp_path):
@@ -600,3 +600,46 @@ def test_failures_in_partials_and_selectors(helm, tmp_path):
         "matchMany": "passed",
         "index out of range fails": "failed",
     }, {k: r.failures for k, r in found.items()}
+
+
+def test_kubernetes_provider(helm, tmp_path):
+    """kubernetesProvider objects (suite's plus test's) are what `lookup` finds; else it finds none."""
+    chart = write_chart(
+        tmp_path,
+        {
+            "templates/a.yaml": """
+                kind: ConfigMap
+                data:
+                  pod: {{ (lookup "v1" "Pod" "default" "p") | toJson | quote }}
+                  {{- $all := lookup "v1" "Namespace" "" "" }}
+                  namespaces: {{ len $all.items | default 0 | quote }}
+                """,
+        },
+    )
+    found = results(
+        helm,
+        chart,
+        """
+        templates: [a.yaml]
+        kubernetesProvider:
+          scheme: {"v1/Namespace": {gvr: {version: v1, resource: namespaces}, namespaced: false}}
+          objects:
+            - {apiVersion: v1, kind: Namespace, metadata: {name: one}}
+        tests:
+          - it: finds the objects
+            kubernetesProvider:
+              objects:
+                - {apiVersion: v1, kind: Pod, metadata: {name: p, namespace: default}}
+                - {apiVersion: v1, kind: Namespace, metadata: {name: two}}
+            asserts:
+              - matchRegex: {path: data.pod, pattern: '"name":"p"'}
+              - equal: {path: data.namespaces, value: "2"}
+          - it: finds only the suite's
+            asserts:
+              - equal: {path: data.pod, value: "{}"}
+              - equal: {path: data.namespaces, value: "1"}
+        """,
+    )
+    assert verdicts(found) == {"finds the objects": "passed", "finds only the suite's": "passed"}, {
+        k: r.failures for k, r in found.items()
+    }

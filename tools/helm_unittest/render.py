@@ -40,7 +40,7 @@ from typing import Any
 
 import yaml
 
-from . import yamlcore
+from . import lookup, yamlcore
 
 RAW = "raw"  # the key under which a .txt template's text (or a render error) is kept
 _WRAP_PREFIX = "__ember_unittest__/"
@@ -80,6 +80,9 @@ class RenderRequest:
     chart_version: str | None = None
     app_version: str | None = None
     include_crds: bool = False
+    # kubernetesProvider: the objects `lookup` finds (None: `lookup` finds nothing, as helm's)
+    lookup_objects: tuple[dict[str, Any], ...] | None = None
+    cluster_scoped: frozenset[str] = frozenset()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -333,6 +336,14 @@ def prepare(request: RenderRequest, workdir: Path) -> tuple[Path, list[str], lis
     wrapped = []
     setup = _release_setup(request.release)
     notes: dict[Path, list[tuple[str, str]]] = {}
+    if request.lookup_objects is not None:
+        for template in copy.rglob("templates/**/*"):
+            if template.is_file():
+                template.write_text(lookup.rewrite(template.read_text()))
+        (copy / "templates").mkdir(exist_ok=True)
+        (copy / "templates" / lookup.PARTIAL_FILE).write_text(
+            lookup.partial(list(request.lookup_objects), set(request.cluster_scoped))
+        )
     for path, local, rels in _file_paths(copy):
         if not any(rel in selected for rel in rels):
             path.unlink()

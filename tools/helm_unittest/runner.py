@@ -7,7 +7,7 @@ import fnmatch
 from pathlib import Path
 from typing import Any
 
-from . import jsonpath, yamlcore
+from . import jsonpath, lookup, yamlcore
 from .assertions import ASSERT_TYPES, Context
 from .errors import UnsupportedError
 from .render import (
@@ -97,6 +97,10 @@ def build_request(case: Case) -> RenderRequest:
             caps["apiVersions"] = (case.suite.get("capabilities") or {}).get("apiVersions") or []
     chart = _merged(case, "chart")
     defaults = Release()
+    providers = [
+        p for p in (case.suite.get("kubernetesProvider"), case.test.get("kubernetesProvider")) if p
+    ]
+    objects, cluster_scoped = lookup.objects_and_scope(providers)
     return RenderRequest(
         chart=case.chart,
         templates=tuple(str(t) for t in case.suite.get("templates") or []),
@@ -116,6 +120,8 @@ def build_request(case: Case) -> RenderRequest:
         chart_version=str(chart["version"]) if "version" in chart else None,
         app_version=str(chart["appVersion"]) if "appVersion" in chart else None,
         include_crds=bool(case.suite.get("includeCrds")),
+        lookup_objects=tuple(objects) if providers else None,
+        cluster_scoped=frozenset(cluster_scoped),
     )
 
 

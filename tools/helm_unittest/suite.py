@@ -33,7 +33,8 @@ SKIP_KEYS = {"reason", "minimumVersion"}
 POST_RENDERER_KEYS = {"cmd", "args"}
 SELECTOR_KEYS = {"path", "value", "matchMany", "skipEmptyTemplates"}
 # Documented keys this runner cannot honour with `helm template`: they fail the run.
-NOT_IMPLEMENTED = {"kubernetesProvider"}
+NOT_IMPLEMENTED: set[str] = set()
+PROVIDER_KEYS = {"scheme", "objects"}
 DEFAULT_GLOB = "tests/*_test.yaml"
 
 
@@ -101,6 +102,7 @@ def _check_suite(where: str, suite: Any) -> None:
         ("chart", CHART_KEYS),
         ("skip", SKIP_KEYS),
         ("postRenderer", POST_RENDERER_KEYS),
+        ("kubernetesProvider", PROVIDER_KEYS),
     ):
         check_keys(f"{where}: {key}", suite.get(key), allowed)
     if not isinstance(suite.get("tests"), list) or not suite["tests"]:
@@ -117,6 +119,7 @@ def _check_suite(where: str, suite: Any) -> None:
             ("skip", {"reason"}),
             ("documentSelector", SELECTOR_KEYS),
             ("postRenderer", POST_RENDERER_KEYS),
+            ("kubernetesProvider", PROVIDER_KEYS),
         ):
             check_keys(f"{test_where}: {key}", test.get(key), allowed)
         if not isinstance(test.get("asserts"), list) or not test["asserts"]:
