@@ -460,7 +460,7 @@ PLUGIN_REPO = Path(
     os.environ.get("HELM_UNITTEST_REPO", "/work/.mirror/helm-unittest+helm-unittest/repo")
 )
 # Example suites this runner refuses on purpose or cannot run here (see the report).
-KNOWN_DISAGREEMENTS = 10
+KNOWN_DISAGREEMENTS = 4
 
 
 def test_plugin_examples(helm, tmp_path):
