@@ -643,3 +643,29 @@ def test_kubernetes_provider(helm, tmp_path):
     assert verdicts(found) == {"finds the objects": "passed", "finds only the suite's": "passed"}, {
         k: r.failures for k, r in found.items()
     }
+
+
+def test_subchart_suites(helm, tmp_path, capsys):
+    """Suites in charts/<sub>/tests test the subchart itself; a subchart the parent disables is
+    not tested (the plugin's --with-subchart, its default)."""
+    chart = write_chart(
+        tmp_path,
+        {
+            "Chart.yaml": "apiVersion: v2\nname: demo\nversion: 0.1.0\ndependencies:\n"
+            "  - {name: sub-on, version: 0.1.0, condition: sub-on.enabled}\n"
+            "  - {name: sub-off, version: 0.1.0, condition: sub-off.enabled}\n",
+            "values.yaml": "sub-on: {enabled: true}\nsub-off: {enabled: false}\n",
+            "charts/sub-on/Chart.yaml": "apiVersion: v2\nname: sub-on\nversion: 0.1.0\n",
+            "charts/sub-on/templates/c.yaml": "kind: ConfigMap\n",
+            "charts/sub-on/tests/c_test.yaml": "templates: [c.yaml]\ntests:\n"
+            "- it: on\n  asserts: [{isKind: {of: ConfigMap}}]\n",
+            "charts/sub-off/Chart.yaml": "apiVersion: v2\nname: sub-off\nversion: 0.1.0\n",
+            "charts/sub-off/templates/c.yaml": "kind: ConfigMap\n",
+            "charts/sub-off/tests/c_test.yaml": "templates: [c.yaml]\ntests:\n"
+            "- it: off\n  asserts: [{isKind: {of: Secret}}]\n",
+        },
+    )
+    assert cli.main(["--helm", helm, str(chart)]) == 0
+    out = capsys.readouterr().out
+    assert "sub-on/c_test.yaml::on" in out and "::off" not in out, out
+    assert cli.main(["--helm", helm, "--with-subchart", "false", str(chart)]) == 1  # no tests
