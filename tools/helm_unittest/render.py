@@ -29,6 +29,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import fnmatch
+import functools
 import json
 import re
 import shutil
@@ -372,15 +373,40 @@ def prepare(request: RenderRequest, workdir: Path) -> tuple[Path, list[str], lis
     return copy, selected, wrapped
 
 
-def helm_args(request: RenderRequest, chart_copy: Path, values_file: Path) -> list[str]:
-    """The ``helm template`` command line (after the helm binary)."""
+@functools.lru_cache(maxsize=8)
+def default_kube_version(helm: str) -> tuple[str, str]:
+    """(major, minor) of the Kubernetes version ``helm template`` assumes by default."""
+    with tempfile.TemporaryDirectory(prefix="ember-unittest-kube-") as tmp:
+        chart = Path(tmp)
+        (chart / "templates").mkdir()
+        (chart / "Chart.yaml").write_text("apiVersion: v2\nname: probe\nversion: 0.1.0\n")
+        (chart / "templates" / "v.yaml").write_text(
+            "v: {{ .Capabilities.KubeVersion.Major }}.{{ .Capabilities.KubeVersion.Minor }}\n"
+        )
+        proc = subprocess.run(
+            [helm, "template", "probe", str(chart)], capture_output=True, text=True, timeout=60
+        )
+    match = re.search(r"^v: (\d+)\.(\d+)", proc.stdout, re.MULTILINE)
+    return (match.group(1), match.group(2)) if match else ("1", "20")
+
+
+def helm_args(
+    request: RenderRequest,
+    chart_copy: Path,
+    values_file: Path,
+    default_kube: tuple[str, str] = ("1", "20"),
+) -> list[str]:
+    """The ``helm template`` command line (after the helm binary); a capability the test
+    does not set keeps ``default_kube`` (helm's own default)."""
     args = ["template", "release-name", str(chart_copy), "--values", str(values_file)]
     args += ["--namespace", request.release.namespace or "default"]
     if request.release.upgrade:
         args.append("--is-upgrade")
     caps = request.capabilities
     if caps.major is not None or caps.minor is not None:
-        args += ["--kube-version", f"v{caps.major or 1}.{caps.minor or 20}.0"]
+        major = caps.major if caps.major is not None else default_kube[0]
+        minor = caps.minor if caps.minor is not None else default_kube[1]
+        args += ["--kube-version", f"v{major}.{minor}.0"]
     for api in caps.api_versions:
         args += ["--api-versions", api]
     if request.include_crds:
@@ -488,7 +514,7 @@ def render(helm: str, request: RenderRequest) -> Rendered:
         values_file = workdir / "values.yaml"
         values_file.write_text(yaml.safe_dump(request.values, sort_keys=False))
         proc = subprocess.run(
-            [helm, *helm_args(request, chart_copy, values_file)],
+            [helm, *helm_args(request, chart_copy, values_file, default_kube_version(helm))],
             capture_output=True,
             text=True,
             timeout=120,
