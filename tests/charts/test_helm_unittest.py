@@ -669,3 +669,25 @@ def test_subchart_suites(helm, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "sub-on/c_test.yaml::on" in out and "::off" not in out, out
     assert cli.main(["--helm", helm, "--with-subchart", "false", str(chart)]) == 1  # no tests
+
+
+def test_template_with_its_own_define(helm, tmp_path):
+    """A template holding a `define` still gets the plugin's release defaults."""
+    chart = write_chart(
+        tmp_path,
+        {
+            "templates/a.yaml": '{{ define "local" }}x{{ end }}kind: ConfigMap\n'
+            'metadata: {name: {{ .Release.Name }}-{{ include "local" . }}}\n',
+        },
+    )
+    found = results(
+        helm,
+        chart,
+        """
+        templates: [a.yaml]
+        tests:
+          - it: defaults
+            asserts: [{equal: {path: metadata.name, value: RELEASE-NAME-x}}]
+        """,
+    )
+    assert verdicts(found) == {"defaults": "passed"}, found["defaults"].failures

@@ -351,7 +351,10 @@ def prepare(request: RenderRequest, workdir: Path) -> tuple[Path, list[str], lis
             continue
         text = path.read_text()
         if _DEFINE_RE.search(text):
-            continue  # cannot nest a define: helm's own output is used for this one
+            # A define cannot be nested: helm's own output is used for this file (its
+            # documents then come in helm's kind order); it still sets the release first.
+            path.write_text(setup + text)
+            continue
         rel = rels[0]
         name = f"{root_name}/{rel}"
         # Rendered as itself, the file emits its output; included by another template
