@@ -1,7 +1,7 @@
 """Generate the protobuf/gRPC modules from protos/ (``make protos``), or check they are current.
 
-    python tools/protos.py          # regenerate driver/ember/_proto/
-    python tools/protos.py --check  # fail when the checked-in code differs from a fresh run
+python tools/protos.py          # regenerate driver/ember/_proto/
+python tools/protos.py --check  # fail when the checked-in code differs from a fresh run
 """
 
 from __future__ import annotations
@@ -21,7 +21,14 @@ OUT = ROOT / "driver" / "ember" / "_proto"
 def generate(out: pathlib.Path) -> dict[str, str]:
     """Run protoc into ``out``; return {file name: text} with imports made package-relative."""
     protos = sorted(str(p) for p in PROTO_DIR.glob("*.proto"))
-    args = ["protoc", f"-I{PROTO_DIR}", f"--python_out={out}", f"--pyi_out={out}", f"--grpc_python_out={out}", *protos]
+    args = [
+        "protoc",
+        f"-I{PROTO_DIR}",
+        f"--python_out={out}",
+        f"--pyi_out={out}",
+        f"--grpc_python_out={out}",
+        *protos,
+    ]
     if protoc.main(args) != 0:
         raise SystemExit("protoc failed")
     files = {}
@@ -39,8 +46,13 @@ def main() -> int:
     if check:
         current = {p.name: p.read_text() for p in OUT.glob("*_pb2*.py*")}
         if current != fresh:
-            stale = sorted(set(current) ^ set(fresh) | {k for k in fresh if current.get(k) != fresh[k]})
-            print(f"generated protobuf code is stale ({', '.join(stale)}); run 'make protos' and commit", file=sys.stderr)
+            stale = sorted(
+                set(current) ^ set(fresh) | {k for k in fresh if current.get(k) != fresh[k]}
+            )
+            print(
+                f"generated protobuf code is stale ({', '.join(stale)}); run 'make protos' and commit",
+                file=sys.stderr,
+            )
             return 1
         print(f"protobuf code is current ({len(fresh)} files)")
         return 0

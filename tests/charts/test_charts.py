@@ -6,7 +6,7 @@ server would check is checked here instead:
 * ``helm lint --strict`` on both charts;
 * the helm-unittest suites in ``charts/*/tests`` (one pytest test per
   helm-unittest test), run with the real ``helm template`` by
-  ``tools/helm_unittest.py``;
+  ``tools/helm_unittest`` (tested itself in ``test_helm_unittest.py``);
 * every object that ``helm template`` renders, for default and non-default
   values, against the official Kubernetes schemas (``kubernetes-validate``,
   strict: unknown fields are errors) of the oldest Kubernetes the charts

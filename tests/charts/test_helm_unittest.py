@@ -146,8 +146,8 @@ def test_multi_suite_file_and_unknown_keys(tmp_path):
         ("tests:\n- it: x\n  asserts: [{equal: {path: a, value: 1, extra: 2}}]\n", "extra"),
         ("tests:\n- it: x\n  asserts: [{frobnicate: {}}]\n", "frobnicate"),
         (
-            "tests:\n- it: x\n  kubernetesProvider: {objects: [{kind: Pod}]}\n  asserts: [{exists: {path: a}}]\n",
-            "kubernetesProvider",
+            "tests:\n- it: x\n  kubernetesProvider: {fakeObjects: []}\n  asserts: [{exists: {path: a}}]\n",
+            "fakeObjects",
         ),
     ]:
         suite_file.write_text(
@@ -431,3 +431,263 @@ def test_snapshots_and_cli(helm, tmp_path, capsys):
     assert yamlcore.load(snap.read_text()) == {"snap": {1: "v: two\n"}}
     assert cli.main(argv) == 0
     capsys.readouterr()
+
+
+def test_post_renderer(helm, tmp_path):
+    """`postRenderer` pipes every file (after `#### file:` lines) through a command, as the plugin."""
+    chart = write_chart(tmp_path, {"templates/a.yaml": "kind: ConfigMap\ndata: {v: before}\n"})
+    found = results(
+        helm,
+        chart,
+        """
+        templates: [a.yaml]
+        tests:
+          - it: rewritten
+            postRenderer: {cmd: sed, args: [s/before/after/]}
+            asserts: [{equal: {path: data.v, value: after}}]
+          - it: untouched
+            asserts: [{equal: {path: data.v, value: before}}]
+        """,
+    )
+    assert verdicts(found) == {"rewritten": "passed", "untouched": "passed"}, {
+        k: r.failures for k, r in found.items()
+    }
+
+
+# --- the plugin's own examples ------------------------------------------------
+
+PLUGIN_REPO = Path(
+    os.environ.get("HELM_UNITTEST_REPO", "/work/.mirror/helm-unittest+helm-unittest/repo")
+)
+# Example suites this runner refuses on purpose or cannot run here (see the report).
+KNOWN_DISAGREEMENTS = 4
+
+
+def test_plugin_examples(helm, tmp_path):
+    """Every example test of the plugin's repository gets the plugin's verdict, but known ones.
+
+    The examples (test/data/v3) and the plugin's recorded runs are copied from a clone
+    (HELM_UNITTEST_REPO, a git directory) into a temporary directory; none is kept here.
+    """
+    if not (PLUGIN_REPO / "HEAD").exists() and not (PLUGIN_REPO / ".git").exists():
+        pytest.skip(f"no helm-unittest clone at {PLUGIN_REPO} (set HELM_UNITTEST_REPO)")
+    from helm_unittest import examples
+
+    git_dir = PLUGIN_REPO / ".git" if (PLUGIN_REPO / ".git").exists() else PLUGIN_REPO
+    outcomes = examples.run_examples(helm, examples.extract(git_dir, tmp_path))
+    agreed = sum(o.agrees for o in outcomes)
+    disagreements = [
+        f"{o.suite_file}::{o.test}: plugin {o.expected}, here {o.actual}"
+        for o in outcomes
+        if not o.agrees
+    ]
+    print(f"agreement with the plugin's examples: {agreed} of {len(outcomes)}")
+    assert len(outcomes) - agreed <= KNOWN_DISAGREEMENTS, "\n".join(disagreements)
+
+
+def test_suite_keys(helm, tmp_path):
+    """excludeTemplates, capabilities, chart, skip (reason / minimumVersion), includeCrds, `not`."""
+    chart = write_chart(
+        tmp_path,
+        {
+            "templates/a.yaml": """
+                kind: ConfigMap
+                data:
+                  kube: {{ .Capabilities.KubeVersion.Minor | quote }}
+                  api: {{ .Capabilities.APIVersions.Has "example.com/v1" | quote }}
+                  chart: {{ .Chart.Version }}-{{ .Chart.AppVersion }}
+                """,
+            "templates/b.yaml": "kind: Secret\n",
+            "crds/crd.yaml": "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\n",
+        },
+    )
+    found = results(
+        helm,
+        chart,
+        """
+        templates: ["*.yaml"]
+        excludeTemplates: [b.yaml]
+        capabilities: {majorVersion: 1, minorVersion: 29, apiVersions: [example.com/v1]}
+        chart: {version: 9.9.9, appVersion: "2.0"}
+        includeCrds: true
+        tests:
+          - it: capabilities and chart
+            template: a.yaml
+            asserts:
+              - equal: {path: data.kube, value: "29"}
+              - equal: {path: data.api, value: "true"}
+              - equal: {path: data.chart, value: 9.9.9-2.0}
+          - it: excluded template is not rendered
+            template: b.yaml
+            asserts: [{hasDocuments: {count: 1}}]
+          - it: a null apiVersions in a test drops the suite's
+            template: a.yaml
+            capabilities: {apiVersions: null}
+            asserts: [{equal: {path: data.api, value: "false"}}]
+          - it: not inverts
+            template: a.yaml
+            asserts:
+              - equal: {path: data.kube, value: "30"}
+                not: true
+          - it: crds
+            template: crds/crd.yaml
+            asserts: [{isKind: {of: CustomResourceDefinition}}]
+          - it: skipped
+            skip: {reason: not today}
+            asserts: [{hasDocuments: {count: 99}}]
+        """,
+    )
+    assert verdicts(found) == {
+        "capabilities and chart": "passed",
+        "excluded template is not rendered": "failed",
+        "a null apiVersions in a test drops the suite's": "passed",
+        "not inverts": "passed",
+        "crds": "passed",
+        "skipped": "skipped",
+    }, {k: r.failures for k, r in found.items()}
+    found = results(
+        helm,
+        chart,
+        """
+        skip: {minimumVersion: 99.0.0}
+        templates: [a.yaml]
+        tests: [{it: later, asserts: [{hasDocuments: {count: 99}}]}]
+        """,
+    )
+    assert verdicts(found) == {"later": "skipped"}
+
+
+def test_failures_in_partials_and_selectors(helm, tmp_path):
+    """A failure in a partial counts for every selected template; documentSelector rules."""
+    chart = write_chart(
+        tmp_path,
+        {
+            "templates/_check.tpl": '{{- define "check" }}{{ if .Values.bad }}{{ fail "bad value" }}{{ end }}{{ end -}}',
+            "templates/a.yaml": '{{ include "check" . }}kind: ConfigMap\nmetadata: {name: a}\n---\nkind: ConfigMap\nmetadata: {name: b}\n',
+        },
+    )
+    found = results(
+        helm,
+        chart,
+        """
+        templates: [a.yaml]
+        tests:
+          - it: fails in the partial
+            set: {bad: true}
+            asserts: [{failedTemplate: {errorMessage: bad value}}]
+          - it: a render failure fails other assertions
+            set: {bad: true}
+            asserts: [{hasDocuments: {count: 2}}]
+          - it: selector picks one document
+            documentSelector: {path: metadata.name, value: b}
+            asserts: [{isKind: {of: ConfigMap}}, {hasDocuments: {count: 1, filterAware: true}}]
+          - it: selector matching many needs matchMany
+            documentSelector: {path: kind, value: ConfigMap}
+            asserts: [{isKind: {of: ConfigMap}}]
+          - it: matchMany
+            documentSelector: {path: kind, value: ConfigMap, matchMany: true}
+            asserts: [{isKind: {of: ConfigMap}}]
+          - it: index out of range fails
+            documentIndex: 5
+            asserts: [{isKind: {of: ConfigMap}}]
+        """,
+    )
+    assert verdicts(found) == {
+        "fails in the partial": "passed",
+        "a render failure fails other assertions": "failed",
+        "selector picks one document": "passed",
+        "selector matching many needs matchMany": "failed",
+        "matchMany": "passed",
+        "index out of range fails": "failed",
+    }, {k: r.failures for k, r in found.items()}
+
+
+def test_kubernetes_provider(helm, tmp_path):
+    """kubernetesProvider objects (suite's plus test's) are what `lookup` finds; else it finds none."""
+    chart = write_chart(
+        tmp_path,
+        {
+            "templates/a.yaml": """
+                kind: ConfigMap
+                data:
+                  pod: {{ (lookup "v1" "Pod" "default" "p") | toJson | quote }}
+                  {{- $all := lookup "v1" "Namespace" "" "" }}
+                  namespaces: {{ len $all.items | default 0 | quote }}
+                """,
+        },
+    )
+    found = results(
+        helm,
+        chart,
+        """
+        templates: [a.yaml]
+        kubernetesProvider:
+          scheme: {"v1/Namespace": {gvr: {version: v1, resource: namespaces}, namespaced: false}}
+          objects:
+            - {apiVersion: v1, kind: Namespace, metadata: {name: one}}
+        tests:
+          - it: finds the objects
+            kubernetesProvider:
+              objects:
+                - {apiVersion: v1, kind: Pod, metadata: {name: p, namespace: default}}
+                - {apiVersion: v1, kind: Namespace, metadata: {name: two}}
+            asserts:
+              - matchRegex: {path: data.pod, pattern: '"name":"p"'}
+              - equal: {path: data.namespaces, value: "2"}
+          - it: finds only the suite's
+            asserts:
+              - equal: {path: data.pod, value: "{}"}
+              - equal: {path: data.namespaces, value: "1"}
+        """,
+    )
+    assert verdicts(found) == {"finds the objects": "passed", "finds only the suite's": "passed"}, {
+        k: r.failures for k, r in found.items()
+    }
+
+
+def test_subchart_suites(helm, tmp_path, capsys):
+    """Suites in charts/<sub>/tests test the subchart itself; a subchart the parent disables is
+    not tested (the plugin's --with-subchart, its default)."""
+    chart = write_chart(
+        tmp_path,
+        {
+            "Chart.yaml": "apiVersion: v2\nname: demo\nversion: 0.1.0\ndependencies:\n"
+            "  - {name: sub-on, version: 0.1.0, condition: sub-on.enabled}\n"
+            "  - {name: sub-off, version: 0.1.0, condition: sub-off.enabled}\n",
+            "values.yaml": "sub-on: {enabled: true}\nsub-off: {enabled: false}\n",
+            "charts/sub-on/Chart.yaml": "apiVersion: v2\nname: sub-on\nversion: 0.1.0\n",
+            "charts/sub-on/templates/c.yaml": "kind: ConfigMap\n",
+            "charts/sub-on/tests/c_test.yaml": "templates: [c.yaml]\ntests:\n"
+            "- it: on\n  asserts: [{isKind: {of: ConfigMap}}]\n",
+            "charts/sub-off/Chart.yaml": "apiVersion: v2\nname: sub-off\nversion: 0.1.0\n",
+            "charts/sub-off/templates/c.yaml": "kind: ConfigMap\n",
+            "charts/sub-off/tests/c_test.yaml": "templates: [c.yaml]\ntests:\n"
+            "- it: off\n  asserts: [{isKind: {of: Secret}}]\n",
+        },
+    )
+    assert cli.main(["--helm", helm, str(chart)]) == 0
+    out = capsys.readouterr().out
+    assert "sub-on/c_test.yaml::on" in out and "::off" not in out, out
+    assert cli.main(["--helm", helm, "--with-subchart", "false", str(chart)]) == 1  # no tests
+
+
+def test_template_with_its_own_define(helm, tmp_path):
+    """A template holding a `define` still gets the plugin's release defaults."""
+    chart = write_chart(
+        tmp_path,
+        {
+            "templates/a.yaml": '{{ define "local" }}x{{ end }}kind: ConfigMap\n'
+            'metadata: {name: {{ .Release.Name }}-{{ include "local" . }}}\n',
+        },
+    )
+    found = results(
+        helm,
+        chart,
+        """
+        templates: [a.yaml]
+        tests:
+          - it: defaults
+            asserts: [{equal: {path: metadata.name, value: RELEASE-NAME-x}}]
+        """,
+    )
+    assert verdicts(found) == {"defaults": "passed"}, found["defaults"].failures

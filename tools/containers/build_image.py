@@ -55,9 +55,21 @@ DEFAULT_BASE = "ember-base:bookworm"
 SUITE = "bookworm"
 BASE_PACKAGES = "python3,python3-venv,ca-certificates"
 # The platforms the image's Python (Debian bookworm: CPython 3.11, glibc 2.36) accepts.
-PIP_TARGET = ["--only-binary=:all:", "--python-version", "3.11", "--implementation", "cp",
-              "--abi", "cp311", "--platform", "manylinux_2_28_x86_64",
-              "--platform", "manylinux_2_17_x86_64", "--platform", "manylinux2014_x86_64"]
+PIP_TARGET = [
+    "--only-binary=:all:",
+    "--python-version",
+    "3.11",
+    "--implementation",
+    "cp",
+    "--abi",
+    "cp311",
+    "--platform",
+    "manylinux_2_28_x86_64",
+    "--platform",
+    "manylinux_2_17_x86_64",
+    "--platform",
+    "manylinux2014_x86_64",
+]
 EXTRAS = ("operator",)
 
 
@@ -77,10 +89,13 @@ def run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
     except subprocess.CalledProcessError as exc:
         out = (exc.stdout or b"") + (exc.stderr or b"") if isinstance(exc.stdout, bytes) else ""
         tail = out[-3000:].decode(errors="replace") if out else ""
-        raise SystemExit(f"[containers] failed ({exc.returncode}): {' '.join(cmd)}\n{tail}") from None
+        raise SystemExit(
+            f"[containers] failed ({exc.returncode}): {' '.join(cmd)}\n{tail}"
+        ) from None
 
 
 # --- 1. the engine ------------------------------------------------------------------------
+
 
 def engine_answers(timeout: float = 2.0) -> bool:
     """True when a Docker API answers ``/_ping`` on the default Unix socket."""
@@ -106,8 +121,10 @@ def _apt_install(packages: list[str]) -> None:
     subprocess.run(["apt-get", "update", "-q"], env=env, capture_output=True)
     done = subprocess.run(cmd, env=env, capture_output=True)
     if done.returncode != 0:
-        raise Skip(f"cannot install {' '.join(packages)} with apt-get: "
-                   f"{done.stderr.decode(errors='replace').strip()[-500:]}")
+        raise Skip(
+            f"cannot install {' '.join(packages)} with apt-get: "
+            f"{done.stderr.decode(errors='replace').strip()[-500:]}"
+        )
 
 
 def _installed(package: str) -> bool:
@@ -120,7 +137,9 @@ def ensure_engine() -> None:
     if os.path.exists(DOCKER) and engine_answers():
         return
     if os.geteuid() != 0:
-        raise Skip("Docker is not running and starting it needs root (install docker.io, run dockerd)")
+        raise Skip(
+            "Docker is not running and starting it needs root (install docker.io, run dockerd)"
+        )
     if shutil.which("apt-get") is None and not os.path.exists(DOCKER):
         raise Skip("no apt-get to install Debian's docker.io, and no /usr/bin/docker")
     if not os.path.exists(DOCKER) or shutil.which("dockerd") is None:
@@ -131,8 +150,13 @@ def ensure_engine() -> None:
     STATE.mkdir(parents=True, exist_ok=True)
     log("starting dockerd")
     with open(DOCKERD_LOG, "ab") as out:
-        proc = subprocess.Popen(["dockerd", "--log-level=warn"], stdin=subprocess.DEVNULL,
-                                stdout=out, stderr=out, start_new_session=True)
+        proc = subprocess.Popen(
+            ["dockerd", "--log-level=warn"],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=out,
+            start_new_session=True,
+        )
     DOCKERD_PID.write_text(f"{proc.pid}\n")
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -179,6 +203,7 @@ def image_exists(name: str) -> bool:
 
 # --- 2. the base image --------------------------------------------------------------------
 
+
 def apt_mirror() -> str:
     """The Debian mirror apt already uses on this machine (deb822 or one-line sources)."""
     sources = sorted(Path("/etc/apt/sources.list.d").glob("*.sources"))
@@ -187,7 +212,12 @@ def apt_mirror() -> str:
         for stanza in re.split(r"\n\s*\n", text):
             uris = re.search(r"^URIs:\s*(\S+)", stanza, re.M)
             suites = re.search(r"^Suites:\s*(.+)$", stanza, re.M)
-            if uris and suites and SUITE in suites.group(1).split() and "security" not in uris.group(1):
+            if (
+                uris
+                and suites
+                and SUITE in suites.group(1).split()
+                and "security" not in uris.group(1)
+            ):
                 return uris.group(1)
     for path in [Path("/etc/apt/sources.list"), *Path("/etc/apt/sources.list.d").glob("*.list")]:
         if not path.exists():
@@ -225,27 +255,58 @@ def ensure_base(base: str) -> None:
     started = time.monotonic()
     log(f"debootstrap {SUITE} minbase from {mirror} (about a minute)")
     try:
-        run(["debootstrap", "--variant=minbase", f"--include={BASE_PACKAGES}", SUITE, str(rootfs), mirror],
-            capture_output=True)
+        run(
+            [
+                "debootstrap",
+                "--variant=minbase",
+                f"--include={BASE_PACKAGES}",
+                SUITE,
+                str(rootfs),
+                mirror,
+            ],
+            capture_output=True,
+        )
         tar = subprocess.Popen(
-            ["tar", "-C", str(rootfs), "--exclude=./var/cache/apt/archives/*.deb",
-             "--exclude=./var/lib/apt/lists/*", "--exclude=./usr/share/doc/*",
-             "--exclude=./usr/share/man/*", "--exclude=./usr/share/locale/*", "-c", "."],
-            stdout=subprocess.PIPE)
-        docker("import", "-c", "ENV LANG=C.UTF-8", "-c", 'CMD ["/bin/bash"]', "-", base,
-               stdin=tar.stdout, capture_output=True)
+            [
+                "tar",
+                "-C",
+                str(rootfs),
+                "--exclude=./var/cache/apt/archives/*.deb",
+                "--exclude=./var/lib/apt/lists/*",
+                "--exclude=./usr/share/doc/*",
+                "--exclude=./usr/share/man/*",
+                "--exclude=./usr/share/locale/*",
+                "-c",
+                ".",
+            ],
+            stdout=subprocess.PIPE,
+        )
+        docker(
+            "import",
+            "-c",
+            "ENV LANG=C.UTF-8",
+            "-c",
+            'CMD ["/bin/bash"]',
+            "-",
+            base,
+            stdin=tar.stdout,
+            capture_output=True,
+        )
         tar.stdout.close()
         if tar.wait() != 0:
             raise SystemExit("[containers] tar of the debootstrap rootfs failed")
     finally:
         shutil.rmtree(rootfs, ignore_errors=True)
-    log(f"built {base} in {time.monotonic() - started:.0f} s; saving it to {cache.relative_to(ROOT)}")
+    log(
+        f"built {base} in {time.monotonic() - started:.0f} s; saving it to {cache.relative_to(ROOT)}"
+    )
     tmp = cache.with_suffix(".tmp")
     docker("save", "-o", str(tmp), base)
     tmp.replace(cache)
 
 
 # --- 3. the wheelhouse --------------------------------------------------------------------
+
 
 def requirements() -> list[str]:
     """The project's runtime requirements plus the extras the image carries."""
@@ -267,26 +328,53 @@ def build_wheels(python: str) -> None:
         deps.mkdir(parents=True)
         (deps / "requirements.txt").write_text(reqs)
         log("downloading the dependencies' cp311 manylinux wheels")
-        run([python, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
-             "--dest", str(deps), *PIP_TARGET, "-r", str(deps / "requirements.txt")],
-            capture_output=True)
+        run(
+            [
+                python,
+                "-m",
+                "pip",
+                "download",
+                "--quiet",
+                "--disable-pip-version-check",
+                "--dest",
+                str(deps),
+                *PIP_TARGET,
+                "-r",
+                str(deps / "requirements.txt"),
+            ],
+            capture_output=True,
+        )
         stamp.write_text(stamp_text)
     shutil.rmtree(project, ignore_errors=True)
     project.mkdir(parents=True)
     with tempfile.TemporaryDirectory(prefix="ember-wheel-") as build_dir:
         # --no-build-isolation: the venv's setuptools builds it, no network needed
-        run([python, "-m", "pip", "wheel", "--quiet", "--disable-pip-version-check", "--no-deps",
-             "--no-build-isolation", "--wheel-dir", str(project), str(ROOT)],
+        run(
+            [
+                python,
+                "-m",
+                "pip",
+                "wheel",
+                "--quiet",
+                "--disable-pip-version-check",
+                "--no-deps",
+                "--no-build-isolation",
+                "--wheel-dir",
+                str(project),
+                str(ROOT),
+            ],
             capture_output=True,
             # a fixed zip timestamp: the same sources give the same wheel, so docker's
             # layer cache holds when nothing changed
-            env={**os.environ, "TMPDIR": build_dir, "SOURCE_DATE_EPOCH": "315532800"})
+            env={**os.environ, "TMPDIR": build_dir, "SOURCE_DATE_EPOCH": "315532800"},
+        )
     wheels = list(project.glob("ember-*.whl"))
     if len(wheels) != 1:
         raise SystemExit(f"[containers] expected one ember wheel in {project}, found {wheels}")
 
 
 # --- 4. the image -------------------------------------------------------------------------
+
 
 def image_id(name: str) -> str | None:
     done = subprocess.run([DOCKER, "image", "inspect", "-f", "{{.Id}}", name], capture_output=True)
@@ -314,8 +402,20 @@ def build_image(image: str, base: str) -> None:
     started = time.monotonic()
     old = image_id(image)
     env = {**os.environ, "DOCKER_BUILDKIT": "0"}
-    done = docker("build", "--network", "none", "--build-arg", f"BASE_IMAGE={base}", "-t", image,
-                  "-f", str(ROOT / "Dockerfile"), str(ROOT), capture_output=True, env=env)
+    done = docker(
+        "build",
+        "--network",
+        "none",
+        "--build-arg",
+        f"BASE_IMAGE={base}",
+        "-t",
+        image,
+        "-f",
+        str(ROOT / "Dockerfile"),
+        str(ROOT),
+        capture_output=True,
+        env=env,
+    )
     new = image_id(image)
     stage_file = STATE / (re.sub(r"[^A-Za-z0-9._-]", "-", image) + ".build-stage")
     old_stage = stage_file.read_text().strip() if stage_file.exists() else None

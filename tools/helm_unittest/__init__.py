@@ -9,9 +9,11 @@ same verdicts: ``PYTHONPATH=tools python -m helm_unittest [options] CHART...``
 * ``values`` -- values files and ``set`` merged as the plugin merges them;
 * ``render`` -- only the selected templates rendered, documents in template
   order, ``.txt`` kept raw, the plugin's release defaults;
+* ``lookup`` -- ``kubernetesProvider`` objects answering ``lookup``;
 * ``jsonpath`` -- assertion paths; ``yamlcore`` -- YAML 1.2 scalars and Go
   equality; ``assertions`` -- all 36 assertion types; ``snapshot`` -- snapshot
-  files; ``runner`` -- one test; ``junit`` -- the JUnit report.
+  files; ``runner`` -- one test; ``junit`` -- the JUnit report; ``cli`` -- the
+  command line; ``examples`` -- agreement with the plugin's example charts.
 
 Anything it does not implement fails the run with ``UnsupportedError``
 naming it; nothing passes silently.

@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
+import difflib
 import json
 import re
 from collections.abc import Callable
@@ -314,13 +315,14 @@ def _length_equal(spec: dict, ctx: Context) -> tuple[bool, list[str]]:
                     messages.append(f"DocumentIndex {number}: unknown path {one}")
                 continue
             for value in values:
-                if not isinstance(value, list):
+                if not isinstance(value, list) and count is None:
                     messages.append(f"DocumentIndex {number}: {one} is not array")
                     continue
-                lengths[one] = len(value)
-                if count is not None and (len(value) == count) == ctx.negative:
+                length = len(value) if isinstance(value, list) else 0  # as the plugin: null has 0
+                lengths[one] = length
+                if count is not None and (length == count) == ctx.negative:
                     messages.append(
-                        f"DocumentIndex {number}: expected {one} {'NOT ' if ctx.negative else ''}to have {count} item(s), got {len(value)}"
+                        f"DocumentIndex {number}: expected {one} {'NOT ' if ctx.negative else ''}to have {count} item(s), got {length}"
                     )
         if count is None and lengths and (len(set(lengths.values())) == 1) == ctx.negative:
             messages.append(f"DocumentIndex {number}: lengths of {sorted(lengths)}: {lengths}")
@@ -374,8 +376,11 @@ def _snapshot(spec: dict, ctx: Context) -> tuple[bool, list[str]]:
         for content in [doc] if not path else jsonpath.find(doc, str(path)):
             matched, cached, new = ctx.snapshot(content)
             if matched == ctx.negative:
+                diff = difflib.unified_diff(
+                    cached.splitlines(), new.splitlines(), "snapshot", "rendered", lineterm=""
+                )
                 messages.append(
-                    f"DocumentIndex {number}: expected to match snapshot:\n{cached}\ngot:\n{new}"
+                    f"DocumentIndex {number}: differs from the snapshot:\n" + "\n".join(diff)
                 )
             for key, negate in (("matchRegex", False), ("notMatchRegex", True)):
                 if key in spec:
@@ -389,10 +394,19 @@ def _snapshot(spec: dict, ctx: Context) -> tuple[bool, list[str]]:
 
 
 def _snapshot_raw(spec: dict, ctx: Context) -> tuple[bool, list[str]]:
-    raws = [{"__raw__": raw} for raw in _raw_values(ctx)]
-    return _snapshot(
-        {}, Context(ctx.docs, [r["__raw__"] for r in raws], ctx.negative, ctx.snapshot)
-    )
+    # The snapshot of a .txt template is its raw text.
+    return _snapshot({}, Context(ctx.docs, _raw_values(ctx), ctx.negative, ctx.snapshot))
+
+
+def _error_matches(pattern: str, error: str) -> bool:
+    """The plugin's errorPattern: a regex, also tried as a literal text when it has
+    metacharacters (or is not a valid regex)."""
+    try:
+        if go_regex(pattern).search(error):
+            return True
+    except re.error:
+        pass
+    return pattern in error
 
 
 def _failed_template(spec: dict, ctx: Context) -> tuple[bool, list[str]]:
@@ -409,16 +423,7 @@ def _failed_template(spec: dict, ctx: Context) -> tuple[bool, list[str]]:
     for doc in ctx.selected:
         actual = doc.get(RAW, "")
         if "errorPattern" in spec:
-            try:
-                pattern = go_regex(spec["errorPattern"])
-            except re.error:
-                pattern = re.compile(re.escape(spec["errorPattern"]))
-            ok = (
-                bool(pattern.search(actual))
-                or re.escape(spec["errorPattern"]) != spec["errorPattern"]
-                and re.escape(spec["errorPattern"])
-                and bool(re.search(re.escape(spec["errorPattern"]), actual))
-            )
+            ok = _error_matches(spec["errorPattern"], actual)
             what = f"to match /{spec['errorPattern']}/"
         elif "errorMessage" in spec:
             ok = actual == spec["errorMessage"]

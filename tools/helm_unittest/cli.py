@@ -11,15 +11,20 @@ from . import junit
 from .errors import UnsupportedError
 from .runner import TestResult, run_test
 from .snapshot import SnapshotStore
-from .suite import DEFAULT_GLOB, load_suites, suite_files
+from .suite import DEFAULT_GLOB, load_suites, subchart_suite_files, suite_files
 
 
-def run_chart(helm: str, chart: Path, patterns: list[str], update: bool) -> list[TestResult]:
+def run_chart(
+    helm: str, chart: Path, patterns: list[str], update: bool, with_subchart: bool = True
+) -> list[TestResult]:
     """Every test of a chart's suites; a suite this runner cannot run fails as a whole."""
     results = []
-    for suite_file in suite_files(chart, patterns):
+    suites = [(chart, path) for path in suite_files(chart, patterns)]
+    if with_subchart:
+        suites += subchart_suite_files(chart, patterns)
+    for owner, suite_file in suites:
         try:
-            cases = load_suites(chart, suite_file)
+            cases = load_suites(owner, suite_file)
         except UnsupportedError as error:
             print(f"FAIL {chart.name}/{suite_file.name}: {error}")
             raise
@@ -55,6 +60,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--helm", default=os.environ.get("HELM", ".tools/bin/helm"), help="helm binary"
     )
+    parser.add_argument(
+        "-s",
+        "--with-subchart",
+        choices=["true", "false"],
+        default="true",
+        help="also run the suites of unpacked subcharts (charts/*/tests), as the plugin does",
+    )
     args = parser.parse_args(argv)
     if bool(args.output_type) != bool(args.output_file):
         parser.error("-t/--output-type and -o/--output-file go together")
@@ -62,7 +74,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for chart in args.charts:
             results += run_chart(
-                args.helm, chart, args.files or [DEFAULT_GLOB], args.update_snapshot
+                args.helm,
+                chart,
+                args.files or [DEFAULT_GLOB],
+                args.update_snapshot,
+                with_subchart=args.with_subchart == "true",
             )
     except UnsupportedError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -27,8 +27,11 @@ from pathlib import Path
 from .errors import UnsupportedError
 from .runner import run_test
 from .snapshot import SnapshotStore
-from .suite import load_suites
+from .suite import load_suites, subchart_suite_files
 
+# Charts whose suites the plugin's own tests parse to see them refused (strict parsing,
+# "no tests found"), not run: here they must be refused too.
+REFUSED_CHARTS = {"invalidbasic"}
 _SUITE_LINE = re.compile(r"^ (PASS|FAIL|SKIP) .*\t(?P<path>\S+)$")
 _TEST_LINE = re.compile(r"^\t- (?P<name>.+)$")
 
@@ -40,7 +43,7 @@ class Outcome:
     chart: str
     suite_file: str
     test: str
-    expected: str  # "pass" or "fail" ("pass" includes skipped)
+    expected: str  # "pass" or "fail" ("pass" includes skipped), or "unsupported" (refused)
     actual: str  # "pass", "fail" or "unsupported"
     detail: str = ""
 
@@ -99,38 +102,45 @@ def run_examples(helm: str, root: Path) -> list[Outcome]:
     failing = recorded_failures(root / "pkg" / "unittest" / ".snapshots")
     outcomes = []
     for chart in sorted(p for p in v3.iterdir() if p.is_dir() and (p / "Chart.yaml").exists()):
-        for folder in ("tests", "tests_failed"):
-            for suite_file in sorted((chart / folder).glob("*_test.yaml")):
-                rel = suite_file.relative_to(v3).as_posix()
-                try:
-                    cases = load_suites(chart, suite_file)
-                except (UnsupportedError, Exception) as error:  # noqa: BLE001 - any refusal counts as unsupported
-                    outcomes.append(
-                        Outcome(
-                            chart.name,
-                            rel,
-                            "*",
-                            "pass" if folder == "tests" else "fail",
-                            "unsupported",
-                            str(error),
-                        )
+        suites = [("tests", chart, p) for p in sorted((chart / "tests").glob("*_test.yaml"))]
+        suites += [("tests", sub, path) for sub, path in subchart_suite_files(chart)]
+        suites += [
+            ("tests_failed", chart, p) for p in sorted((chart / "tests_failed").glob("*_test.yaml"))
+        ]
+        for folder, owner, suite_file in suites:
+            rel = suite_file.relative_to(v3).as_posix()
+            refused = chart.name in REFUSED_CHARTS
+            try:
+                cases = load_suites(owner, suite_file)
+            except (UnsupportedError, Exception) as error:  # noqa: BLE001 - any refusal counts as unsupported
+                outcomes.append(
+                    Outcome(
+                        chart.name,
+                        rel,
+                        "*",
+                        "unsupported" if refused else "pass" if folder == "tests" else "fail",
+                        "unsupported",
+                        str(error),
                     )
-                    continue
-                store = SnapshotStore.load(suite_file)
-                for case in cases:
-                    name = str(case.test.get("it", ""))
-                    if folder == "tests":
-                        expected = "pass"
-                    else:
-                        recorded = failing.get(rel)
-                        expected = "fail" if recorded is None or name in recorded else "pass"
-                    try:
-                        result = run_test(helm, case, store)
-                        actual = "fail" if result.status == "failed" else "pass"
-                        detail = "\n".join(result.failures)
-                    except UnsupportedError as error:
-                        actual, detail = "unsupported", str(error)
-                    outcomes.append(Outcome(chart.name, rel, name, expected, actual, detail))
+                )
+                continue
+            store = SnapshotStore.load(suite_file)
+            for case in cases:
+                name = str(case.test.get("it", ""))
+                if refused:
+                    expected = "unsupported"
+                elif folder == "tests":
+                    expected = "pass"
+                else:
+                    recorded = failing.get(rel)
+                    expected = "fail" if recorded is None or name in recorded else "pass"
+                try:
+                    result = run_test(helm, case, store)
+                    actual = "fail" if result.status == "failed" else "pass"
+                    detail = "\n".join(result.failures)
+                except UnsupportedError as error:
+                    actual, detail = "unsupported", str(error)
+                outcomes.append(Outcome(chart.name, rel, name, expected, actual, detail))
     return outcomes
 
 

@@ -289,7 +289,9 @@ def _apply(step: Step, value: Any, root: Any) -> Iterator[Any]:
     elif isinstance(step, Filter):
         # On a list the filter keeps the matching items; on a mapping it keeps the
         # mapping itself when it matches, so `$[?(@.kind == "Pod")]` selects a document.
-        for child in value if isinstance(value, list) else [value] if isinstance(value, dict) else []:
+        for child in (
+            value if isinstance(value, list) else [value] if isinstance(value, dict) else []
+        ):
             if _truthy(step.expr, child, root):
                 yield child
 

@@ -18,6 +18,22 @@ import yaml
 from . import yamlcore
 
 
+def _without_leading_newlines(value: Any) -> Any:
+    # The plugin drops the newlines that start any string before writing a snapshot.
+    if isinstance(value, str):
+        return value.lstrip("\n")
+    if isinstance(value, dict):
+        return {key: _without_leading_newlines(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_without_leading_newlines(item) for item in value]
+    return value
+
+
+def snapshot_text(value: Any) -> str:
+    """A value as the plugin writes it in a snapshot."""
+    return yamlcore.dump(_without_leading_newlines(value))
+
+
 def snapshot_path(suite_file: Path) -> Path:
     return suite_file.parent / "__snapshot__" / f"{suite_file.name}.snap"
 
@@ -48,7 +64,7 @@ class SnapshotStore:
         """Next snapshot of ``test``: (matches, cached text, new text)."""
         index = self.counters.get(test, 0) + 1
         self.counters[test] = index
-        new = yamlcore.dump(content)
+        new = snapshot_text(content)
         cached = self.cached.get(test, {}).get(index)
         self.current.setdefault(test, {})[index] = new
         if cached is None:

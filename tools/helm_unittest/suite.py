@@ -30,9 +30,11 @@ RELEASE_KEYS = {"name", "namespace", "revision", "upgrade"}
 CAPABILITIES_KEYS = {"majorVersion", "minorVersion", "apiVersions"}
 CHART_KEYS = {"version", "appVersion"}
 SKIP_KEYS = {"reason", "minimumVersion"}
+POST_RENDERER_KEYS = {"cmd", "args"}
 SELECTOR_KEYS = {"path", "value", "matchMany", "skipEmptyTemplates"}
 # Documented keys this runner cannot honour with `helm template`: they fail the run.
-NOT_IMPLEMENTED = {"kubernetesProvider", "postRenderer"}
+NOT_IMPLEMENTED: set[str] = set()
+PROVIDER_KEYS = {"scheme", "objects"}
 DEFAULT_GLOB = "tests/*_test.yaml"
 
 
@@ -99,6 +101,8 @@ def _check_suite(where: str, suite: Any) -> None:
         ("capabilities", CAPABILITIES_KEYS),
         ("chart", CHART_KEYS),
         ("skip", SKIP_KEYS),
+        ("postRenderer", POST_RENDERER_KEYS),
+        ("kubernetesProvider", PROVIDER_KEYS),
     ):
         check_keys(f"{where}: {key}", suite.get(key), allowed)
     if not isinstance(suite.get("tests"), list) or not suite["tests"]:
@@ -114,6 +118,8 @@ def _check_suite(where: str, suite: Any) -> None:
             ("chart", CHART_KEYS),
             ("skip", {"reason"}),
             ("documentSelector", SELECTOR_KEYS),
+            ("postRenderer", POST_RENDERER_KEYS),
+            ("kubernetesProvider", PROVIDER_KEYS),
         ):
             check_keys(f"{test_where}: {key}", test.get(key), allowed)
         if not isinstance(test.get("asserts"), list) or not test["asserts"]:
@@ -143,6 +149,53 @@ def suite_files(chart: Path, patterns: list[str] | None = None) -> list[Path]:
             if path.is_file():
                 found.add(path)
     return sorted(found)
+
+
+def _value_at(values: Any, dotted: str) -> Any:
+    for key in dotted.split("."):
+        if not isinstance(values, dict) or key not in values:
+            return None
+        values = values[key]
+    return values
+
+
+def enabled_by_parent(parent: Path, sub: Path) -> bool:
+    """Whether the parent's default values enable the subchart (its ``condition``, else its
+    ``tags``); the plugin does not run the suites of a subchart the parent disables."""
+    meta = yamlcore.load((parent / "Chart.yaml").read_text()) or {}
+    values_file = parent / "values.yaml"
+    values = (yamlcore.load(values_file.read_text()) if values_file.exists() else None) or {}
+    name = (yamlcore.load((sub / "Chart.yaml").read_text()) or {}).get("name", sub.name)
+    deps = [d for d in meta.get("dependencies") or [] if d.get("name") == name]
+    if not deps:
+        return True
+    for dep in deps:
+        for path in str(dep.get("condition") or "").split(","):
+            decided = _value_at(values, path.strip()) if path.strip() else None
+            if isinstance(decided, bool):
+                if decided:
+                    return True
+                break
+        else:
+            tags = dep.get("tags") or []
+            settings = [_value_at(values, f"tags.{tag}") for tag in tags]
+            if not tags or any(s is True for s in settings) or all(s is None for s in settings):
+                return True
+    return False
+
+
+def subchart_suite_files(chart: Path, patterns: list[str] | None = None) -> list[tuple[Path, Path]]:
+    """(subchart, suite file) of the suites of the chart's unpacked subcharts, at any depth,
+    as the plugin runs them by default (``--with-subchart``): each tests its own chart,
+    rendered on its own (so also a subchart the parent disables)."""
+    found = []
+    charts = chart / "charts"
+    if charts.is_dir():
+        for sub in sorted(charts.iterdir()):
+            if sub.is_dir() and (sub / "Chart.yaml").exists() and enabled_by_parent(chart, sub):
+                found += [(sub, path) for path in suite_files(sub, patterns)]
+                found += subchart_suite_files(sub, patterns)
+    return found
 
 
 def collect(chart: Path, patterns: list[str] | None = None) -> list[Case]:

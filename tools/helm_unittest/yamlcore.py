@@ -119,10 +119,14 @@ def same(a: Any, b: Any) -> bool:
 
 
 class _Dumper(yaml.SafeDumper):
-    """Block-style YAML with sorted keys and two-space list indents, like the plugin prints."""
+    """Block-style YAML with two-space list indents and double quotes, as Go's yaml.v3 prints."""
 
     def increase_indent(self, flow: bool = False, indentless: bool = False) -> None:
         super().increase_indent(flow, False)
+
+    def choose_scalar_style(self) -> str:
+        style = super().choose_scalar_style()
+        return '"' if style == "'" else style
 
 
 def _str_presenter(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:
