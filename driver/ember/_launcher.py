@@ -12,6 +12,8 @@ import sys
 import tempfile
 import time
 
+from ember._local_cluster import remove_socket_dir
+
 
 class EmbeddedCluster:
     """A node agent (and through it, a worker pool) owned by this driver process."""
@@ -99,6 +101,7 @@ class EmbeddedCluster:
                 proc.wait()
         self._log.close()
         shutil.rmtree(self.session_dir, ignore_errors=True)
+        remove_socket_dir(self.session_dir)
         arena = self.session.get("arena") if hasattr(self, "session") else None
         if arena:
             try:

@@ -1,14 +1,73 @@
 """Where ``ember start`` records the agents it started on this machine (for ``address="auto"``).
 
 One JSON file per agent under ``$TMPDIR/ember-<uid>/agents/``: a head, and any worker nodes.
+
+Unix socket paths are limited to 107 bytes. When a session directory is too deep for its
+sockets (a long ``TMPDIR``), they go to a short private directory instead,
+``/tmp/ember-<uid>-sockets/<hash of the session directory>/`` (0700), removed with the
+session (:func:`socket_dir`, :func:`remove_socket_dir`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
+import stat
 import tempfile
+
+MAX_UNIX_PATH = 107  # bytes of a Unix socket path (sun_path is 108, with its NUL)
+SOCKET_NAME_ROOM = 24  # the longest socket name ember uses: "d-<pid>-<6 hex>.sock"
+SHORT_SOCKET_ROOT = "/tmp"
+
+
+def _short_socket_dir(session_dir: str) -> str:
+    digest = hashlib.sha256(os.path.abspath(session_dir).encode()).hexdigest()[:16]
+    return os.path.join(SHORT_SOCKET_ROOT, f"ember-{os.getuid()}-sockets", digest)
+
+
+def _fits(directory: str) -> bool:
+    return len(os.fsencode(os.path.abspath(directory))) + 1 + SOCKET_NAME_ROOM <= MAX_UNIX_PATH
+
+
+def _private_dir(path: str) -> None:
+    """Create ``path`` 0700, or accept it if it exists as a private directory of ours."""
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        pass
+    st = os.lstat(path)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
+        raise PermissionError(f"{path} exists but is not a private directory of this user "
+                              f"(owner uid {st.st_uid}, mode {oct(st.st_mode & 0o777)}); remove it")
+
+
+def socket_dir(session_dir: str) -> str:
+    """Where a session's Unix sockets go: the session directory itself, or when its path is
+    too long for a socket path, a short private directory (created here)."""
+    if _fits(session_dir):
+        return session_dir
+    path = _short_socket_dir(session_dir)
+    try:
+        _private_dir(os.path.dirname(path))
+        _private_dir(path)
+    except OSError as exc:
+        raise OSError(
+            f"the session directory {session_dir} is too long for Unix socket paths "
+            f"({MAX_UNIX_PATH} bytes), and the short directory {path} cannot be used ({exc}); "
+            f"set TMPDIR to a shorter directory") from exc
+    if not _fits(path):
+        raise OSError(f"no short directory for Unix sockets: {path} is too long; set TMPDIR "
+                      f"to a shorter directory")
+    return path
+
+
+def remove_socket_dir(session_dir: str) -> None:
+    """The session is over: remove its short socket directory, if it had one."""
+    short = _short_socket_dir(session_dir)
+    if os.path.isdir(short) and not os.path.islink(short):
+        shutil.rmtree(short, ignore_errors=True)
 
 
 def base_dir() -> str:
@@ -50,6 +109,7 @@ def all_records() -> list[dict]:
             session_dir = rec.get("session_dir") or ""
             if os.path.dirname(os.path.abspath(session_dir)) == base_dir():
                 shutil.rmtree(session_dir, ignore_errors=True)
+                remove_socket_dir(session_dir)
     return out
 
 

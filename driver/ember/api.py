@@ -123,7 +123,7 @@ def init(
             session = SessionInfo(cluster.session)
             conn = ClientConnection.connect(session.socket_path)
             rt = CoreRuntime(conn, session, "driver")
-            inbox = rt.open_inbox(session.session_dir)
+            inbox = rt.open_inbox(session.socket_dir)
             rt.send((M.HELLO, "driver", _pid(), None, {"direct": inbox}))
         except BaseException:
             cluster.stop(timeout=0)

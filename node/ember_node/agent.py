@@ -21,6 +21,7 @@ from collections import deque
 from typing import Any
 
 from ember import _messages as M
+from ember._local_cluster import socket_dir
 from ember._resources import acquire, describe_unmet, fits, release
 from ember._serialization import serialize
 from ember._wire import RECV_CHUNK, ServerConnection
@@ -97,7 +98,8 @@ class Agent(Membership, Requests):
         self._wids = itertools.count(1)
         self.stopping = False
         self.sel = selectors.DefaultSelector()
-        self.socket_path = os.path.join(session_dir, "agent.sock")
+        self.socket_dir = socket_dir(session_dir)  # short, whatever TMPDIR is
+        self.socket_path = os.path.join(self.socket_dir, "agent.sock")
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.listener.bind(self.socket_path)
         self.listener.listen(128)
@@ -129,6 +131,7 @@ class Agent(Membership, Requests):
         self.max_workers = max(64, 4 * int(self.totals.get("CPU", 1)))
         self.session = {
             "socket": self.socket_path,
+            "socket_dir": self.socket_dir,  # where drivers put their inbox sockets
             "arena": self.arena.path,
             "arena_size": self.arena.capacity,
             "node_id": self.node_id,

@@ -12,6 +12,8 @@ import socket
 import sys
 from typing import Any
 
+from ember._local_cluster import remove_socket_dir
+
 from ember_node.agent import HEARTBEAT_TIMEOUT_S, Agent
 from ember_node.store import default_capacity
 
@@ -100,3 +102,4 @@ def main(argv: list[str] | None = None) -> None:
         agent.metrics.close()
         agent.close()
         shutil.rmtree(args.session_dir, ignore_errors=True)
+        remove_socket_dir(args.session_dir)

@@ -25,6 +25,7 @@ import uuid
 from typing import Any
 
 from ember import _messages as M
+from ember._local_cluster import remove_socket_dir, socket_dir
 from ember._remote import GrpcConnection, ping
 from ember._wire import ConnectionClosed
 
@@ -68,7 +69,7 @@ class WorkerNode:
         conn = GrpcConnection(self.head, token, self.tls_ca)
         # a store per registration: a new head knows nothing of the copies of the last one
         arena = Arena(f"/dev/shm/ember-node-{self.node_id[:12]}", self.store_capacity)
-        store_sock = os.path.join(self.session_dir, f"store-{self.node_id[:12]}.sock")
+        store_sock = os.path.join(socket_dir(self.session_dir), f"store-{self.node_id[:12]}.sock")
         peers = PeerFetcher(token)
         peer_server = None
         try:
@@ -258,6 +259,7 @@ def main(argv: list[str] | None = None) -> None:
         import shutil
 
         shutil.rmtree(args.session_dir, ignore_errors=True)
+        remove_socket_dir(args.session_dir)
 
 
 if __name__ == "__main__":
