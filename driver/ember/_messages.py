@@ -27,6 +27,8 @@ Agent to client:
   EXIT()                                       the worker should exit
   START_WORKER(wid) / KILL_WORKER(pid)         head to a worker node: fork a worker, kill one
   EVICT(ids)                                   these objects were freed: drop cached copies
+  OUTPUT([(pid, is_stderr, name, lines)])      what workers printed, to a driver's output connection
+                                               (HELLO kind "output"; see ember._output)
 """
 
 HELLO = 1
@@ -56,6 +58,7 @@ EXIT = 33
 START_WORKER = 34
 KILL_WORKER = 35
 EVICT = 36
+OUTPUT = 37
 
 # object payload kinds
 INLINE = 0

@@ -40,6 +40,7 @@ from ember_node.objects import PENDING, ClientRefs, Obj, ObjectTable
 from ember_node.requests import Requests
 from ember_node.store import Arena
 from ember_node.tasks import FINISHED, QUEUED, RUNNING, Task
+from ember_node.worker_output import OutputBatch, WorkerOutput
 from ember_node.workers import BUSY, DEAD, IDLE, RETIRING, NodeRec, WorkerRec, Zygote
 
 log = logging.getLogger("ember.agent")
@@ -56,7 +57,7 @@ HEARTBEAT_TIMEOUT_S = float(os.environ.get("EMBER_HEARTBEAT_TIMEOUT_S", "10"))
 class Client:
     """One connected process (driver or worker)."""
 
-    __slots__ = ("conn", "kind", "pid", "refs", "worker", "node", "direct")
+    __slots__ = ("conn", "kind", "pid", "refs", "worker", "node", "direct", "job")
 
     def __init__(self, conn: ServerConnection) -> None:
         self.conn = conn
@@ -66,6 +67,7 @@ class Client:
         self.worker: WorkerRec | None = None
         self.node: NodeRec | None = None  # set for a worker node's uplink
         self.direct: str | None = None  # a local driver's inbox for results (ember._direct)
+        self.job = ""  # a driver's (or its output connection's) job id
 
 
 def _without_cpu(resources: dict[str, float]) -> dict[str, float]:
@@ -138,6 +140,8 @@ class Agent(Membership, Requests):
             "session_dir": session_dir,
             "resources": self.totals,
         }
+        self.output = WorkerOutput(os.path.join(session_dir, "logs"))  # what workers print
+        self.output_subs: dict[str, list[Client]] = {}  # job -> its drivers' output connections
         self.zygote = Zygote(self.socket_path, self.session, os.path.join(session_dir, "logs", "workers.log"))
         self.sel.register(self.zygote.fileno(), selectors.EVENT_READ, self._on_zygote)
         self._handlers = {
@@ -227,6 +231,7 @@ class Agent(Membership, Requests):
         if now - self._last_timer < 0.1:
             return
         self._last_timer = now
+        self._forward_output(self.output.poll())
         for rec in list(self.workers.values()):
             if rec.state == DEAD and rec.lost_at is not None and now - rec.lost_at > LOST_WORKER_GRACE_S:
                 self._finalize_worker(rec)
@@ -235,6 +240,28 @@ class Agent(Membership, Requests):
                 self.metrics.heartbeat_missed()
                 self._node_dead(node, f"it sent no heartbeat for {self.heartbeat_timeout:g} s")
             self._retire_idle(node, now)
+
+    def _forward_output(self, batches: list[OutputBatch]) -> None:
+        """Send what workers printed to the output connections of the jobs it belongs to
+        (lines not attributed to any job, e.g. a worker's start-up, go to every driver)."""
+        if not batches or not self.output_subs:
+            return
+        every = [c for subs in self.output_subs.values() for c in subs]
+        per_client: dict[Client, list] = {}
+        for b in batches:
+            for c in self.output_subs.get(b.job, ()) if b.job else every:
+                per_client.setdefault(c, []).append((b.pid, b.is_stderr, b.name, b.lines))
+        for c, items in per_client.items():
+            self._send(c, (M.OUTPUT, items))
+
+    def _job_of(self, client: Client) -> str:
+        """The job of work ``client`` submits: a driver's own, a worker's current task's."""
+        rec = client.worker
+        if rec is None:
+            return client.job
+        if rec.actor is None and rec.inflight:
+            return rec.inflight[0].job
+        return rec.job
 
     def _retire_idle(self, node: NodeRec, now: float) -> None:
         """Workers started beyond a node's CPUs (for tasks blocked in get, or CPU-less
@@ -278,8 +305,12 @@ class Agent(Membership, Requests):
             log.info("%s joined with %s", node.describe(), node.totals)
             for _ in range(int(node.totals.get("CPU", 1)) or 1):
                 self._start_worker(node)
+        elif kind == "output":  # a driver's connection for what its tasks print
+            client.job = (_info or {}).get("job") or ""
+            self.output_subs.setdefault(client.job, []).append(client)
         else:
             client.direct = (_info or {}).get("direct")
+            client.job = (_info or {}).get("job") or ""
             if self.embedded and self.owner is None:
                 self.owner = client
 
@@ -304,6 +335,13 @@ class Agent(Membership, Requests):
         if client.node is not None:
             self._node_dead(client.node, "its agent disconnected")
             return
+        if client.kind == "output":
+            subs = self.output_subs.get(client.job)
+            if subs is not None and client in subs:
+                subs.remove(client)
+                if not subs:
+                    del self.output_subs[client.job]
+            return
         self.actors.on_client_gone(client)
         self.table.drop_client(client.refs)
         if client is self.owner:
@@ -320,6 +358,7 @@ class Agent(Membership, Requests):
 
     def _on_submit(self, client: Client, msg: tuple) -> None:
         task = Task(msg[1], client)
+        task.job = self._job_of(client)
         table = self.table
         for rid in task.rids:
             table.pending(rid, client.refs).subs.append(client)
@@ -532,8 +571,10 @@ class Agent(Membership, Requests):
         ctx = None
         owner = task.owner
         has_gpus = bool(rec.node.gpus.free)
-        if task.namespace or has_gpus or (owner.direct and rec.node.client is None):
-            ctx = {"namespace": task.namespace}
+        if actor is None or actor[0] != "call":  # an actor's output stays its creator's
+            rec.job = task.job
+        if task.namespace or has_gpus or task.job or (owner.direct and rec.node.client is None):
+            ctx = {"namespace": task.namespace, "job": task.job}
             if owner.direct and rec.node.client is None and not owner.conn.closed:
                 ctx["reply"] = owner.direct  # the worker may send the result straight back
             if has_gpus:  # a node with GPUs shows each task only its own (none without num_gpus)
@@ -805,6 +846,7 @@ class Agent(Membership, Requests):
         for rec in list(self.workers.values()):
             self._kill_worker(rec)
         self.zygote.stop()
+        self.output.close()
         for client in list(self.clients.values()):
             client.conn.close()
         self.sel.close()

@@ -6,13 +6,12 @@ import argparse
 import json
 import logging
 import os
-import shutil
 import signal
 import socket
 import sys
 from typing import Any
 
-from ember._local_cluster import remove_socket_dir
+from ember._local_cluster import end_session, write_pid_file
 
 from ember_node.agent import HEARTBEAT_TIMEOUT_S, Agent
 from ember_node.store import default_capacity
@@ -49,6 +48,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     os.makedirs(os.path.join(args.session_dir, "logs"), mode=0o700, exist_ok=True)
+    write_pid_file(args.session_dir)
     totals: dict[str, float] = {"CPU": float(args.num_cpus if args.num_cpus is not None else os.cpu_count() or 1)}
     if args.num_gpus:
         totals["GPU"] = float(args.num_gpus)
@@ -101,5 +101,4 @@ def main(argv: list[str] | None = None) -> None:
             server.stop(grace=None)
         agent.metrics.close()
         agent.close()
-        shutil.rmtree(args.session_dir, ignore_errors=True)
-        remove_socket_dir(args.session_dir)
+        end_session(args.session_dir)  # its logs stay (ember._local_cluster prunes old ones)

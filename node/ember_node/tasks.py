@@ -16,7 +16,7 @@ class Task:
 
     __slots__ = ("tid", "fn_id", "name", "args", "deps", "rids", "resources", "shape", "max_retries",
                  "retry_exc", "contained", "extra", "owner", "missing", "worker", "attempt",
-                 "cancelled", "state", "failed_dep", "namespace")
+                 "cancelled", "state", "failed_dep", "namespace", "job")
 
     def __init__(self, spec: tuple, owner: Any) -> None:
         (self.tid, self.fn_id, self.name, self.args, self.deps, self.rids, self.resources,
@@ -29,6 +29,7 @@ class Task:
         self.cancelled = False
         self.state = QUEUED
         self.failed_dep: Any = None
+        self.job = ""  # the driver whose work this is: what the task prints goes there
 
     def retries_left(self) -> int:
         """-1 for unlimited; otherwise how many more attempts a failure may trigger."""

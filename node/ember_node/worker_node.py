@@ -25,7 +25,7 @@ import uuid
 from typing import Any
 
 from ember import _messages as M
-from ember._local_cluster import remove_socket_dir, socket_dir
+from ember._local_cluster import end_session, socket_dir, write_pid_file
 from ember._remote import GrpcConnection, ping
 from ember._wire import ConnectionClosed
 
@@ -216,6 +216,7 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     os.makedirs(os.path.join(args.session_dir, "logs"), mode=0o700, exist_ok=True)
+    write_pid_file(args.session_dir)
     totals: dict[str, float] = {"CPU": float(args.num_cpus if args.num_cpus is not None else os.cpu_count() or 1)}
     if args.num_gpus:
         totals["GPU"] = float(args.num_gpus)
@@ -256,10 +257,8 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         if metrics is not None:
             metrics.close()
-        import shutil
 
-        shutil.rmtree(args.session_dir, ignore_errors=True)
-        remove_socket_dir(args.session_dir)
+        end_session(args.session_dir)  # its logs stay (ember._local_cluster prunes old ones)
 
 
 if __name__ == "__main__":
