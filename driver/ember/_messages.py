@@ -18,6 +18,7 @@ Client (driver or worker) to agent:
   SHUTDOWN()                                   the embedded cluster's driver is done
   HEARTBEAT()                                  a worker node is alive (node to head)
   NODE_EVENT(kind, a, b)                       a worker node's zygote event: ('P', wid, pid), ('X', pid, status)
+  NODE_OUTPUT([(job, pid, is_stderr, name, lines)])  what a worker node's workers printed
 
 Agent to client:
   OBJ(obj_id, kind, payload)                   a value: kind INLINE, STORE (offset, size) or ERROR
@@ -50,6 +51,7 @@ REQUEST = 16
 SHUTDOWN = 17
 HEARTBEAT = 18
 NODE_EVENT = 19
+NODE_OUTPUT = 20
 
 OBJ = 30
 REPLY = 31

@@ -19,8 +19,9 @@ How a line gets from ``print()`` in a task to the driver that submitted the task
    connection of the job's driver: a second connection of that driver, local or over
    gRPC, read by a daemon thread (:class:`OutputPrinter`) that prints each line as
    ``(name pid=N) line`` on the driver's stdout (stderr for the worker's stderr).
-   ``init(log_to_driver=False)`` opens no such connection. The files stay in the session's
-   log directory after the cluster stops.
+   ``init(log_to_driver=False)`` opens no such connection. A worker node tails its own
+   workers' files and passes the lines to the head (NODE_OUTPUT), which routes them the
+   same way. The files stay in the session's log directory after the cluster stops.
 """
 
 from __future__ import annotations

@@ -163,6 +163,7 @@ class Agent(Membership, Requests):
             M.SHUTDOWN: self._on_shutdown,
             M.HEARTBEAT: self._on_heartbeat,
             M.NODE_EVENT: self._on_node_event,
+            M.NODE_OUTPUT: self._on_node_output,
         }
         for _ in range(int(self.totals.get("CPU", 1)) or 1):
             self._start_worker(self.local)
@@ -253,6 +254,12 @@ class Agent(Membership, Requests):
                 per_client.setdefault(c, []).append((b.pid, b.is_stderr, b.name, b.lines))
         for c, items in per_client.items():
             self._send(c, (M.OUTPUT, items))
+
+    def _on_node_output(self, client: Client, msg: tuple) -> None:
+        """A worker node passes on what its workers printed (see ember_node.worker_node)."""
+        if client.node is not None:
+            self._forward_output([OutputBatch(job, pid, bool(is_err), name, list(lines))
+                                  for job, pid, is_err, name, lines in msg[1]])
 
     def _job_of(self, client: Client) -> str:
         """The job of work ``client`` submits: a driver's own, a worker's current task's."""

@@ -8,6 +8,8 @@ workers talk to the head directly over gRPC and read large objects through the n
 another worker node's peer port; its own peer port serves the node's copies the same way
 (the only port a worker node opens, token-checked). When the head goes away, the node kills
 its workers and registers again, retrying with backoff, so a restarted head gets it back.
+What its workers print is tailed from their files here and passed to the head, a few times
+a second, which sends it on to the drivers (see ``ember._output``).
 """
 
 from __future__ import annotations
@@ -32,11 +34,47 @@ from ember._wire import ConnectionClosed
 from ember_node.grpc_server import serve_peer
 from ember_node.node_store import NodeStore, PeerFetcher
 from ember_node.store import Arena, default_capacity
+from ember_node.worker_output import WorkerOutput
 from ember_node.workers import Zygote
 
 log = logging.getLogger("ember.worker_node")
 
 HEARTBEAT_S = 1.0
+OUTPUT_POLL_S = 0.2  # how often what workers print is passed on to the head
+
+
+class _SharedOutput:
+    """A WorkerOutput used from two threads (zygote events, and the poll that sends)."""
+
+    def __init__(self, output: WorkerOutput) -> None:
+        self._output = output
+        self._lock = threading.Lock()
+
+    def watch(self, pid: int) -> None:
+        with self._lock:
+            self._output.watch(pid)
+
+    def poll(self) -> list:
+        with self._lock:
+            return self._output.poll()
+
+    def forget(self, pid: int) -> list:
+        with self._lock:
+            return self._output.forget(pid)
+
+    def close(self) -> None:
+        with self._lock:
+            self._output.close()
+
+    def send(self, conn: GrpcConnection, batches: list) -> bool:
+        """Pass ``batches`` to the head; False once the connection is gone."""
+        if not batches:
+            return True
+        try:
+            conn.send((M.NODE_OUTPUT, [(b.job, b.pid, b.is_stderr, b.name, b.lines) for b in batches]))
+        except ConnectionClosed:
+            return False
+        return True
 
 
 class WorkerNode:
@@ -104,7 +142,9 @@ class WorkerNode:
                 "node_id": self.node_id, "resources": self.totals, "address": self.advertise,
                 "hostname": socket.gethostname(), "peer": peer_address}))
             threading.Thread(target=self._heartbeat, args=(conn, done), daemon=True).start()
-            threading.Thread(target=self._zygote_events, args=(conn, zygote, done), daemon=True).start()
+            output = _SharedOutput(WorkerOutput(os.path.join(self.session_dir, "logs")))
+            threading.Thread(target=self._zygote_events, args=(conn, zygote, done, output), daemon=True).start()
+            threading.Thread(target=self._pass_output, args=(conn, output, done), daemon=True).start()
             log.info("joined the cluster at %s as node %s; object store %d MiB, peer port %s",
                      self.head, self.node_id[:12], arena.capacity >> 20,
                      peer_address or "off (TLS: copies come from the head)")
@@ -149,7 +189,15 @@ class WorkerNode:
             except ConnectionClosed:
                 return
 
-    def _zygote_events(self, conn: GrpcConnection, zygote: Zygote, done: threading.Event) -> None:
+    def _pass_output(self, conn: GrpcConnection, output: _SharedOutput, done: threading.Event) -> None:
+        """What this node's workers print goes to the head, which passes it to the drivers."""
+        while not done.wait(OUTPUT_POLL_S):
+            if not output.send(conn, output.poll()):
+                return
+        output.close()
+
+    def _zygote_events(self, conn: GrpcConnection, zygote: Zygote, done: threading.Event,
+                       output: _SharedOutput) -> None:
         import select
 
         fd = zygote.fileno()
@@ -163,8 +211,10 @@ class WorkerNode:
             for kind, a, b in events:
                 if kind == "P":
                     self.pids.add(b)
+                    output.watch(b)
                 elif kind == "X":
                     self.pids.discard(a)
+                    output.send(conn, output.forget(a))
                 try:
                     conn.send((M.NODE_EVENT, kind, a, b))
                 except ConnectionClosed:

@@ -69,3 +69,42 @@ def test_start_auto_and_remote_drivers_see_their_prints_under_a_deep_tmpdir(deep
     text = "".join(open(os.path.join(logs, n), errors="replace").read() for n in outs)
     assert "auto 2999" in text and "remote 2999" in text
 
+
+
+def test_a_worker_nodes_workers_print_to_the_driver(procs, tmp_short, connect, capsys):
+    """A task on a worker node: its node tails the worker's files and passes the lines to
+    the head, which sends them to the driver (here in-process, connected over gRPC)."""
+    import time
+
+    import ember
+
+    from .helpers import start_head, start_worker_node, wait_cluster
+
+    head = start_head(procs, tmp_short, num_cpus=1)
+    start_worker_node(procs, head, tmp_short, "a", num_cpus=1, resources={"node_a": 1})
+    wait_cluster(head, alive_nodes=2, idle_workers=2)
+    connect(head)
+
+    @ember.remote(resources={"node_a": 1})
+    def on_a():
+        import sys
+
+        print("hello from node a")
+        print("P 1 2")
+        print("node a on stderr", file=sys.stderr)
+        return os.getpid(), os.environ.get("EMBER_TEST_NODE")
+
+    pid, node = ember.get(on_a.remote(), timeout=60)
+    assert node == "a"
+    want_out = [f"(on_a pid={pid}) hello from node a", f"(on_a pid={pid}) P 1 2"]
+    want_err = f"(on_a pid={pid}) node a on stderr"
+    out = err = ""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        got = capsys.readouterr()
+        out, err = out + got.out, err + got.err
+        if all(w in out.splitlines() for w in want_out) and want_err in err.splitlines():
+            break
+        time.sleep(0.05)
+    assert [line for line in out.splitlines() if line.startswith(f"(on_a pid={pid})")] == want_out, out
+    assert want_err in err.splitlines(), err
