@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 import os
 import select
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
+
+from ember._local_cluster import end_session, new_session_dir
 
 
 class EmbeddedCluster:
@@ -25,8 +25,7 @@ class EmbeddedCluster:
         timeout: float = 30.0,
         metrics_port: int | None = None,
     ) -> None:
-        self.session_dir = tempfile.mkdtemp(prefix="ember-")
-        os.makedirs(os.path.join(self.session_dir, "logs"), mode=0o700)
+        self.session_dir = new_session_dir("ember-")
         self.log_path = os.path.join(self.session_dir, "logs", "agent.log")
         cmd = [sys.executable, "-m", "ember_node", "--embedded", "--session-dir", self.session_dir]
         if num_cpus is not None:
@@ -98,7 +97,7 @@ class EmbeddedCluster:
                 proc.kill()
                 proc.wait()
         self._log.close()
-        shutil.rmtree(self.session_dir, ignore_errors=True)
+        end_session(self.session_dir)  # the logs stay: see ember._local_cluster
         arena = self.session.get("arena") if hasattr(self, "session") else None
         if arena:
             try:

@@ -1,14 +1,33 @@
-"""Where ``ember start`` records the agents it started on this machine (for ``address="auto"``).
+"""Where ember keeps its state on this machine, all under ``$TMPDIR/ember-<uid>/`` (0700):
 
-One JSON file per agent under ``$TMPDIR/ember-<uid>/agents/``: a head, and any worker nodes.
+``agents/``    one JSON file per agent ``ember start`` started (a head, worker nodes), for
+               ``address="auto"`` and ``ember stop``;
+``token``      the cluster token ``ember start --head`` generated (0600);
+``sessions/``  one directory per cluster session (embedded clusters' and ``ember start``'s):
+               ``logs/`` holds the agent's log, the zygote's ``workers.log`` and every
+               worker's ``worker-<pid>.out``/``.err``. When a session ends only ``logs/``
+               stays; the newest ``KEEP_SESSIONS`` ended sessions are kept, older ones go
+               when a new session starts.
+
+Unix socket paths are limited to 107 bytes. When a session directory is too deep for its
+sockets (a long ``TMPDIR``), they go to a short private directory instead,
+``/tmp/ember-<uid>-sockets/<hash of the session directory>/`` (0700), removed with the
+session (:func:`socket_dir`, :func:`remove_socket_dir`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
+import stat
 import tempfile
+import time
+
+KEEP_SESSIONS = 5  # ended sessions whose logs are kept
+_YOUNG_S = 60.0  # a session this new may not have written its pid file yet: never pruned
+PID_FILE = "agent.pid"
 
 
 def base_dir() -> str:
@@ -16,6 +35,127 @@ def base_dir() -> str:
     path = os.path.join(tempfile.gettempdir(), f"ember-{os.getuid()}")
     os.makedirs(path, mode=0o700, exist_ok=True)
     return path
+
+
+MAX_UNIX_PATH = 107  # bytes of a Unix socket path (sun_path is 108, with its NUL)
+SOCKET_NAME_ROOM = 24  # the longest socket name ember uses: "d-<pid>-<6 hex>.sock"
+SHORT_SOCKET_ROOT = "/tmp"
+
+
+def _short_socket_dir(session_dir: str) -> str:
+    digest = hashlib.sha256(os.path.abspath(session_dir).encode()).hexdigest()[:16]
+    return os.path.join(SHORT_SOCKET_ROOT, f"ember-{os.getuid()}-sockets", digest)
+
+
+def _fits(directory: str) -> bool:
+    return len(os.fsencode(os.path.abspath(directory))) + 1 + SOCKET_NAME_ROOM <= MAX_UNIX_PATH
+
+
+def _private_dir(path: str) -> None:
+    """Create ``path`` 0700, or accept it if it exists as a private directory of ours."""
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        pass
+    st = os.lstat(path)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
+        raise PermissionError(f"{path} exists but is not a private directory of this user "
+                              f"(owner uid {st.st_uid}, mode {oct(st.st_mode & 0o777)}); remove it")
+
+
+def socket_dir(session_dir: str) -> str:
+    """Where a session's Unix sockets go: the session directory itself, or when its path is
+    too long for a socket path, a short private directory (created here)."""
+    if _fits(session_dir):
+        return session_dir
+    path = _short_socket_dir(session_dir)
+    try:
+        _private_dir(os.path.dirname(path))
+        _private_dir(path)
+    except OSError as exc:
+        raise OSError(
+            f"the session directory {session_dir} is too long for Unix socket paths "
+            f"({MAX_UNIX_PATH} bytes), and the short directory {path} cannot be used ({exc}); "
+            f"set TMPDIR to a shorter directory") from exc
+    if not _fits(path):
+        raise OSError(f"no short directory for Unix sockets: {path} is too long; set TMPDIR "
+                      f"to a shorter directory")
+    return path
+
+
+def remove_socket_dir(session_dir: str) -> None:
+    """The session is over: remove its short socket directory, if it had one."""
+    short = _short_socket_dir(session_dir)
+    if os.path.isdir(short) and not os.path.islink(short):
+        shutil.rmtree(short, ignore_errors=True)
+
+
+def sessions_dir() -> str:
+    """Where sessions live: ``$TMPDIR/ember-<uid>/sessions``."""
+    path = os.path.join(base_dir(), "sessions")
+    os.makedirs(path, mode=0o700, exist_ok=True)
+    return path
+
+
+def new_session_dir(prefix: str) -> str:
+    """A fresh session directory with its ``logs/`` (old ended sessions are pruned first)."""
+    prune_sessions()
+    path = tempfile.mkdtemp(prefix=f"{prefix}{time.strftime('%Y%m%d-%H%M%S')}-", dir=sessions_dir())
+    os.makedirs(os.path.join(path, "logs"), mode=0o700)
+    return path
+
+
+def end_session(session_dir: str) -> None:
+    """A session is over: remove all of it but ``logs/`` (sockets, spill files, pid file)."""
+    remove_socket_dir(session_dir)
+    try:
+        names = os.listdir(session_dir)
+    except OSError:
+        return
+    for name in names:
+        if name == "logs":
+            continue
+        path = os.path.join(session_dir, name)
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+
+
+def write_pid_file(session_dir: str) -> None:
+    """The agent running ``session_dir`` says so (pruning skips sessions whose agent lives)."""
+    with open(os.path.join(session_dir, PID_FILE), "w") as f:
+        f.write(str(os.getpid()))
+
+
+def _session_live(path: str) -> bool:
+    try:
+        if time.time() - os.stat(path).st_mtime < _YOUNG_S:
+            return True
+        with open(os.path.join(path, PID_FILE)) as f:
+            pid = int(f.read().strip() or 0)
+    except (OSError, ValueError):
+        return False
+    return pid > 0 and pid_is_agent(pid)
+
+
+def prune_sessions(keep: int = KEEP_SESSIONS) -> None:
+    """Delete ended sessions beyond the newest ``keep`` (live ones are never touched)."""
+    root = sessions_dir()
+    ended = []
+    for name in os.listdir(root):
+        path = os.path.join(root, name)
+        if os.path.isdir(path) and not os.path.islink(path) and not _session_live(path):
+            try:
+                ended.append((os.stat(path).st_mtime, path))
+            except OSError:
+                pass
+    ended.sort(reverse=True)
+    for _, path in ended[keep:]:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def _records_dir() -> str:
@@ -48,8 +188,8 @@ def all_records() -> list[dict]:
         else:  # the agent died without cleaning up (SIGKILL): clean up after it
             remove_record(int(rec.get("pid", 0)))
             session_dir = rec.get("session_dir") or ""
-            if os.path.dirname(os.path.abspath(session_dir)) == base_dir():
-                shutil.rmtree(session_dir, ignore_errors=True)
+            if os.path.dirname(os.path.abspath(session_dir)) == sessions_dir():
+                end_session(session_dir)
     return out
 
 

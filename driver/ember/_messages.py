@@ -20,6 +20,7 @@ Client (driver or worker) to agent:
                                                store (used, capacity, copies), copies dropped,
                                                and memory usage (used, total, where read) or None
   NODE_EVENT(kind, a, b)                       a worker node's zygote event: ('P', wid, pid), ('X', pid, status)
+  NODE_OUTPUT([(job, pid, is_stderr, name, lines)])  what a worker node's workers printed
 
 Agent to client:
   OBJ(obj_id, kind, payload)                   a value: kind INLINE, STORE (offset, size) or ERROR
@@ -32,6 +33,8 @@ Agent to client:
   WARN(text)                                   a warning for the driver's user (logged there)
   GOODBYE(reason)                              the agent refused what this peer sent and closes
                                                the connection (the last message on it)
+  OUTPUT([(pid, is_stderr, name, lines)])      what workers printed, to a driver's output connection
+                                               (HELLO kind "output"; see ember._output)
 """
 
 HELLO = 1
@@ -53,6 +56,7 @@ REQUEST = 16
 SHUTDOWN = 17
 HEARTBEAT = 18
 NODE_EVENT = 19
+NODE_OUTPUT = 20
 
 OBJ = 30
 REPLY = 31
@@ -63,6 +67,7 @@ KILL_WORKER = 35
 EVICT = 36
 WARN = 37
 GOODBYE = 38
+OUTPUT = 39
 
 # object payload kinds
 INLINE = 0

@@ -65,6 +65,7 @@ class SessionInfo:
         self.arena_size: int = info.get("arena_size", 0)
         self.node_id: str = info["node_id"]
         self.session_dir: str = info["session_dir"]
+        self.socket_dir: str = info.get("socket_dir") or self.session_dir  # short: see _local_cluster
         self.raw = info
 
 

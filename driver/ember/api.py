@@ -16,6 +16,7 @@ from ember import _context
 from ember import _messages as M
 from ember._launcher import EmbeddedCluster
 from ember._local_cluster import read_record
+from ember._output import OutputPrinter
 from ember._runtime import CoreRuntime, SessionInfo
 from ember._wire import ClientConnection
 from ember.object_ref import ObjectRef
@@ -25,6 +26,7 @@ log = logging.getLogger("ember")
 
 _init_lock = threading.RLock()
 _cluster: EmbeddedCluster | None = None
+_printer: OutputPrinter | None = None  # prints what this driver's tasks and actors print
 _atexit_registered = False
 
 # Ray's init() keywords that have no meaning for ember's embedded cluster; accepted quietly.
@@ -73,9 +75,10 @@ def init(
     physical cores, so ``num_cpus`` may exceed them. ``object_store_memory`` caps the
     shared-memory object store (bytes; default 30% of RAM, at most half of /dev/shm).
     ``metrics_port``: the node agent serves Prometheus ``/metrics`` and ``/healthz`` on
-    ``127.0.0.1:metrics_port`` (docs/monitoring.md).
+    ``127.0.0.1:metrics_port`` (docs/monitoring.md). What tasks and actors print reaches
+    this driver's stdout and stderr as ``(name pid=N) line``, unless ``log_to_driver=False``.
     """
-    global _cluster, _atexit_registered
+    global _cluster, _atexit_registered, _printer
     unknown = set(kwargs) - _ACCEPTED_INIT_KWARGS
     if unknown:
         raise TypeError(f"init() got unexpected keyword arguments: {', '.join(sorted(unknown))}")
@@ -96,8 +99,11 @@ def init(
                     "num_cpus, num_gpus, resources, object_store_memory and metrics_port describe a "
                     "new local cluster; they cannot be given when connecting to a running one"
                 )
-            rt = _connect(address, token, tls_ca or os.environ.get("EMBER_TLS_CA"))
+            job = os.urandom(8).hex()
+            rt, open_output = _connect(address, token, tls_ca or os.environ.get("EMBER_TLS_CA"), job)
             rt.namespace = kwargs.get("namespace")
+            if kwargs.get("log_to_driver", True):
+                _printer = _open_printer(open_output, job)
             _context.set_runtime(rt)
             if not _atexit_registered:
                 atexit.register(shutdown)
@@ -123,8 +129,11 @@ def init(
             session = SessionInfo(cluster.session)
             conn = ClientConnection.connect(session.socket_path)
             rt = CoreRuntime(conn, session, "driver")
-            inbox = rt.open_inbox(session.session_dir)
-            rt.send((M.HELLO, "driver", _pid(), None, {"direct": inbox}))
+            inbox = rt.open_inbox(session.socket_dir)
+            job = os.urandom(8).hex()
+            rt.send((M.HELLO, "driver", _pid(), None, {"direct": inbox, "job": job}))
+            if kwargs.get("log_to_driver", True):
+                _printer = _open_printer(lambda: ClientConnection.connect(session.socket_path), job)
         except BaseException:
             cluster.stop(timeout=0)
             raise
@@ -141,8 +150,19 @@ def _pid() -> int:
     return os.getpid()
 
 
-def _connect(address: str, token: str | None, tls_ca: str | None = None) -> CoreRuntime:
-    """Join a running cluster: "auto" (started here by `ember start`) or "host:port"."""
+def _open_printer(open_conn: Any, job: str) -> OutputPrinter | None:
+    try:
+        return OutputPrinter(open_conn(), job)
+    except Exception as exc:  # noqa: BLE001 - the work runs anyway, only its prints stay in the logs
+        log.warning("what tasks print will not be shown here (%s); it stays in the session's log files", exc)
+        return None
+
+
+def _connect(address: str, token: str | None, tls_ca: str | None, job: str) -> tuple[CoreRuntime, Any]:
+    """Join a running cluster: "auto" (started here by `ember start`) or "host:port".
+
+    Returns the runtime and a function that opens another connection (for the output of
+    ``job``'s tasks)."""
     if address == "auto":
         rec = read_record()
         if rec is None:
@@ -152,6 +172,10 @@ def _connect(address: str, token: str | None, tls_ca: str | None = None) -> Core
             )
         conn: Any = ClientConnection.connect(rec["socket"])
         rt = CoreRuntime(conn, None, "driver")
+        path = rec["socket"]
+
+        def open_conn() -> Any:
+            return ClientConnection.connect(path)
     else:
         for scheme in ("ember://", "ray://"):
             if address.startswith(scheme):
@@ -169,13 +193,16 @@ def _connect(address: str, token: str | None, tls_ca: str | None = None) -> Core
 
         ping(address, token, tls_ca=tls_ca)
         rt = CoreRuntime(GrpcConnection(address, token, tls_ca), None, "driver", remote=True)
+
+        def open_conn() -> Any:
+            return GrpcConnection(address, token, tls_ca)
     if address == "auto":
         inbox = rt.open_inbox(os.path.dirname(rec["socket"]))
     else:
         inbox = None
-    rt.send((M.HELLO, "driver", _pid(), None, {"direct": inbox}))
+    rt.send((M.HELLO, "driver", _pid(), None, {"direct": inbox, "job": job}))
     rt.session = SessionInfo(rt.request(M.REQUEST, "session", None, timeout=30))
-    return rt
+    return rt, open_conn
 
 
 def _check_amount(name: str, value: Any) -> None:
@@ -195,12 +222,15 @@ def _auto_init() -> CoreRuntime:
 
 def shutdown() -> None:
     """Stop the embedded cluster (every worker, the agent, the shared memory) and disconnect."""
-    global _cluster
+    global _cluster, _printer
     with _init_lock:
         rt = _context.current_runtime()
         if rt is None:
             return
         _context.set_runtime(None)
+        if _printer is not None:  # what the work printed until now is shown first
+            _printer.close()
+            _printer = None
         if _cluster is not None:
             try:
                 rt.send((M.SHUTDOWN,))

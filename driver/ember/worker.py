@@ -2,7 +2,8 @@
 
 The node agent starts one *zygote* per node. The zygote imports the runtime once, then forks a
 worker whenever the agent asks ("F <worker_id>" on its stdin); it reports each child's pid
-("P <worker_id> <pid>") and exit status ("X <pid> <status>") on its stdout. Forked workers
+("P <worker_id> <pid>") and exit status ("X <pid> <status>") on a control pipe of its own
+(never stdout: workers print to their own files, see ``ember._output``). Forked workers
 share the zygote's memory pages, so a pool of workers starts in milliseconds and costs little.
 
 A worker connects to the agent's socket, then runs the tasks the agent sends, in order, in its
@@ -31,6 +32,7 @@ from ember import _messages as M
 from ember._claims import ClaimSlot, claim_path
 from ember._direct import DirectSender
 from ember._oom import make_worker_first
+from ember._output import OutputMarks, redirect_stdio
 from ember._runtime import CoreRuntime, Dep, SessionInfo
 from ember._serialization import deserialize, loads_function, serialize
 from ember._wire import ClientConnection, encode
@@ -52,9 +54,11 @@ def die_with_parent(sig: int = signal.SIGKILL) -> None:
 class Worker:
     """Runs tasks sent by the agent over one connection."""
 
-    def __init__(self, rt: CoreRuntime, worker_id: int = 0) -> None:
+    def __init__(self, rt: CoreRuntime, worker_id: int = 0, marks: OutputMarks | None = None) -> None:
         self.rt = rt
         self.worker_id = worker_id
+        self.marks = marks or OutputMarks(False)  # attributes what tasks print (ember._output)
+        self.actor_mark: tuple[str, str] | None = None  # an actor's: its creator's job, its class
         self.functions: dict[bytes, Any] = {}
         # function bodies as received: a task handed back (blocked in get) or taken back
         # (work stealing) may come again without its body, which this worker was sent once
@@ -171,6 +175,12 @@ class Worker:
             return
         if actor is None or actor[0] == "create":  # the caller's namespace, for named actors
             rt.namespace = env.get("namespace") if env else None
+            job = (env.get("job") if env else None) or ""
+            self.marks.mark(job, name)
+            if actor is not None:
+                self.actor_mark = (job, name)
+        elif self.actor_mark is not None:
+            self.marks.mark(*self.actor_mark)
         if env and "gpus" in env:  # the GPUs this task (or actor) may use
             rt.gpu_ids = list(env["gpus"])
             os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in rt.gpu_ids)
@@ -365,7 +375,7 @@ def _check_cancel(rt: CoreRuntime) -> None:
         raise TaskCancelledError("the task was cancelled while it ran")
 
 
-def run_worker(socket_path: str, session: dict, worker_id: int) -> None:
+def run_worker(socket_path: str, session: dict, worker_id: int, marks: OutputMarks | None = None) -> None:
     """Body of a forked worker process."""
     die_with_parent()
     make_worker_first()  # the OOM killer takes workers before the agent and drivers
@@ -380,7 +390,7 @@ def run_worker(socket_path: str, session: dict, worker_id: int) -> None:
     rt = CoreRuntime(conn, SessionInfo(session), "worker", remote=bool(head))
     rt.on_deferred_signal = lambda: _check_cancel(rt)
     _context.set_runtime(rt)
-    worker = Worker(rt, worker_id)
+    worker = Worker(rt, worker_id, marks)
     signal.signal(signal.SIGUSR1, _on_cancel_signal)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -396,8 +406,9 @@ def run_worker(socket_path: str, session: dict, worker_id: int) -> None:
         os._exit(code)
 
 
-def zygote_main(socket_path: str, session_json: str) -> None:
-    """Fork workers on request; report pids and exit statuses."""
+def zygote_main(socket_path: str, session_json: str, control_fd: int) -> None:
+    """Fork workers on request; report pids and exit statuses on ``control_fd``, a pipe to the
+    agent that no worker keeps open (workers print to files of their own: ember._output)."""
     import json
 
     die_with_parent()
@@ -416,7 +427,9 @@ def zygote_main(socket_path: str, session_json: str) -> None:
     signal.signal(signal.SIGCHLD, lambda *_: None)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     stdin = sys.stdin.buffer.raw  # type: ignore[attr-defined]
-    out = sys.stdout.buffer
+
+    def report(line: bytes) -> None:
+        os.write(control_fd, line)  # shorter than PIPE_BUF: written whole
     sel.register(stdin, selectors.EVENT_READ, "cmd")
     sel.register(rfd, selectors.EVENT_READ, "sig")
     pending = b""
@@ -443,16 +456,17 @@ def zygote_main(socket_path: str, session_json: str) -> None:
                                 sel.close()
                                 os.close(rfd)
                                 os.close(wfd)
+                                os.close(control_fd)
+                                marks = OutputMarks(redirect_stdio(session.get("log_dir")))
                                 signal.set_wakeup_fd(-1)
                                 signal.signal(signal.SIGCHLD, signal.SIG_DFL)
                                 gc.unfreeze()
-                                run_worker(socket_path, session, wid)
+                                run_worker(socket_path, session, wid, marks)
                             except BaseException:  # noqa: BLE001
                                 traceback.print_exc()
                             finally:
                                 os._exit(1)
-                        out.write(b"P %d %d\n" % (wid, pid))
-                        out.flush()
+                        report(b"P %d %d\n" % (wid, pid))
             # reap every child that has exited
             while True:
                 try:
@@ -461,16 +475,16 @@ def zygote_main(socket_path: str, session_json: str) -> None:
                     break
                 if pid == 0:
                     break
-                out.write(b"X %d %d\n" % (pid, status))
-                out.flush()
+                report(b"X %d %d\n" % (pid, status))
 
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
-    if len(argv) == 3 and argv[0] == "--zygote":
-        zygote_main(argv[1], argv[2])
+    if len(argv) == 5 and argv[0] == "--zygote" and argv[3] == "--control-fd":
+        zygote_main(argv[1], argv[2], int(argv[4]))
     else:
-        sys.exit("usage: python -m ember.worker --zygote SOCKET SESSION_JSON (started by the node agent)")
+        sys.exit("usage: python -m ember.worker --zygote SOCKET SESSION_JSON --control-fd FD "
+                 "(started by the node agent)")
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from typing import Any
 
 from ember import _messages as M
 from ember._claims import ClaimSlot, claim_path
+from ember._local_cluster import socket_dir
 from ember._resources import acquire, describe_unmet, release
 from ember._serialization import serialize
 from ember._wire import RECV_CHUNK, ServerConnection
@@ -47,6 +48,7 @@ from ember_node.requests import Requests
 from ember_node.scheduler import Kind, Limits, Request, place, steal_candidate
 from ember_node.store import Arena
 from ember_node.tasks import FINISHED, QUEUED, RUNNING, Task
+from ember_node.worker_output import OutputBatch, WorkerOutput
 from ember_node.workers import BUSY, DEAD, IDLE, RETIRING, NodeRec, WorkerRec, Zygote
 
 log = logging.getLogger("ember.agent")
@@ -67,7 +69,7 @@ _OUT_OF_FDS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 class Client:
     """One connected process (driver or worker)."""
 
-    __slots__ = ("conn", "kind", "pid", "refs", "worker", "node", "direct", "warned_shapes", "since")
+    __slots__ = ("conn", "kind", "pid", "refs", "worker", "node", "direct", "warned_shapes", "since", "job")
 
     def __init__(self, conn: ServerConnection, since: float = 0.0) -> None:
         self.conn = conn
@@ -79,6 +81,7 @@ class Client:
         self.node: NodeRec | None = None  # set for a worker node's uplink
         self.direct: str | None = None  # a local driver's inbox for results (ember._direct)
         self.warned_shapes: set[tuple] = set()  # resource shapes it was told fit no node
+        self.job = ""  # a driver's (or its output connection's) job id
 
 
 def _without_cpu(resources: dict[str, float]) -> dict[str, float]:
@@ -120,7 +123,8 @@ class Agent(Membership, Requests):
         self._wids = itertools.count(1)
         self.stopping = False
         self.sel = selectors.DefaultSelector()
-        self.socket_path = os.path.join(session_dir, "agent.sock")
+        self.socket_dir = socket_dir(session_dir)  # short, whatever TMPDIR is
+        self.socket_path = os.path.join(self.socket_dir, "agent.sock")
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.listener.bind(self.socket_path)
         self.listener.listen(128)
@@ -156,6 +160,7 @@ class Agent(Membership, Requests):
         self._logged_at: dict[str, float] = {}  # problem -> when it was last logged
         self.session = {
             "socket": self.socket_path,
+            "socket_dir": self.socket_dir,  # where drivers put their inbox sockets
             "arena": self.arena.path,
             "arena_size": self.arena.capacity,
             "node_id": self.node_id,
@@ -163,6 +168,8 @@ class Agent(Membership, Requests):
             "resources": self.totals,
         }
         self.memory = MemoryMonitor(settings_from_env(os.environ), UsageReader(), self._kill_worker)
+        self.output = WorkerOutput(os.path.join(session_dir, "logs"))  # what workers print
+        self.output_subs: dict[str, list[Client]] = {}  # job -> its drivers' output connections
         self.zygote = Zygote(self.socket_path, self.session, os.path.join(session_dir, "logs", "workers.log"))
         self.sel.register(self.zygote.fileno(), selectors.EVENT_READ, self._on_zygote)
         self._handlers = {
@@ -184,6 +191,7 @@ class Agent(Membership, Requests):
             M.SHUTDOWN: self._on_shutdown,
             M.HEARTBEAT: self._on_heartbeat,
             M.NODE_EVENT: self._on_node_event,
+            M.NODE_OUTPUT: self._on_node_output,
         }
         for _ in range(int(self.totals.get("CPU", 1)) or 1):
             self._start_worker(self.local)
@@ -358,6 +366,7 @@ class Agent(Membership, Requests):
         self._last_timer = now
         self._resume_accepting(now)
         self._expire_ungreeted(now)
+        self._forward_output(self.output.poll())
         for rec in list(self.workers.values()):
             if rec.state == DEAD and rec.lost_at is not None and now - rec.lost_at > LOST_WORKER_GRACE_S:
                 self._finalize_worker(rec)
@@ -366,6 +375,34 @@ class Agent(Membership, Requests):
                 self.metrics.heartbeat_missed()
                 self._node_dead(node, f"it sent no heartbeat for {self.heartbeat_timeout:g} s")
             self._retire_idle(node, now)
+
+    def _forward_output(self, batches: list[OutputBatch]) -> None:
+        """Send what workers printed to the output connections of the jobs it belongs to
+        (lines not attributed to any job, e.g. a worker's start-up, go to every driver)."""
+        if not batches or not self.output_subs:
+            return
+        every = [c for subs in self.output_subs.values() for c in subs]
+        per_client: dict[Client, list] = {}
+        for b in batches:
+            for c in self.output_subs.get(b.job, ()) if b.job else every:
+                per_client.setdefault(c, []).append((b.pid, b.is_stderr, b.name, b.lines))
+        for c, items in per_client.items():
+            self._send(c, (M.OUTPUT, items))
+
+    def _on_node_output(self, client: Client, msg: tuple) -> None:
+        """A worker node passes on what its workers printed (see ember_node.worker_node)."""
+        if client.node is not None:
+            self._forward_output([OutputBatch(job, pid, bool(is_err), name, list(lines))
+                                  for job, pid, is_err, name, lines in msg[1]])
+
+    def _job_of(self, client: Client) -> str:
+        """The job of work ``client`` submits: a driver's own, a worker's current task's."""
+        rec = client.worker
+        if rec is None:
+            return client.job
+        if rec.actor is None and rec.inflight:
+            return rec.inflight[0].job
+        return rec.job
 
     def _retire_idle(self, node: NodeRec, now: float) -> None:
         """Workers started beyond a node's CPUs (for tasks blocked in get, or CPU-less
@@ -412,8 +449,12 @@ class Agent(Membership, Requests):
             log.info("%s joined with %s", node.describe(), node.totals)
             for _ in range(int(node.totals.get("CPU", 1)) or 1):
                 self._start_worker(node)
+        elif kind == "output":  # a driver's connection for what its tasks print
+            client.job = (_info or {}).get("job") or ""
+            self.output_subs.setdefault(client.job, []).append(client)
         else:
             client.direct = (_info or {}).get("direct")
+            client.job = (_info or {}).get("job") or ""
             if self.embedded and self.owner is None:
                 self.owner = client
 
@@ -439,6 +480,13 @@ class Agent(Membership, Requests):
         if client.node is not None:
             self._node_dead(client.node, "its agent disconnected")
             return
+        if client.kind == "output":
+            subs = self.output_subs.get(client.job)
+            if subs is not None and client in subs:
+                subs.remove(client)
+                if not subs:
+                    del self.output_subs[client.job]
+            return
         self._end_work_of(client)
         self.actors.on_client_gone(client)
         self.table.drop_client(client.refs)
@@ -456,6 +504,7 @@ class Agent(Membership, Requests):
 
     def _on_submit(self, client: Client, msg: tuple) -> None:
         task = Task(msg[1], client)
+        task.job = self._job_of(client)
         table = self.table
         for rid in task.rids:
             table.pending(rid, client.refs).subs.append(client)
@@ -470,7 +519,6 @@ class Agent(Membership, Requests):
             return
         if kind == "create" and not self.actors.on_create(task, client):
             return
-        task.job = self._job_of(client)
         objs = table.objs
         for d in task.deps:
             if d not in objs:
@@ -495,27 +543,20 @@ class Agent(Membership, Requests):
         elif task.missing == 0:
             self._requeue(task)
 
-    def _job_of(self, client: Client) -> Client | None:
-        """The driver whose work a submission from ``client`` is (Ray's job): the driver
-        itself, or the job of the task or actor a worker runs; None if unknown."""
-        rec = client.worker
-        if rec is None:
-            return client if client.node is None else None
-        if rec.actor is not None:
-            return rec.actor.create_task.job
-        return rec.inflight[0].job if rec.inflight else None
-
     def _end_work_of(self, driver: Client) -> None:
         """A driver is gone: its queued tasks are dropped, its running ones cancelled (their
         workers killed), so its CPUs come back (its actors and objects go elsewhere)."""
+        job = driver.job
+        if not job or any(c is not driver and c.kind == "driver" and c.job == job for c in self.clients.values()):
+            return  # not a driver with work of its own (a tool), or its job has another driver
         mine = [t for t in self.tasks.values()
-                if t.job is driver and t.state != FINISHED and not (t.extra and t.extra[0] == "call")]
+                if t.job == job and t.state != FINISHED and not (t.extra and t.extra[0] == "call")]
         if not mine:
             return
         for t in mine:
             t.cancelled = True
         for rec in list(self.backlogged):  # unstarted ones queued on workers come back first
-            if any(t.job is driver for t in rec.inflight):
+            if any(t.job == job for t in rec.inflight):
                 self._take_back_unstarted(rec)
         killed = 0
         for t in mine:
@@ -610,14 +651,24 @@ class Agent(Membership, Requests):
         what = f"{'actor' if task.extra and task.extra[0] == 'create' else 'task'} {task.name}"
         problem = describe_unmet(what, task.resources, self._largest) or f"{what} fits no node"
         task.pending_reason = problem
-        driver = task.job if task.job is not None else task.owner
-        if task.shape not in driver.warned_shapes:
+        driver = self._driver_of(task)
+        if driver is not None and task.shape not in driver.warned_shapes:
             driver.warned_shapes.add(task.shape)
             text = (f"{what} cannot be scheduled right now: {problem.split(' needs ', 1)[-1]} "
                     f"It stays pending and will run when a node that fits joins the cluster "
                     f"(ember.cancel ends it).")
             log.warning("%s", text)
             self._send(driver, (M.WARN, text))
+
+    def _driver_of(self, task: Task) -> Client | None:
+        """The connection of the driver whose job ``task`` is (for messages to its user)."""
+        owner = task.owner
+        if owner.worker is None and owner.node is None:
+            return owner
+        for c in self.clients.values():
+            if c.kind == "driver" and c.job and c.job == task.job:
+                return c
+        return None
 
     def _run_on(self, rec: WorkerRec, task: Task) -> None:
         """Start ``task`` (or an actor's creation) on the idle worker ``rec``."""
@@ -750,8 +801,10 @@ class Agent(Membership, Requests):
         ctx = None
         owner = task.owner
         has_gpus = bool(rec.node.gpus.free)
-        if task.namespace or has_gpus or (owner.direct and rec.node.client is None):
-            ctx = {"namespace": task.namespace}
+        if actor is None or actor[0] != "call":  # an actor's output stays its creator's
+            rec.job = task.job
+        if task.namespace or has_gpus or task.job or (owner.direct and rec.node.client is None):
+            ctx = {"namespace": task.namespace, "job": task.job}
             if owner.direct and rec.node.client is None and not owner.conn.closed:
                 ctx["reply"] = owner.direct  # the worker may send the result straight back
             if has_gpus:  # a node with GPUs shows each task only its own (none without num_gpus)
@@ -1019,6 +1072,7 @@ class Agent(Membership, Requests):
         for rec in list(self.workers.values()):
             self._kill_worker(rec)
         self.zygote.stop()
+        self.output.close()
         for client in list(self.clients.values()):
             client.conn.close()
         self.sel.close()

@@ -22,7 +22,14 @@ import time
 from typing import Any
 
 from ember import _messages as M
-from ember._local_cluster import all_records, base_dir, read_record, remove_record, write_record
+from ember._local_cluster import (
+    all_records,
+    base_dir,
+    new_session_dir,
+    read_record,
+    remove_record,
+    write_record,
+)
 
 from ember_node.start_flags import RAY_IGNORED, parse_bool, parse_resources
 
@@ -119,8 +126,7 @@ def start(args: argparse.Namespace) -> int:
         print(f"ember start: a cluster is already running on this machine (agent pid {existing['pid']}, "
               f"address {existing.get('address')}); run `ember stop` first", file=sys.stderr)
         return 1
-    session_dir = tempfile.mkdtemp(prefix="session-", dir=base_dir())
-    os.makedirs(os.path.join(session_dir, "logs"), mode=0o700)
+    session_dir = new_session_dir("session-")
     token_file = args.token_file
     generated = False
     if token_file is None:
@@ -181,8 +187,7 @@ def _start_worker_node(args: argparse.Namespace) -> int:
         fd, token_file = tempfile.mkstemp(prefix="token-", dir=base_dir())
         with os.fdopen(fd, "w") as f:
             f.write(env_token)
-    session_dir = tempfile.mkdtemp(prefix="node-", dir=base_dir())
-    os.makedirs(os.path.join(session_dir, "logs"), mode=0o700)
+    session_dir = new_session_dir("node-")
     cmd = [sys.executable, "-m", "ember_node.worker_node", "--address", args.address,
            "--token-file", os.path.abspath(token_file), "--session-dir", session_dir]
     for flag, value in (("--num-cpus", args.num_cpus), ("--num-gpus", args.num_gpus),

@@ -6,12 +6,12 @@ import argparse
 import json
 import logging
 import os
-import shutil
 import signal
 import socket
 import sys
 from typing import Any
 
+from ember._local_cluster import end_session, write_pid_file
 from ember._oom import keep_agent_last
 
 from ember_node.agent import HEARTBEAT_TIMEOUT_S, Agent
@@ -48,28 +48,6 @@ def _exit_on_signal(signum: int, frame: Any) -> None:
     raise SystemExit(0)
 
 
-def remove_session_dir(session_dir: str, keep_logs: bool) -> None:
-    """Remove what the agent kept in ``session_dir``; after a crash its ``logs`` stay."""
-    if not keep_logs:
-        shutil.rmtree(session_dir, ignore_errors=True)
-        return
-    try:
-        names = os.listdir(session_dir)
-    except OSError:
-        return
-    for name in names:
-        if name == "logs":
-            continue
-        path = os.path.join(session_dir, name)
-        if os.path.isdir(path) and not os.path.islink(path):
-            shutil.rmtree(path, ignore_errors=True)
-        else:
-            try:
-                os.unlink(path)
-            except OSError:
-                pass
-
-
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -81,6 +59,7 @@ def main(argv: list[str] | None = None) -> None:
         logging.getLogger("ember.agent").warning(
             "this agent's oom_score_adj is %d and cannot be lowered to 0: under memory pressure the "
             "kernel may kill it before the workers; start it from a process with oom_score_adj <= 0", adj)
+    write_pid_file(args.session_dir)
     totals: dict[str, float] = {"CPU": float(args.num_cpus if args.num_cpus is not None else os.cpu_count() or 1)}
     if args.num_gpus:
         totals["GPU"] = float(args.num_gpus)
@@ -93,11 +72,10 @@ def main(argv: list[str] | None = None) -> None:
     try:
         agent = Agent(args.session_dir, totals, capacity, args.embedded)
     except BaseException:
-        remove_session_dir(args.session_dir, keep_logs=True)
+        end_session(args.session_dir)  # its logs stay
         raise
     agent.heartbeat_timeout = args.heartbeat_timeout
     server = None
-    crashed = False
     try:
         if args.port is not None:
             from ember_node.grpc_server import serve
@@ -134,7 +112,6 @@ def main(argv: list[str] | None = None) -> None:
     except (KeyboardInterrupt, SystemExit):
         pass
     except BaseException:
-        crashed = True
         log.exception("the node agent failed; its logs stay in %s", os.path.join(args.session_dir, "logs"))
         raise
     finally:
@@ -144,4 +121,4 @@ def main(argv: list[str] | None = None) -> None:
             agent.metrics.close()
             agent.close()
         finally:
-            remove_session_dir(args.session_dir, keep_logs=crashed)
+            end_session(args.session_dir)  # its logs stay (ember._local_cluster prunes old ones)

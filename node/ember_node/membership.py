@@ -60,7 +60,11 @@ class Membership:
             if rec is not None and rec.node is node:
                 rec.pid = b
                 self.by_pid[(node.node_id, b)] = rec
+                if node is self.local:
+                    self.output.watch(b)
         elif kind == "X":
+            if node is self.local:  # everything it wrote is in its files now
+                self._forward_output(self.output.forget(a))
             rec = self.by_pid.pop((node.node_id, a), None)
             if rec is None:
                 return

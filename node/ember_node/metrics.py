@@ -366,13 +366,21 @@ def _read_state(m: NodeMetrics) -> dict[str, Any]:
         "actors": actors,
         "store_used": arena.used,
         "store_capacity": arena.capacity,
-        "store_objects": len(table.in_store),
+        # an object counts from the moment its writer was given room (put returns right
+        # after that, before the agent has read its SEAL): no put is ever missing here
+        "store_objects": len(table.in_store) + _objects_being_written(agent),
         "objects": len(table.objs),
         "spilled_now": table.spilled_bytes,
         "resources": resources,
         "nodes": {"alive": alive, "dead": dead},
         "is_head": local is None or local.is_head,
     }
+
+
+def _objects_being_written(agent: Any) -> int:
+    """Store objects that clients were given room for and have not sealed yet."""
+    return sum(len(c.refs.creating) for c in list(getattr(agent, "clients", {}).values())
+               if getattr(c, "refs", None) is not None)
 
 
 def _counter_families(m: NodeMetrics) -> Iterator[Metric]:
@@ -473,7 +481,8 @@ def _state_families(m: NodeMetrics, s: dict[str, Any]) -> Iterator[Metric]:
                 s["store_used"])
     yield gauge("ember_object_store_capacity_bytes", "Capacity of the shared-memory object store.",
                 s["store_capacity"])
-    yield gauge("ember_object_store_objects", "Objects held in the shared-memory store (not spilled).",
+    yield gauge("ember_object_store_objects", "Objects held in the shared-memory store (not spilled; "
+                "counting ones being written).",
                 s["store_objects"])
     yield gauge("ember_objects", "Objects this node tracks (inline, in the store or spilled).",
                 s["objects"])

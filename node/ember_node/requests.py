@@ -45,6 +45,12 @@ class Requests:
             return (*granted, peers)
         return granted
 
+    def _req_drain_output(self, client: Client, arg: Any) -> bool:
+        """A driver's output connection asks for what workers printed until now (its reply
+        comes after those lines)."""
+        self._forward_output(self.output.poll())
+        return True
+
     def _req_session(self, client: Client, arg: Any) -> dict:
         return self.session
 

@@ -32,7 +32,7 @@ class Task:
         self.failed_dep: Any = None
         self.started_at = 0.0  # when it was last sent to a worker (monotonic clock)
         self.seq = 0  # its number on the worker it is queued on (0: sent to an idle worker)
-        self.job: Any = None  # the driver whose work it is (see Agent._job_of)
+        self.job = ""  # the job (driver) whose work this is: what it prints goes there (Agent._job_of)
         self.pending_reason: str | None = None  # why it waits, when no node could run it
 
     def queued_behind(self) -> bool:

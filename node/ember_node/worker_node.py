@@ -8,6 +8,8 @@ workers talk to the head directly over gRPC and read large objects through the n
 another worker node's peer port; its own peer port serves the node's copies the same way
 (the only port a worker node opens, token-checked). When the head goes away, the node kills
 its workers and registers again, retrying with backoff, so a restarted head gets it back.
+What its workers print is tailed from their files here and passed to the head, a few times
+a second, which sends it on to the drivers (see ``ember._output``).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import uuid
 from typing import Any
 
 from ember import _messages as M
+from ember._local_cluster import end_session, socket_dir, write_pid_file
 from ember._oom import keep_agent_last
 from ember._remote import GrpcConnection, ping
 from ember._wire import ConnectionClosed
@@ -34,11 +37,47 @@ from ember_node.grpc_server import serve_peer
 from ember_node.memory_usage import UsageReader
 from ember_node.node_store import NodeStore, PeerFetcher
 from ember_node.store import Arena, default_capacity
+from ember_node.worker_output import WorkerOutput
 from ember_node.workers import Zygote
 
 log = logging.getLogger("ember.worker_node")
 
 HEARTBEAT_S = 1.0
+OUTPUT_POLL_S = 0.2  # how often what workers print is passed on to the head
+
+
+class _SharedOutput:
+    """A WorkerOutput used from two threads (zygote events, and the poll that sends)."""
+
+    def __init__(self, output: WorkerOutput) -> None:
+        self._output = output
+        self._lock = threading.Lock()
+
+    def watch(self, pid: int) -> None:
+        with self._lock:
+            self._output.watch(pid)
+
+    def poll(self) -> list:
+        with self._lock:
+            return self._output.poll()
+
+    def forget(self, pid: int) -> list:
+        with self._lock:
+            return self._output.forget(pid)
+
+    def close(self) -> None:
+        with self._lock:
+            self._output.close()
+
+    def send(self, conn: GrpcConnection, batches: list) -> bool:
+        """Pass ``batches`` to the head; False once the connection is gone."""
+        if not batches:
+            return True
+        try:
+            conn.send((M.NODE_OUTPUT, [(b.job, b.pid, b.is_stderr, b.name, b.lines) for b in batches]))
+        except ConnectionClosed:
+            return False
+        return True
 
 
 class WorkerNode:
@@ -71,7 +110,7 @@ class WorkerNode:
         conn = GrpcConnection(self.head, token, self.tls_ca)
         # a store per registration: a new head knows nothing of the copies of the last one
         arena = Arena(f"/dev/shm/ember-node-{self.node_id[:12]}", self.store_capacity)
-        store_sock = os.path.join(self.session_dir, f"store-{self.node_id[:12]}.sock")
+        store_sock = os.path.join(socket_dir(self.session_dir), f"store-{self.node_id[:12]}.sock")
         peers = PeerFetcher(token)
         peer_server = None
         try:
@@ -106,7 +145,9 @@ class WorkerNode:
                 "node_id": self.node_id, "resources": self.totals, "address": self.advertise,
                 "hostname": socket.gethostname(), "peer": peer_address}))
             threading.Thread(target=self._heartbeat, args=(conn, done), daemon=True).start()
-            threading.Thread(target=self._zygote_events, args=(conn, zygote, done), daemon=True).start()
+            output = _SharedOutput(WorkerOutput(os.path.join(self.session_dir, "logs")))
+            threading.Thread(target=self._zygote_events, args=(conn, zygote, done, output), daemon=True).start()
+            threading.Thread(target=self._pass_output, args=(conn, output, done), daemon=True).start()
             log.info("joined the cluster at %s as node %s; object store %d MiB, peer port %s",
                      self.head, self.node_id[:12], arena.capacity >> 20,
                      peer_address or "off (TLS: copies come from the head)")
@@ -154,7 +195,15 @@ class WorkerNode:
             except ConnectionClosed:
                 return
 
-    def _zygote_events(self, conn: GrpcConnection, zygote: Zygote, done: threading.Event) -> None:
+    def _pass_output(self, conn: GrpcConnection, output: _SharedOutput, done: threading.Event) -> None:
+        """What this node's workers print goes to the head, which passes it to the drivers."""
+        while not done.wait(OUTPUT_POLL_S):
+            if not output.send(conn, output.poll()):
+                return
+        output.close()
+
+    def _zygote_events(self, conn: GrpcConnection, zygote: Zygote, done: threading.Event,
+                       output: _SharedOutput) -> None:
         import select
 
         fd = zygote.fileno()
@@ -168,8 +217,10 @@ class WorkerNode:
             for kind, a, b in events:
                 if kind == "P":
                     self.pids.add(b)
+                    output.watch(b)
                 elif kind == "X":
                     self.pids.discard(a)
+                    output.send(conn, output.forget(a))
                 try:
                     conn.send((M.NODE_EVENT, kind, a, b))
                 except ConnectionClosed:
@@ -225,6 +276,7 @@ def main(argv: list[str] | None = None) -> None:
     if (adj := keep_agent_last()) is not None and adj > 0:
         log.warning("this node agent's oom_score_adj is %d and cannot be lowered to 0: under memory "
                     "pressure the kernel may kill it before the workers", adj)
+    write_pid_file(args.session_dir)
     totals: dict[str, float] = {"CPU": float(args.num_cpus if args.num_cpus is not None else os.cpu_count() or 1)}
     if args.num_gpus:
         totals["GPU"] = float(args.num_gpus)
@@ -265,9 +317,8 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         if metrics is not None:
             metrics.close()
-        import shutil
 
-        shutil.rmtree(args.session_dir, ignore_errors=True)
+        end_session(args.session_dir)  # its logs stay (ember._local_cluster prunes old ones)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,8 @@ class WorkerRec:
     """The agent's view of one worker process."""
 
     __slots__ = ("wid", "pid", "client", "state", "inflight", "held", "blocked", "known_fns",
-                 "shape", "exit_status", "lost_at", "idle_since", "actor", "node", "gpu_ids", "claim", "seq")
+                 "shape", "exit_status", "lost_at", "idle_since", "actor", "node", "gpu_ids", "claim", "seq",
+                 "job")
 
     def __init__(self, wid: int, node: Any) -> None:
         self.wid = wid
@@ -42,6 +43,7 @@ class WorkerRec:
         self.gpu_ids: list[int] = []  # GPUs given with ``held`` (CUDA_VISIBLE_DEVICES)
         self.claim: Any = None  # a local worker's ClaimSlot (ember._claims), for pipelining
         self.seq = 0  # the number of the last task queued on it behind another
+        self.job = ""  # the job of what it runs (an actor's: its creator's), for nested tasks
 
 
 def describe_exit(status: int | None) -> str:
@@ -66,26 +68,42 @@ def describe_exit(status: int | None) -> str:
 
 
 class Zygote:
-    """The process that forks workers on request."""
+    """The process that forks workers on request.
+
+    Commands go to its stdin; its reports come back on a pipe of their own (the *control
+    pipe*, passed as an extra fd), never on stdout: a worker closes that fd right after the
+    fork and gets its own output files, so nothing user code prints can be read as a report.
+    """
 
     def __init__(self, socket_path: str, session: dict, log_path: str, pass_fds: tuple[int, ...] = ()) -> None:
         env = dict(os.environ)
         env.setdefault("PYTHONUNBUFFERED", "1")
         self._log = open(log_path, "ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "ember.worker", "--zygote", socket_path, json.dumps(session)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=self._log,
-            env=env,
-            close_fds=True,
-            pass_fds=pass_fds,  # inherited by every worker it forks
-        )
-        os.set_blocking(self.proc.stdout.fileno(), False)
+        # each worker writes its stdout and stderr to files of its own next to this log
+        session = {**session, "log_dir": os.path.dirname(os.path.abspath(log_path))}
+        control_r, control_w = os.pipe()
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "ember.worker", "--zygote", socket_path, json.dumps(session),
+                 "--control-fd", str(control_w)],
+                stdin=subprocess.PIPE,
+                stdout=self._log,
+                stderr=self._log,
+                env=env,
+                close_fds=True,
+                pass_fds=(*pass_fds, control_w),  # pass_fds are inherited by every worker it forks
+            )
+        except BaseException:
+            os.close(control_r)
+            raise
+        finally:
+            os.close(control_w)
+        self._control = control_r
+        os.set_blocking(control_r, False)
         self._buf = b""
 
     def fileno(self) -> int:
-        return self.proc.stdout.fileno()
+        return self._control
 
     def fork(self, wid: int) -> None:
         """Ask for a new worker with id ``wid`` (its pid comes later, as a 'P' event)."""
@@ -93,11 +111,17 @@ class Zygote:
         self.proc.stdin.flush()
 
     def read_events(self) -> list[tuple[str, int, int]] | None:
-        """('P', wid, pid) and ('X', pid, status) events; None when the zygote is gone."""
+        """('P', wid, pid) and ('X', pid, status) events; None when the zygote is gone.
+
+        A line that is not a well-formed report is skipped (only the zygote writes here)."""
+        if self._control < 0:
+            return None
         try:
-            data = os.read(self.fileno(), 65536)
+            data = os.read(self._control, 65536)
         except BlockingIOError:
             return []
+        except OSError:
+            return None
         if not data:
             return None
         self._buf += data
@@ -105,7 +129,7 @@ class Zygote:
         while b"\n" in self._buf:
             line, self._buf = self._buf.split(b"\n", 1)
             parts = line.split()
-            if len(parts) == 3:
+            if len(parts) == 3 and parts[0] in (b"P", b"X") and parts[1].isdigit() and parts[2].isdigit():
                 events.append((parts[0].decode(), int(parts[1]), int(parts[2])))
         return events
 
@@ -120,10 +144,9 @@ class Zygote:
             self.proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
             pass
-        try:
-            self.proc.stdout.close()
-        except OSError:
-            pass
+        if self._control >= 0:
+            os.close(self._control)
+            self._control = -1
         self._log.close()
 
 

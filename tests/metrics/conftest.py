@@ -25,7 +25,7 @@ def _no_orphans():
     yield
     if ember.is_initialized():
         ember.shutdown()
-    deadline = time.monotonic() + 15
+    deadline = time.monotonic() + 60
     while _children() and time.monotonic() < deadline:
         time.sleep(0.1)
     survivors = _children()

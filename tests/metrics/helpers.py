@@ -23,7 +23,7 @@ def get(port: int, path: str, accept: str | None = None) -> tuple[int, str, str]
     if accept:
         req.add_header("Accept", accept)
     try:
-        with urllib.request.urlopen(req, timeout=10) as resp:
+        with urllib.request.urlopen(req, timeout=60) as resp:
             return resp.status, resp.headers["Content-Type"], resp.read().decode()
     except urllib.error.HTTPError as err:
         return err.code, err.headers["Content-Type"], err.read().decode()
@@ -54,7 +54,7 @@ class Scrape:
         return found.pop()
 
 
-def wait_for(port: int, predicate: Callable[[Scrape], bool], timeout: float = 10.0) -> Scrape:
+def wait_for(port: int, predicate: Callable[[Scrape], bool], timeout: float = 60.0) -> Scrape:
     """Scrape until ``predicate`` holds; the last scrape is returned (or the assertion fails)."""
     deadline = time.monotonic() + timeout
     while True:

@@ -58,7 +58,7 @@ def operator_config(names: Iterator[str]) -> OperatorConfig:
     )
 
 
-async def _wait_running(operator: Operator, timeout: float = 10.0) -> None:
+async def _wait_running(operator: Operator, timeout: float = 60.0) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while not operator.running or operator.server.port == 0:
