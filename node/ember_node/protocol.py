@@ -15,7 +15,7 @@ from typing import Any
 
 from ember import _messages as M
 
-PEER_KINDS = ("driver", "worker", "node", "tool")
+PEER_KINDS = ("driver", "worker", "node", "tool", "output")  # output: a driver's printed-lines connection
 
 _Check = Callable[[tuple], str | None]
 
@@ -153,6 +153,16 @@ def _none(m: tuple) -> str | None:
     return None
 
 
+def _node_output(m: tuple) -> str | None:
+    batches = m[1]
+    if not isinstance(batches, list | tuple) or not all(
+            isinstance(b, tuple) and len(b) == 5 and isinstance(b[0], str) and _int(b[1])
+            and isinstance(b[3], str) and isinstance(b[4], list | tuple) and all(isinstance(x, str) for x in b[4])
+            for b in batches):
+        return "NODE_OUTPUT needs a list of (job, pid, is_stderr, name, lines)"
+    return None
+
+
 # type -> (name, least items, most items, field check)
 SCHEMA: dict[int, tuple[str, int, int, _Check]] = {
     M.HELLO: ("HELLO", 5, 5, _hello),
@@ -173,6 +183,7 @@ SCHEMA: dict[int, tuple[str, int, int, _Check]] = {
     M.SHUTDOWN: ("SHUTDOWN", 1, 1, _none),
     M.HEARTBEAT: ("HEARTBEAT", 1, 4, _heartbeat),
     M.NODE_EVENT: ("NODE_EVENT", 4, 4, _node_event),
+    M.NODE_OUTPUT: ("NODE_OUTPUT", 2, 2, _node_output),
 }
 
 
