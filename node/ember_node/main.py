@@ -6,14 +6,16 @@ import argparse
 import json
 import logging
 import os
-import shutil
 import signal
 import socket
 import sys
 from typing import Any
 
+from ember._private_dir import UnsafePathError
+
 from ember_node.agent import HEARTBEAT_TIMEOUT_S, Agent
 from ember_node.fd_limit import raise_open_file_limit
+from ember_node.session_dir import prepare_session_dir, remove_session_dir
 from ember_node.store import default_capacity
 
 log = logging.getLogger("ember.agent")
@@ -46,35 +48,16 @@ def _exit_on_signal(signum: int, frame: Any) -> None:
     raise SystemExit(0)
 
 
-def remove_session_dir(session_dir: str, keep_logs: bool) -> None:
-    """Remove what the agent kept in ``session_dir``; after a crash its ``logs`` stay."""
-    if not keep_logs:
-        shutil.rmtree(session_dir, ignore_errors=True)
-        return
-    try:
-        names = os.listdir(session_dir)
-    except OSError:
-        return
-    for name in names:
-        if name == "logs":
-            continue
-        path = os.path.join(session_dir, name)
-        if os.path.isdir(path) and not os.path.islink(path):
-            shutil.rmtree(path, ignore_errors=True)
-        else:
-            try:
-                os.unlink(path)
-            except OSError:
-                pass
-
-
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     before, after = raise_open_file_limit()
     if after != before:
         log.info("raised the open-file limit from %d to %d", before, after)
-    os.makedirs(os.path.join(args.session_dir, "logs"), mode=0o700, exist_ok=True)
+    try:
+        prepare_session_dir(args.session_dir)
+    except UnsafePathError as exc:
+        raise SystemExit(f"ember agent: {exc}") from None
     totals: dict[str, float] = {"CPU": float(args.num_cpus if args.num_cpus is not None else os.cpu_count() or 1)}
     if args.num_gpus:
         totals["GPU"] = float(args.num_gpus)

@@ -25,12 +25,14 @@ import uuid
 from typing import Any
 
 from ember import _messages as M
+from ember._private_dir import UnsafePathError
 from ember._remote import GrpcConnection, ping
 from ember._wire import ConnectionClosed
 
 from ember_node.fd_limit import raise_open_file_limit
 from ember_node.grpc_server import serve_peer
 from ember_node.node_store import NodeStore, PeerFetcher
+from ember_node.session_dir import prepare_session_dir
 from ember_node.store import Arena, default_capacity
 from ember_node.workers import Zygote
 
@@ -216,7 +218,10 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     raise_open_file_limit()
-    os.makedirs(os.path.join(args.session_dir, "logs"), mode=0o700, exist_ok=True)
+    try:
+        prepare_session_dir(args.session_dir)
+    except UnsafePathError as exc:
+        raise SystemExit(f"ember worker node: {exc}") from None
     totals: dict[str, float] = {"CPU": float(args.num_cpus if args.num_cpus is not None else os.cpu_count() or 1)}
     if args.num_gpus:
         totals["GPU"] = float(args.num_gpus)

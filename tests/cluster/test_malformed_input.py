@@ -291,7 +291,8 @@ def test_an_agent_that_crashes_keeps_its_logs(procs, tmp_short):
         token_file = tmp_short / "token"
         write_token(token_file)
         session_dir = tmp_short / "s"
-        os.makedirs(session_dir / "logs")
+        os.makedirs(session_dir / "logs", mode=0o700)
+        os.chmod(session_dir, 0o700)
         (session_dir / "logs" / "earlier.log").write_text("what happened before\n")
         proc = procs.spawn([sys.executable, "-m", "ember_node", "--session-dir", str(session_dir),
                             "--num-cpus", "1", "--object-store-memory", str(64 << 20),
