@@ -15,6 +15,7 @@ from ember._private_dir import UnsafePathError
 
 from ember_node.agent import HEARTBEAT_TIMEOUT_S, Agent
 from ember_node.fd_limit import raise_open_file_limit
+from ember_node.leftovers import sweep_stale_arenas
 from ember_node.session_dir import prepare_session_dir, remove_session_dir
 from ember_node.store import default_capacity
 
@@ -67,6 +68,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.memory:
         totals["memory"] = float(args.memory)
     signal.signal(signal.SIGTERM, _exit_on_signal)
+    sweep_stale_arenas()  # what agents killed with SIGKILL left in /dev/shm
     try:
         agent = Agent(args.session_dir, totals, capacity, args.embedded)
     except BaseException:

@@ -31,6 +31,7 @@ from ember._wire import ConnectionClosed
 
 from ember_node.fd_limit import raise_open_file_limit
 from ember_node.grpc_server import serve_peer
+from ember_node.leftovers import sweep_stale_arenas
 from ember_node.node_store import NodeStore, PeerFetcher
 from ember_node.session_dir import prepare_session_dir
 from ember_node.store import Arena, default_capacity
@@ -218,6 +219,7 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     raise_open_file_limit()
+    sweep_stale_arenas()
     try:
         prepare_session_dir(args.session_dir)
     except UnsafePathError as exc:
