@@ -12,6 +12,8 @@ import sys
 import tempfile
 import time
 
+from ember._local_cluster import remove_keeping_logs
+
 
 class EmbeddedCluster:
     """A node agent (and through it, a worker pool) owned by this driver process."""
@@ -98,10 +100,17 @@ class EmbeddedCluster:
                 proc.kill()
                 proc.wait()
         self._log.close()
-        shutil.rmtree(self.session_dir, ignore_errors=True)
+        if proc.returncode not in (0, -signal.SIGTERM, -signal.SIGKILL):
+            # the agent failed on its own: what it logged is the only account of why
+            remove_keeping_logs(self.session_dir)
+            sys.stderr.write(f"ember: the node agent exited with status {proc.returncode}; its logs are "
+                             f"in {os.path.join(self.session_dir, 'logs')}\n")
+        else:
+            shutil.rmtree(self.session_dir, ignore_errors=True)
         arena = self.session.get("arena") if hasattr(self, "session") else None
         if arena:
             try:
                 os.unlink(arena)
             except FileNotFoundError:
                 pass
+

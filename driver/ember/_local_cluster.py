@@ -81,13 +81,13 @@ def all_records() -> list[dict]:
             remove_record(pid)
             session_dir = os.path.abspath(str(rec.get("session_dir") or ""))
             if os.path.dirname(session_dir) == base and not os.path.islink(session_dir):
-                _remove_keeping_logs(session_dir)
+                remove_keeping_logs(session_dir)
             _unlink_arena(rec.get("arena"))
     return out
 
 
-def _remove_keeping_logs(session_dir: str) -> None:
-    """A dead agent's session dir goes, except its ``logs`` (why it died may be there)."""
+def remove_keeping_logs(session_dir: str) -> None:
+    """A dead or failed agent's session dir goes, except its ``logs`` (why it died may be there)."""
     try:
         names = os.listdir(session_dir)
     except OSError:

@@ -306,3 +306,31 @@ def test_an_agent_that_crashes_keeps_its_logs(procs, tmp_short):
     assert (session_dir / "logs" / "earlier.log").read_text() == "what happened before\n"
     assert "its logs stay in" in err.decode()
     assert not (session_dir / "agent.sock").exists()
+
+
+def test_an_embedded_agent_that_dies_on_its_own_keeps_its_logs(procs):
+    """The driver's shutdown after its embedded agent died (SIGABRT) leaves the agent's logs."""
+    script = """
+        import json, os, signal, time, psutil, ember
+        ember.init(num_cpus=1)
+        from ember import api
+        cluster = api._cluster
+        os.kill(cluster.proc.pid, signal.SIGABRT)
+        cluster.proc.wait(30)
+        try:
+            ember.shutdown()
+        except Exception:
+            pass
+        logs = os.path.join(cluster.session_dir, "logs")
+        print(json.dumps({"logs": sorted(os.listdir(logs)) if os.path.isdir(logs) else None,
+                          "dir": cluster.session_dir}))
+    """
+    result = run_driver(procs, script, timeout=90)
+    out = last_json(result)
+    try:
+        assert out["logs"] and "agent.log" in out["logs"], out
+        assert "its logs are in" in result.stderr
+    finally:
+        import shutil
+
+        shutil.rmtree(out["dir"], ignore_errors=True)
