@@ -18,6 +18,7 @@ import json
 import os
 import pickle
 import random
+import re
 import select
 import shutil
 import signal
@@ -80,13 +81,61 @@ def random_message(rng: random.Random) -> tuple:
     return (t, *(random_value(rng) for _ in range(max(n - 1, 0))))
 
 
-def random_frames(rng: random.Random, figures: Counter) -> bytes:
+REQUESTS = ["stats", "nodes", "list", "session", "alloc", "pin", "get_actor", "kill_actor", "nope"]
+
+
+def plausible_message(rng: random.Random, ids: list[bytes]) -> tuple:
+    """A message that passes ``protocol.check`` but asks for random things (unknown ids,
+    odd resources, ids other connections made, requests with random arguments)."""
+    def oid() -> bytes:
+        return rng.choice(ids) if ids and rng.random() < 0.5 else uuid.uuid4().bytes + rng.randbytes(4)
+
+    t = rng.choice([M.SUBMIT, M.SUBMIT, M.PUT, M.SEAL, M.FETCH, M.ADDREF, M.RELEASE, M.UNPIN, M.DONE,
+                    M.BOUNCE, M.CANCEL, M.REQUEST, M.REQUEST, M.BLOCKED, M.UNBLOCKED, M.HEARTBEAT,
+                    M.NODE_EVENT, M.REGISTER_FN])
+    if t == M.SUBMIT:
+        rid = uuid.uuid4().bytes + rng.randbytes(4)
+        ids.append(rid)
+        extra = rng.choice([None, None, ("call", oid()), ("call",), ("create", random_value(rng)), ("create",)])
+        return (t, (uuid.uuid4().bytes, rng.choice([None, oid()]), "fuzzed", rng.randbytes(rng.randrange(30)),
+                    [oid() for _ in range(rng.randrange(3))], [rid], {"CPU": rng.choice([0.0, 0.5, 1.0, 1e9])},
+                    rng.choice([0, 1, -1]), rng.choice([False, True]), [oid() for _ in range(rng.randrange(2))],
+                    extra, rng.choice([None, "ns"])))
+    if t == M.PUT:
+        o = oid()
+        ids.append(o)
+        return (t, o, rng.randbytes(rng.randrange(64)), [])
+    if t == M.SEAL:
+        return (t, oid(), rng.randrange(0, 1 << 27, 4096), rng.randrange(1 << 20), [])
+    if t in (M.FETCH, M.ADDREF, M.RELEASE, M.UNPIN):
+        return (t, [oid() for _ in range(rng.randrange(1, 4))])
+    if t == M.DONE:
+        return (t, uuid.uuid4().bytes, [(oid(), M.INLINE, b"x", [])], rng.choice([False, True]), 0.001, False)
+    if t == M.BOUNCE:
+        return (t, [(uuid.uuid4().bytes,)])
+    if t == M.CANCEL:
+        return (t, uuid.uuid4().bytes, rng.choice([False, True]), False)
+    if t == M.REQUEST:
+        return (t, rng.randrange(1 << 20), rng.choice(REQUESTS), random_value(rng))
+    if t == M.HEARTBEAT:
+        return (t, (1, 2, 3), [oid()])
+    if t == M.NODE_EVENT:
+        return (t, rng.choice(["P", "X"]), rng.randrange(100), rng.randrange(100))
+    if t == M.REGISTER_FN:
+        return (t, oid(), rng.randbytes(20), [])
+    return (t,)
+
+
+def random_frames(rng: random.Random, figures: Counter, ids: list[bytes] | None = None) -> bytes:
     out = []
     if rng.random() < 0.7:
         out.append(frame(pickle.dumps((M.HELLO, rng.choice(["driver", "tool"]), os.getpid(), None, None))))
     for _ in range(rng.randint(1, 12)):
         kind = rng.random()
-        if kind < 0.55:
+        if kind < 0.3 and ids is not None and out:
+            body = pickle.dumps(plausible_message(rng, ids))
+            figures["well-formed, random content"] += 1
+        elif kind < 0.55:
             body = pickle.dumps(random_message(rng))
             figures["protocol-shaped"] += 1
         elif kind < 0.7:
@@ -133,11 +182,11 @@ def goodbyes(data: bytes) -> int:
     return sum(1 for m in msgs if isinstance(m, tuple) and m and m[0] == M.GOODBYE)
 
 
-def fuzz_unix(path: str, rng: random.Random, figures: Counter) -> None:
+def fuzz_unix(path: str, rng: random.Random, figures: Counter, ids: list[bytes]) -> None:
     s = socket.socket(socket.AF_UNIX)
     try:
         s.connect(path)
-        s.sendall(random_frames(rng, figures))
+        s.sendall(random_frames(rng, figures, ids))
         figures["unix connections"] += 1
         figures["GOODBYEs"] += goodbyes(drain(s, 0.05))
     except OSError:
@@ -146,7 +195,7 @@ def fuzz_unix(path: str, rng: random.Random, figures: Counter) -> None:
         s.close()
 
 
-def fuzz_grpc(address: str, token: str, rng: random.Random, figures: Counter) -> None:
+def fuzz_grpc(address: str, token: str, rng: random.Random, figures: Counter, ids: list[bytes]) -> None:
     chan = grpc.insecure_channel(address)
     meta = (("authorization", f"Bearer {token}"),)
     try:
@@ -155,7 +204,7 @@ def fuzz_grpc(address: str, token: str, rng: random.Random, figures: Counter) ->
         if method == "Session":
             call = chan.stream_stream(f"/{SERVICE}/Session", request_serializer=pb.Frames.SerializeToString,
                                       response_deserializer=pb.Frames.FromString)
-            data = random_frames(rng, figures)
+            data = random_frames(rng, figures, ids)
             cuts = sorted(rng.sample(range(len(data) + 1), min(3, len(data) + 1)))
             chunks = [data[a:b] for a, b in zip([0, *cuts], [*cuts, len(data)], strict=True) if b > a]
             got = b"".join(r.data for r in call(iter(pb.Frames(data=c) for c in chunks), metadata=meta, timeout=5))
@@ -188,7 +237,7 @@ def answers(path: str) -> bool:
         conn.send((M.REQUEST, 1, "stats", None))
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
-            if any(m[0] == M.REPLY for m in conn.recv(1.0)):
+            if any(m[0] == M.REPLY and m[1] == 1 for m in conn.recv(1.0)):
                 return True
         return False
     except ConnectionClosed:
@@ -201,6 +250,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seconds", type=float, default=60.0)
     p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--keep-log", default=None, help="copy the agent's log here at the end")
     args = p.parse_args()
     seed = args.seed if args.seed is not None else random.randrange(1 << 30)
     rng = random.Random(seed)
@@ -221,6 +271,7 @@ def main() -> int:
              "--ready-fd", str(wfd)], pass_fds=(wfd,), stdout=log, stderr=log, start_new_session=True)
     os.close(wfd)
     figures: Counter = Counter()
+    ids: list[bytes] = []  # object ids some connection made: later ones refer to them
     ok = False
     try:
         with os.fdopen(rfd) as ready:
@@ -230,9 +281,10 @@ def main() -> int:
         last_check = started
         while time.monotonic() - started < args.seconds and agent.poll() is None:
             if rng.random() < 0.6:
-                fuzz_unix(info["socket"], rng, figures)
+                fuzz_unix(info["socket"], rng, figures, ids)
             else:
-                fuzz_grpc(address, token, rng, figures)
+                fuzz_grpc(address, token, rng, figures, ids)
+            del ids[:-2000]
             if time.monotonic() - last_check >= 1.0:
                 last_check = time.monotonic()
                 figures["liveness checks"] += 1
@@ -249,6 +301,11 @@ def main() -> int:
             print(f"  {key:40s} {figures[key]:>9}")
         print(f"  {'refusals logged':40s} {text.count('closing the connection of'):>9}")
         print(f"  {'internal errors logged (tracebacks)':40s} {text.count('internal error'):>9}")
+        kinds = Counter(line.split(":", 1)[0] + ": " + line.split(":", 1)[1].strip()[:70]
+                        for line in text.splitlines()
+                        if re.match(r"^\w+(Error|Exception): ", line))
+        for kind, n in kinds.most_common(8):
+            print(f"    {n:>6} x {kind}")
         print(f"  {'agent alive at the end':40s} {'yes' if alive else 'NO':>9}")
         print(f"  {'a driver ran tasks afterwards':40s} {'yes' if driver_ok else 'NO':>9}")
         if not ok:
@@ -261,6 +318,8 @@ def main() -> int:
             except subprocess.TimeoutExpired:
                 agent.kill()
                 agent.wait()
+        if args.keep_log:
+            shutil.copy(log_path, args.keep_log)
         shutil.rmtree(root, ignore_errors=True)
     return 0 if ok else 1
 
