@@ -142,6 +142,12 @@ class NodeServicer(pb_grpc.NodeServicer):
             _close_quietly(sock)
 
 
+    def ReadCopy(self, request: pb.CopyRequest, context: grpc.ServicerContext) -> Iterator[bytes]:
+        context.abort(grpc.StatusCode.UNIMPLEMENTED,
+                      "the head keeps no copies: ReadCopy is served on worker nodes' peer ports; "
+                      "read the head's objects with ReadObject")
+        yield b""  # a generator, like the other streaming methods (abort raises first)
+
     def _span(self, offset: int, size: int, context: grpc.ServicerContext) -> memoryview:
         arena = self.agent.arena
         if offset < 0 or size < 0 or offset + size > arena.capacity:
