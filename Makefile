@@ -1,10 +1,11 @@
-# ember: `make demo` runs the seed example, `make test` runs the whole suite.
+# ember: `make demo` runs the seed example, `make test` runs the whole suite, `make fuzz`
+# sends random frames to a head agent for a minute.
 PYTHON ?= python3.11
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test protos lint clean venv
+.PHONY: demo test protos lint clean venv fuzz
 
 venv: $(STAMP)
 
@@ -27,6 +28,11 @@ test: $(STAMP) k8s-tools
 	$(PY) tools/protos.py --check
 	$(VENV)/bin/ruff check driver node operator tests bench examples tools
 	$(PY) -m pytest -q -p no:cacheprovider tests
+
+# random frames against a running head agent for FUZZ_SECONDS (issue 11); prints its figures
+FUZZ_SECONDS ?= 60
+fuzz: $(STAMP)
+	$(PY) tools/fuzz_agent.py --seconds $(FUZZ_SECONDS)
 
 clean:
 	rm -rf $(VENV) .venv-ray .tools build dist *.egg-info .bench-results

@@ -97,6 +97,10 @@ class EmbeddedCluster:
                 proc.kill()
                 proc.wait()
         self._log.close()
+        if proc.returncode not in (0, -signal.SIGTERM, -signal.SIGKILL):
+            # the agent failed on its own: what it logged is the only account of why
+            sys.stderr.write(f"ember: the node agent exited with status {proc.returncode}; its logs are "
+                             f"in {os.path.join(self.session_dir, 'logs')}\n")
         end_session(self.session_dir)  # the logs stay: see ember._local_cluster
         arena = self.session.get("arena") if hasattr(self, "session") else None
         if arena:
@@ -104,3 +108,4 @@ class EmbeddedCluster:
                 os.unlink(arena)
             except FileNotFoundError:
                 pass
+

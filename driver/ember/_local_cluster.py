@@ -13,6 +13,11 @@ Unix socket paths are limited to 107 bytes. When a session directory is too deep
 sockets (a long ``TMPDIR``), they go to a short private directory instead,
 ``/tmp/ember-<uid>-sockets/<hash of the session directory>/`` (0700), removed with the
 session (:func:`socket_dir`, :func:`remove_socket_dir`).
+
+One JSON file per agent under ``<state dir>/agents/``: a head, and any worker nodes. The state
+dir is ``$XDG_RUNTIME_DIR/ember`` when that is set, else ``$TMPDIR/ember-<uid>``; it, the
+records, the session dirs and sockets they name are checked to be this user's own and
+private before use (``ember._private_dir``), so another local user cannot plant a record.
 """
 
 from __future__ import annotations
@@ -21,9 +26,10 @@ import hashlib
 import json
 import os
 import shutil
-import stat
 import tempfile
 import time
+
+from ember import _private_dir
 
 KEEP_SESSIONS = 5  # ended sessions whose logs are kept
 _YOUNG_S = 60.0  # a session this new may not have written its pid file yet: never pruned
@@ -31,10 +37,14 @@ PID_FILE = "agent.pid"
 
 
 def base_dir() -> str:
-    """A 0700 directory for this user's ember state: ``$TMPDIR/ember-<uid>``."""
-    path = os.path.join(tempfile.gettempdir(), f"ember-{os.getuid()}")
-    os.makedirs(path, mode=0o700, exist_ok=True)
-    return path
+    """A 0700 directory for this user's ember state: ``$XDG_RUNTIME_DIR/ember`` when
+    ``XDG_RUNTIME_DIR`` is set (a per-user directory), else ``$TMPDIR/ember-<uid>``.
+    Raises ``UnsafePathError`` when it exists with another owner or group/world access."""
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    if runtime and os.path.isabs(runtime):
+        _private_dir.check(runtime, "dir")
+        return _private_dir.ensure_dir(os.path.join(runtime, "ember"))
+    return _private_dir.ensure_dir(os.path.join(tempfile.gettempdir(), f"ember-{os.getuid()}"))
 
 
 MAX_UNIX_PATH = 107  # bytes of a Unix socket path (sun_path is 108, with its NUL)
@@ -51,18 +61,6 @@ def _fits(directory: str) -> bool:
     return len(os.fsencode(os.path.abspath(directory))) + 1 + SOCKET_NAME_ROOM <= MAX_UNIX_PATH
 
 
-def _private_dir(path: str) -> None:
-    """Create ``path`` 0700, or accept it if it exists as a private directory of ours."""
-    try:
-        os.mkdir(path, 0o700)
-    except FileExistsError:
-        pass
-    st = os.lstat(path)
-    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
-        raise PermissionError(f"{path} exists but is not a private directory of this user "
-                              f"(owner uid {st.st_uid}, mode {oct(st.st_mode & 0o777)}); remove it")
-
-
 def socket_dir(session_dir: str) -> str:
     """Where a session's Unix sockets go: the session directory itself, or when its path is
     too long for a socket path, a short private directory (created here)."""
@@ -70,8 +68,8 @@ def socket_dir(session_dir: str) -> str:
         return session_dir
     path = _short_socket_dir(session_dir)
     try:
-        _private_dir(os.path.dirname(path))
-        _private_dir(path)
+        _private_dir.ensure_dir(os.path.dirname(path))
+        _private_dir.ensure_dir(path)
     except OSError as exc:
         raise OSError(
             f"the session directory {session_dir} is too long for Unix socket paths "
@@ -159,9 +157,20 @@ def prune_sessions(keep: int = KEEP_SESSIONS) -> None:
 
 
 def _records_dir() -> str:
-    path = os.path.join(base_dir(), "agents")
-    os.makedirs(path, mode=0o700, exist_ok=True)
-    return path
+    return _private_dir.ensure_dir(os.path.join(base_dir(), "agents"))
+
+
+def check_record(rec: dict) -> None:
+    """Refuse (``UnsafePathError``) a record whose session dir is not a private dir of ours,
+    or whose socket is not our own socket in a private dir of ours."""
+    session_dir = rec.get("session_dir")
+    if session_dir:
+        _private_dir.check(os.path.abspath(str(session_dir)), "dir")
+    sock = rec.get("socket")
+    if sock:
+        sock = os.path.abspath(str(sock))
+        _private_dir.check(os.path.dirname(sock), "dir")
+        _private_dir.check(sock, "socket")
 
 
 def pid_is_agent(pid: int) -> bool:
@@ -176,21 +185,49 @@ def pid_is_agent(pid: int) -> bool:
 def all_records() -> list[dict]:
     """Every live agent started here by ``ember start`` (stale records are removed)."""
     out = []
-    for name in sorted(os.listdir(_records_dir())):
-        path = os.path.join(_records_dir(), name)
+    records = _records_dir()
+    for name in sorted(os.listdir(records)):
+        if not name.endswith(".json"):
+            continue
+        path = os.path.join(records, name)
         try:
+            _private_dir.check(path, "file")
             with open(path) as f:
                 rec = json.load(f)
-        except (OSError, ValueError):
+            pid = int(rec.get("pid", 0))
+        except FileNotFoundError:
             continue
-        if pid_is_agent(int(rec.get("pid", 0))):
+        except (ValueError, TypeError, AttributeError):
+            continue  # half written
+        if pid_is_agent(pid):
+            try:
+                check_record(rec)
+            except FileNotFoundError:
+                continue  # its agent is starting or stopping
             out.append(rec)
         else:  # the agent died without cleaning up (SIGKILL): clean up after it
-            remove_record(int(rec.get("pid", 0)))
-            session_dir = rec.get("session_dir") or ""
-            if os.path.dirname(os.path.abspath(session_dir)) == sessions_dir():
+            remove_record(pid)
+            session_dir = os.path.abspath(str(rec.get("session_dir") or ""))
+            if os.path.dirname(session_dir) == sessions_dir() and not os.path.islink(session_dir):
                 end_session(session_dir)
+            _unlink_arena(rec.get("arena"))
     return out
+
+
+def _unlink_arena(path: object) -> None:
+    """A dead head's shared-memory arena (named in its record), if it is still there and ours."""
+    if not isinstance(path, str) or os.path.dirname(path) != "/dev/shm" or \
+            not os.path.basename(path).startswith("ember-"):
+        return
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return
+    if st.st_uid == os.geteuid() and not os.path.islink(path):
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
 
 
 def read_record() -> dict | None:

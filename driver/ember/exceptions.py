@@ -5,6 +5,7 @@ Every error a user sees says what went wrong and, where there is one, what to do
 
 from __future__ import annotations
 
+import pickle
 import traceback
 
 
@@ -35,19 +36,25 @@ class RayTaskError(RayError):
         self.traceback_str = traceback_str
         self.cause = cause
         self.pid = pid
+        self.cause_name = type(cause).__name__ if cause is not None else ""
+        self.missing_module: str | None = None  # the cause's class could not be imported here
         # not super(): in the dual class the next __init__ would be the user's exception's,
         # whose signature is unknown
         Exception.__init__(self, self._message())
 
     def _message(self) -> str:
         where = f" (pid={self.pid})" if self.pid else ""
-        return f"{type(self.cause).__name__ if self.cause else 'Error'} in {self.function_name}{where}\n{self.traceback_str}".rstrip()
+        kind = type(self.cause).__name__ if self.cause else getattr(self, "cause_name", "") or "Error"
+        return f"{kind} in {self.function_name}{where}\n{self.traceback_str}".rstrip()
 
     def __str__(self) -> str:
         return self._message()
 
     def __reduce__(self):
-        return (_rebuild_task_error, (self.function_name, self.traceback_str, _exception_parts(self.cause), self.pid))
+        # the cause travels as a pickle of its own: a driver that cannot import its class
+        # still gets this error, with the traceback text and the name of what is missing
+        return (_rebuild_task_error_from_blob, (self.function_name, self.traceback_str, _dump_cause(self.cause),
+                                                self.pid, self.cause_name))
 
     def as_instanceof_cause(self) -> RayTaskError:
         """Return an exception that is an instance of both RayTaskError and the cause's type."""
@@ -110,6 +117,37 @@ def _from_parts(parts: tuple | None) -> BaseException | None:
 
 def _rebuild_task_error(function_name, traceback_str, cause_parts, pid):
     return RayTaskError(function_name, traceback_str, _from_parts(cause_parts), pid)
+
+
+def _dump_cause(cause: BaseException | None) -> bytes | None:
+    if cause is None:
+        return None
+    import cloudpickle
+
+    try:
+        return cloudpickle.dumps(_exception_parts(cause), protocol=5)
+    except Exception:  # noqa: BLE001 - an unpicklable cause: the traceback text stays
+        return None
+
+
+def _rebuild_task_error_from_blob(function_name, traceback_str, cause_blob, pid, cause_name):
+    cause = None
+    missing = None
+    note = ""
+    if cause_blob is not None:
+        try:
+            cause = _from_parts(pickle.loads(cause_blob))
+        except ImportError as exc:
+            missing = exc.name or str(exc)
+            note = (f"\n(the exception {cause_name} cannot be rebuilt here: its module {missing!r} is not "
+                    f"importable in this process ({exc}); make it importable where the driver runs, e.g. "
+                    f"with runtime_env or PYTHONPATH, to catch it by its type)")
+        except Exception as exc:  # noqa: BLE001 - e.g. the class is not in its module here
+            note = f"\n(the exception {cause_name} cannot be rebuilt here: {type(exc).__name__}: {exc})"
+    err = RayTaskError(function_name, traceback_str + note, cause, pid)
+    err.cause_name = cause_name or err.cause_name
+    err.missing_module = missing
+    return err
 
 
 def format_remote_traceback(exc: BaseException) -> str:

@@ -149,7 +149,8 @@ def start(args: argparse.Namespace) -> int:
     if info is None:
         return 1
     write_record({"pid": proc.pid, "role": "head", "socket": info["socket"], "address": info.get("address"),
-                  "session_dir": session_dir, "token_file": os.path.abspath(token_file)})
+                  "session_dir": session_dir, "token_file": os.path.abspath(token_file),
+                  "arena": info.get("arena")})
     with open(token_file) as f:
         token = f.read().strip()
     print(f"ember head started (agent pid {proc.pid}) at {info.get('address')}")

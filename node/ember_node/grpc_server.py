@@ -188,6 +188,12 @@ class NodeServicer(pb_grpc.NodeServicer):
         if offset < span[0] or size < 0 or offset + size > span[0] + span[1]:
             context.abort(grpc.StatusCode.OUT_OF_RANGE, "the range lies outside the object the call names")
 
+    def ReadCopy(self, request: pb.CopyRequest, context: grpc.ServicerContext) -> Iterator[bytes]:
+        context.abort(grpc.StatusCode.UNIMPLEMENTED,
+                      "the head keeps no copies: ReadCopy is served on worker nodes' peer ports; "
+                      "read the head's objects with ReadObject")
+        yield b""  # a generator, like the other streaming methods (abort raises first)
+
     def WriteObject(self, request_iterator: Iterator[pb.WriteChunk], context: grpc.ServicerContext) -> pb.WriteReply:
         written = 0
         span = self._object_range(context, sealed=False)

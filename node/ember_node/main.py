@@ -13,9 +13,12 @@ from typing import Any
 
 from ember._local_cluster import end_session, write_pid_file
 from ember._oom import keep_agent_last
+from ember._private_dir import UnsafePathError
 
 from ember_node.agent import HEARTBEAT_TIMEOUT_S, Agent
 from ember_node.fd_limit import raise_open_file_limit
+from ember_node.leftovers import sweep_stale_arenas
+from ember_node.session_dir import prepare_session_dir
 from ember_node.store import default_capacity
 
 log = logging.getLogger("ember.agent")
@@ -54,7 +57,10 @@ def main(argv: list[str] | None = None) -> None:
     before, after = raise_open_file_limit()
     if after != before:
         log.info("raised the open-file limit from %d to %d", before, after)
-    os.makedirs(os.path.join(args.session_dir, "logs"), mode=0o700, exist_ok=True)
+    try:
+        prepare_session_dir(args.session_dir)
+    except UnsafePathError as exc:
+        raise SystemExit(f"ember agent: {exc}") from None
     if (adj := keep_agent_last()) is not None and adj > 0:
         logging.getLogger("ember.agent").warning(
             "this agent's oom_score_adj is %d and cannot be lowered to 0: under memory pressure the "
@@ -69,6 +75,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.memory:
         totals["memory"] = float(args.memory)
     signal.signal(signal.SIGTERM, _exit_on_signal)
+    sweep_stale_arenas()  # what agents killed with SIGKILL left in /dev/shm
     try:
         agent = Agent(args.session_dir, totals, capacity, args.embedded)
     except BaseException:

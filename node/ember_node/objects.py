@@ -19,7 +19,7 @@ from typing import Any
 
 from ember import _messages as M
 from ember._serialization import serialize
-from ember.exceptions import ObjectStoreFullError, OutOfDiskError
+from ember.exceptions import ObjectLostError, ObjectStoreFullError, OutOfDiskError
 
 from ember_node.store import Arena, fmt_bytes, memory_limit
 
@@ -329,7 +329,14 @@ class ObjectTable:
         view = self.arena.view()
         try:
             with open(obj.spilled, "rb") as f:
-                f.readinto(view[offset : offset + size])
+                got = f.readinto(view[offset : offset + size])
+            if got != size:
+                raise OSError(f"the file holds {got} of its {size} bytes")
+        except OSError as exc:
+            self.arena.free(offset, size)
+            raise ObjectLostError(
+                f"object {obj.oid.hex()} is lost: it was spilled to {obj.spilled}, and that file is gone "
+                f"or damaged ({exc}); keep the spill directory where the node agent can read it") from None
         finally:
             view.release()
         self._drop_spill(obj)

@@ -66,11 +66,41 @@ def task_spec_problem(spec: Any) -> str | None:
         return "a task spec's resources must map names to non-negative numbers"
     if not _int(max_retries) or not _ids(contained):
         return "a task spec's max_retries or contained ids are malformed"
-    if not (extra is None or (isinstance(extra, tuple) and extra and extra[0] in ("create", "call"))):
-        return "a task spec's extra must be None or a ('create' | 'call', ...) tuple"
+    if extra is not None:
+        problem = _extra_problem(extra)
+        if problem:
+            return problem
     if not (ns is None or isinstance(ns, str)):
         return "a task spec's namespace must be a string"
     return None
+
+
+# what an actor creation's spec must hold (see ember.actor), key -> accepted types
+_CREATE_SPEC: dict[str, tuple[type, ...]] = {
+    "name": (str, type(None)), "namespace": (str, type(None)), "detached": (bool,),
+    "max_restarts": (int,), "max_task_retries": (int,), "max_concurrency": (int,), "is_async": (bool,),
+    "held": (dict,), "cpu_node": (bool,), "meta": (bytes,),
+}
+
+
+def _extra_problem(extra: Any) -> str | None:
+    if not isinstance(extra, tuple) or not extra:
+        return "a task spec's extra must be None or a ('create' | 'call', ...) tuple"
+    if extra[0] == "call":
+        if len(extra) != 3 or not _is_id(extra[1]) or not isinstance(extra[2], str):
+            return "an actor call's extra needs ('call', actor id, method name)"
+        return None
+    if extra[0] == "create":
+        spec = extra[1] if len(extra) == 2 else None
+        if not isinstance(spec, dict):
+            return "an actor creation's extra needs ('create', spec dict)"
+        for key, types in _CREATE_SPEC.items():
+            if not isinstance(spec.get(key), types):
+                return f"an actor creation's spec needs {key!r} of type {' or '.join(t.__name__ for t in types)}"
+        if not all(isinstance(k, str) and isinstance(v, Real) and v >= 0 for k, v in spec["held"].items()):
+            return "an actor creation's held resources must map names to non-negative numbers"
+        return None
+    return "a task spec's extra must be None or a ('create' | 'call', ...) tuple"
 
 
 def _submit(m: tuple) -> str | None:

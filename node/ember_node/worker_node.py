@@ -29,13 +29,16 @@ from typing import Any
 from ember import _messages as M
 from ember._local_cluster import end_session, socket_dir, write_pid_file
 from ember._oom import keep_agent_last
+from ember._private_dir import UnsafePathError
 from ember._remote import GrpcConnection, ping
 from ember._wire import ConnectionClosed
 
 from ember_node.fd_limit import raise_open_file_limit
 from ember_node.grpc_server import serve_peer
+from ember_node.leftovers import sweep_stale_arenas
 from ember_node.memory_usage import UsageReader
 from ember_node.node_store import NodeStore, PeerFetcher
+from ember_node.session_dir import prepare_session_dir
 from ember_node.store import Arena, default_capacity
 from ember_node.worker_output import WorkerOutput
 from ember_node.workers import Zygote
@@ -272,7 +275,11 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     raise_open_file_limit()
-    os.makedirs(os.path.join(args.session_dir, "logs"), mode=0o700, exist_ok=True)
+    sweep_stale_arenas()
+    try:
+        prepare_session_dir(args.session_dir)
+    except UnsafePathError as exc:
+        raise SystemExit(f"ember worker node: {exc}") from None
     if (adj := keep_agent_last()) is not None and adj > 0:
         log.warning("this node agent's oom_score_adj is %d and cannot be lowered to 0: under memory "
                     "pressure the kernel may kill it before the workers", adj)

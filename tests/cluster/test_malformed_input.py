@@ -28,6 +28,7 @@ from ember._wire import ClientConnection, ConnectionClosed, FrameReader
 from ember.exceptions import RaySystemError
 
 from .helpers import (
+    _spawn_agent,
     free_port,
     last_json,
     run_driver,
@@ -255,15 +256,38 @@ def _out_of_range_refused(head, offset: int, size: int, named: str | None) -> No
         chan.close()
 
 
-def test_an_internal_error_in_a_handler_fails_that_task_with_ray_system_error(head):
-    """A well-formed SUBMIT whose handling raises inside the agent (an actor call without an
-    actor id): the task's result is a RaySystemError naming the error, the traceback is logged."""
-    conn = ClientConnection.connect(head.info["socket"])
+# A head agent whose actor manager fails on every actor call (a stand-in for a bug in a
+# handler): the same agent code, with one collaborator replaced before it starts.
+BROKEN_HEAD = """
+import sys
+from ember_node import actors, main
+
+def on_call(self, task, client):
+    raise LookupError("injected failure in ActorManager.on_call")
+
+actors.ActorManager.on_call = on_call
+main.main(sys.argv[1:])
+"""
+
+
+def test_an_internal_error_in_a_handler_fails_that_task_with_ray_system_error(procs, tmp_short):
+    """A well-formed SUBMIT (an actor call) whose handling raises inside the agent: the task's
+    result is a RaySystemError naming the error, the traceback is logged, the agent goes on."""
+    token_file = tmp_short / "token"
+    token = write_token(token_file)
+    log = tmp_short / "broken-head.log"
+    port = free_port()
+    proc, info = _spawn_agent(procs, [sys.executable, "-c", BROKEN_HEAD, "--session-dir", str(tmp_short / "s"),
+                                      "--num-cpus", "1", "--object-store-memory", str(64 << 20),
+                                      "--port", str(port), "--token-file", str(token_file)],
+                              log, {}, "head", "the head agent")
+    procs.arenas.append(info["arena"])
+    conn = ClientConnection.connect(info["socket"])
     rid = uuid.uuid4().bytes + b"\x00\x00\x00\x01"
     try:
         conn.send((M.HELLO, "driver", os.getpid(), None, None))
-        conn.send((M.SUBMIT, (uuid.uuid4().bytes, None, "broken_call", b"", [], [rid], {}, 0, False, [],
-                              ("call",), None)))
+        conn.send((M.SUBMIT, (uuid.uuid4().bytes, None, "Counter.incr", b"", [], [rid], {}, 0, False, [],
+                              ("call", uuid.uuid4().bytes + b"\x00" * 4, "incr"), None)))
         conn.send((M.FETCH, [rid]))
         got = read_until(conn, lambda m: m[0] == M.OBJ and m[1] == rid)
     finally:
@@ -272,9 +296,22 @@ def test_an_internal_error_in_a_handler_fails_that_task_with_ray_system_error(he
     assert objs and objs[0][2] == M.ERROR, got
     err = deserialize(objs[0][3])
     assert isinstance(err, RaySystemError)
-    assert "internal error" in str(err) and "IndexError" in str(err) and "SUBMIT" in str(err)
-    assert wait_until(lambda: "Traceback" in head.log.read_text() and "IndexError" in head.log.read_text(), 30)
-    agent_works(head)
+    assert "internal error" in str(err) and "LookupError" in str(err) and "SUBMIT" in str(err)
+    assert "injected failure" in str(err)
+    assert wait_until(lambda: "Traceback" in log.read_text() and "injected failure" in log.read_text(), 30)
+    assert proc.poll() is None
+    script = f"""
+        import json, ember
+        ember.init("127.0.0.1:{port}", token={token!r})
+
+        @ember.remote
+        def one():
+            return 1
+
+        print(json.dumps(ember.get(one.remote())))
+        ember.shutdown()
+    """
+    assert last_json(run_driver(procs, script)) == 1
 
 
 def test_a_driver_still_works_after_all_that(head, procs):
@@ -301,7 +338,8 @@ def test_an_agent_that_crashes_keeps_its_logs(procs, tmp_short):
         token_file = tmp_short / "token"
         write_token(token_file)
         session_dir = tmp_short / "s"
-        os.makedirs(session_dir / "logs")
+        os.makedirs(session_dir / "logs", mode=0o700)
+        os.chmod(session_dir, 0o700)
         (session_dir / "logs" / "earlier.log").write_text("what happened before\n")
         proc = procs.spawn([sys.executable, "-m", "ember_node", "--session-dir", str(session_dir),
                             "--num-cpus", "1", "--object-store-memory", str(64 << 20),
@@ -315,3 +353,31 @@ def test_an_agent_that_crashes_keeps_its_logs(procs, tmp_short):
     assert (session_dir / "logs" / "earlier.log").read_text() == "what happened before\n"
     assert "its logs stay in" in err.decode()
     assert not (session_dir / "agent.sock").exists()
+
+
+def test_an_embedded_agent_that_dies_on_its_own_keeps_its_logs(procs):
+    """The driver's shutdown after its embedded agent died (SIGABRT) leaves the agent's logs."""
+    script = """
+        import json, os, signal, time, psutil, ember
+        ember.init(num_cpus=1)
+        from ember import api
+        cluster = api._cluster
+        os.kill(cluster.proc.pid, signal.SIGABRT)
+        cluster.proc.wait(30)
+        try:
+            ember.shutdown()
+        except Exception:
+            pass
+        logs = os.path.join(cluster.session_dir, "logs")
+        print(json.dumps({"logs": sorted(os.listdir(logs)) if os.path.isdir(logs) else None,
+                          "dir": cluster.session_dir}))
+    """
+    result = run_driver(procs, script, timeout=90)
+    out = last_json(result)
+    try:
+        assert out["logs"] and "agent.log" in out["logs"], out
+        assert "its logs are in" in result.stderr
+    finally:
+        import shutil
+
+        shutil.rmtree(out["dir"], ignore_errors=True)

@@ -36,6 +36,10 @@ def test_messages_of_the_protocol_pass(msg):
     ((M.SUBMIT, (*SPEC[:6], {"CPU": -1}, *SPEC[7:])), "non-negative"),
     ((M.SUBMIT, (*SPEC[:6], {"CPU": "1"}, *SPEC[7:])), "non-negative"),
     ((M.SUBMIT, (*SPEC[:10], ("other",), SPEC[11])), "extra"),
+    ((M.SUBMIT, (*SPEC[:10], ("call",), SPEC[11])), "actor call"),
+    ((M.SUBMIT, (*SPEC[:10], ("call", "not an id", "m"), SPEC[11])), "actor call"),
+    ((M.SUBMIT, (*SPEC[:10], ("create",), SPEC[11])), "creation"),
+    ((M.SUBMIT, (*SPEC[:10], ("create", {"name": None}), SPEC[11])), "creation's spec"),
     ((M.FETCH, 7), "ids"), ((M.FETCH, ["x"]), "ids"),
     ((M.SEAL, RID, -1, 10, []), "offset"),
     ((M.DONE, TID, [(RID, M.STORE, (-1, 10), [])], False, 0.0, False), "offset"),
@@ -59,3 +63,19 @@ def test_names_for_logs():
     assert name_of((M.SUBMIT, SPEC)) == "SUBMIT"
     assert name_of(12345) == "?"
     assert task_spec_problem(SPEC) is None
+
+
+def test_frame_reader_refuses_bad_frames_keeping_the_messages_before_them():
+    import struct
+
+    from ember._wire import FrameError, FrameReader, encode
+
+    good = encode((M.FETCH, [RID]))
+    for bad in (struct.pack("<I", 5) + b"\x80\x05junk", struct.pack("<I", 0xFFFFFFF0)):
+        reader = FrameReader(max_frame=1 << 20)
+        with pytest.raises(FrameError) as info:
+            reader.feed(good + bad)
+        assert info.value.messages == [(M.FETCH, [RID])]
+    reader = FrameReader()
+    assert reader.feed(good[:3]) == [] and reader.partial == 3
+    assert reader.feed(good[3:]) == [(M.FETCH, [RID])] and reader.partial == 0
