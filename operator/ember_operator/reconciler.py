@@ -32,6 +32,7 @@ from ember_operator.status import (
 )
 
 __all__ = [
+    "NotLeaderError",
     "IdlenessProbe",
     "no_idleness",
     "ReconcilerOptions",
@@ -72,6 +73,10 @@ class ReconcilerOptions:
     clock: Callable[[], datetime.datetime] = _utcnow
 
 
+class NotLeaderError(Exception):
+    """Leadership was lost during a pass: stop before the next write."""
+
+
 @dataclass
 class _Slot:
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -88,11 +93,14 @@ class Reconciler:
         *,
         options: ReconcilerOptions | None = None,
         instance: str | None = None,
+        may_act: Callable[[], bool] = lambda: True,
     ) -> None:
         self.kube = kube
         self.metrics = metrics
         self.instance = instance or socket.gethostname()
         self.options = options or ReconcilerOptions()
+        #: whether this operator may write now (leader election); checked before every write
+        self.may_act = may_act
         self._slots: dict[tuple[str, str], _Slot] = {}
         self._guard = threading.Lock()
 
@@ -117,8 +125,12 @@ class Reconciler:
     def reconcile(self, namespace: str, name: str, *, trigger: str, coalesce: bool = False) -> str | None:
         """Run one pass for the cluster; returns its state, or None if skipped or gone.
 
-        With ``coalesce``, the pass is skipped when another is already waiting to start.
+        With ``coalesce``, the pass is skipped when another is already waiting to start;
+        passes are skipped (None) while this operator is not the leader, and a pass stops
+        before its next write when leadership is lost midway.
         """
+        if not self.may_act():
+            return None
         with self._guard:
             slot = self._slots.setdefault((namespace, name), _Slot())
             if coalesce and slot.pending:
@@ -130,6 +142,9 @@ class Reconciler:
             self.metrics.reconciles.labels(trigger=trigger).inc()
             try:
                 return self._reconcile(namespace, name, trigger)
+            except NotLeaderError:
+                logger.info("Stopped a pass of %s/%s: no longer the leader", namespace, name)
+                return None
             except Exception:
                 self.metrics.reconcile_errors.labels(trigger=trigger).inc()
                 raise
@@ -290,13 +305,19 @@ class Reconciler:
             idleness=idleness,
         )
 
+    def _check_leader(self) -> None:
+        if not self.may_act():
+            raise NotLeaderError()
+
     def _create(self, cluster: ClusterSpec, body: Mapping[str, Any], group: GroupSpec) -> dict[str, Any]:
+        self._check_leader()
         name = builders.pod_name(cluster, group, self.options.suffix())
         created = self.kube.create(cluster.namespace, "pods", builders.build_pod(cluster, group, name))
         self.event(body, "Normal", "CreatedPod", f"Created {group.node_type} pod {name}")
         return created
 
     def _delete(self, cluster: ClusterSpec, body: Mapping[str, Any], deletion: planner.Deletion) -> None:
+        self._check_leader()
         if self.kube.delete(cluster.namespace, "pods", deletion.name):
             self.event(body, "Normal", "DeletedPod", f"Deleted pod {deletion.name} ({deletion.reason})")
 

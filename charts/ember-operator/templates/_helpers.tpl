@@ -90,3 +90,10 @@ ClusterRole and the per-namespace Roles.
   resources: ["events"]
   verbs: ["create", "patch"]
 {{- end }}
+
+{{/*
+Name of the leader-election Lease: leaderElection.leaseName, else the fullname.
+*/}}
+{{- define "ember-operator.leaseName" -}}
+{{- default (include "ember-operator.fullname" .) .Values.leaderElection.leaseName }}
+{{- end }}
