@@ -112,6 +112,8 @@ class ClusterSpec:
     #: headGroupSpec.headService (a Service merged into ours) and spec.headServiceAnnotations
     head_service: Mapping[str, Any] | None = None
     service_annotations: Mapping[str, str] | None = None
+    #: the agent container's own command is kept as it is (annotation ray.io/overwrite-container-cmd)
+    keep_container_command: bool = False
 
     @property
     def head_address(self) -> str:
@@ -360,5 +362,8 @@ def parse_cluster(body: Mapping[str, Any]) -> ClusterSpec:
         service_name=head_service_name(meta["name"], head_raw),
         head_service=head_raw.get("headService") or None,
         service_annotations=dict(spec.get("headServiceAnnotations") or {}),
+        keep_container_command=any(
+            str((meta.get("annotations") or {}).get(key, "")).lower() == "true"
+            for key in c.ANNOTATIONS_OVERWRITE_CMD),
         ray_version=str(spec.get("rayVersion") or ""),
     )
