@@ -273,6 +273,7 @@ CLUSTER_SCENARIOS = {
         "worker.minReplicas=1",
     ],
     "no-workers": ["--set", "worker.enabled=false"],
+    "kuberay-values": ["--values", str(CLUSTER_CHART / "tests/values/kuberay-values.yaml")],
 }
 
 
