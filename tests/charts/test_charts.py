@@ -244,6 +244,9 @@ OPERATOR_SCENARIOS = {
         "--set",
         "serviceAccount.annotations.a=b",
     ],
+    "kuberay-watch-namespace": ["--set", "watchNamespace={team-a,team-b}"],
+    "kuberay-single-namespace": ["--set", "singleNamespaceInstall=true"],
+    "one-replica-no-election": ["--set", "replicaCount=1", "--set", "leaderElection.enabled=false"],
     "no-rbac-existing-account": [
         "--set",
         "rbac.create=false",
