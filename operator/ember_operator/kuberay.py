@@ -39,7 +39,6 @@ _GPU_KEYS = ("gpu", "nvidia.com/gpu", "amd.com/gpu")
 
 # spec-level fields the operator accepts but does not act on, with why.
 _SPEC_UNSUPPORTED: Mapping[str, str] = {
-    "autoscalerOptions": "no in-tree autoscaler yet",
     "gcsFaultToleranceOptions": "the ember head has no persistence yet",
     "tlsOptions": "TLS between nodes is set with the tls-* start params",
     "historyServerOptions": "no history server",
@@ -50,7 +49,6 @@ _HEAD_UNSUPPORTED: Mapping[str, str] = {
     "ingressOptions": "no Ingress is created",
 }
 _WORKER_UNSUPPORTED: Mapping[str, str] = {
-    "idleTimeoutSeconds": "no in-tree autoscaler yet",
     "suspend": "only the whole cluster can be suspended",
     "priority": "groups have no priority",
 }
@@ -125,8 +123,15 @@ def unsupported_fields(spec: Mapping[str, Any]) -> list[str]:
     Each entry is the field's path and, in parentheses, why; empty when all is acted on.
     """
     found: list[str] = []
-    if spec.get("enableInTreeAutoscaling"):
-        found.append("spec.enableInTreeAutoscaling (no in-tree autoscaler yet)")
+    autoscaling = bool(spec.get("enableInTreeAutoscaling"))
+    if autoscaling:
+        found.append("spec.enableInTreeAutoscaling (idle workers are scaled down; scaling up from "
+                     "pending demand is not implemented yet)")
+    options = spec.get("autoscalerOptions") or {}
+    ignored_options = sorted(key for key in options if key != "idleTimeoutSeconds" or not autoscaling)
+    if ignored_options:
+        found.append(f"spec.autoscalerOptions.{{{','.join(ignored_options)}}} (no autoscaler container: "
+                     "the operator scales in-tree)")
     found += [f"spec.{key} ({why})" for key, why in _SPEC_UNSUPPORTED.items() if spec.get(key)]
     auth = spec.get("authOptions") or {}
     if auth.get("mode") == "disabled":
@@ -141,4 +146,6 @@ def unsupported_fields(spec: Mapping[str, Any]) -> list[str]:
         if isinstance(group, Mapping):
             where = f"spec.workerGroupSpecs[{index}]"
             found += _group_unsupported(where, group, _WORKER_UNSUPPORTED)
+            if group.get("idleTimeoutSeconds") is not None and not autoscaling:
+                found.append(f"{where}.idleTimeoutSeconds (only with enableInTreeAutoscaling)")
     return found

@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ember_operator import builders, planner
+from ember_operator import autoscaler, builders, planner
 from ember_operator import constants as c
 from ember_operator.kube import ApiError, KubeClient
 from ember_operator.kuberay import managed_elsewhere
@@ -201,6 +201,43 @@ class Reconciler:
                            f"minReplicas..maxReplicas ({group.min_replicas}..{group.max_replicas}); "
                            f"using {group.replicas}")
 
+    def _autoscale_down(
+        self, cluster: ClusterSpec, body: Mapping[str, Any], group: GroupSpec, pods: list[PodInfo]
+    ) -> bool:
+        """With in-tree autoscaling, lower replicas and name the idle pods (as KubeRay's
+        autoscaler does); True when the spec was changed."""
+        if not cluster.autoscaling or cluster.suspend:
+            return False
+        alive = [p.name for p in pods if p.alive]
+        idleness = self.options.idleness(body, group.name, alive) if alive else None
+        change = autoscaler.plan_scale_down(cluster, group, alive, idleness)
+        if change is None:
+            return False
+        groups = (body.get("spec") or {}).get("workerGroupSpecs") or []
+        index = next((i for i, raw in enumerate(groups) if raw.get("groupName") == group.name), None)
+        if index is None:
+            return False
+        path = f"/spec/workerGroupSpecs/{index}"
+        raw = groups[index]
+        self._check_leader()
+        operations: list[Mapping[str, Any]] = [{"op": "test", "path": f"{path}/groupName", "value": group.name}]
+        if "replicas" in raw:
+            operations.append({"op": "test", "path": f"{path}/replicas", "value": raw["replicas"]})
+        operations += [
+            {"op": "add", "path": f"{path}/replicas", "value": change.new_replicas},
+            {"op": "add", "path": f"{path}/scaleStrategy", "value": {"workersToDelete": list(change.pods)}},
+        ]
+        try:
+            self.kube.json_patch_cluster(cluster.namespace, cluster.name, operations)
+        except ApiError as exc:
+            logger.info("Autoscaling of %s/%s group %s left for the next pass: %s",
+                        cluster.namespace, cluster.name, group.name, exc)
+            return False
+        self.event(body, "Normal", "ScaledDown",
+                   f"worker group {group.name}: {change.replicas} -> {change.new_replicas} replicas; "
+                   f"removing idle {', '.join(change.pods)}")
+        return True
+
     def _clear_workers_to_delete(self, cluster: ClusterSpec, body: Mapping[str, Any], group: GroupSpec) -> None:
         # Done with the list: empty it (as KubeRay does), guarded so that a spec changed
         # meanwhile (groups reordered, the list rewritten) is left alone for the next pass.
@@ -273,6 +310,8 @@ class Reconciler:
         pods = [pod for pod in pods if (pod.node_type, pod.group) in known]
         for group in cluster.groups:
             mine = [p for p in pods if p.node_type == group.node_type and p.group == group.name]
+            if group.node_type == c.NODE_TYPE_WORKER and self._autoscale_down(cluster, body, group, mine):
+                continue  # the spec changed: the pass its update triggers deletes the idle pods
             plan = self._plan(cluster, body, group, mine)
             gone = set()
             for deletion in plan.delete:

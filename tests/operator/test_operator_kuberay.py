@@ -63,12 +63,14 @@ def test_fields_not_acted_on_are_named_with_the_reason() -> None:
     paths = [entry.split(" (")[0] for entry in found]
     assert paths == [
         "spec.enableInTreeAutoscaling",
-        "spec.autoscalerOptions",
+        "spec.autoscalerOptions.{upscalingMode}",
         "spec.gcsFaultToleranceOptions",
         "spec.authOptions.mode=disabled",
-        "spec.workerGroupSpecs[0].idleTimeoutSeconds",
         "spec.workerGroupSpecs[0].labels",
     ]
+    # without autoscaling an idle timeout means nothing
+    plain = unsupported_fields(spec(workerGroupSpecs=[group(groupName="w", idleTimeoutSeconds=30)]))
+    assert [entry.split(" (")[0] for entry in plain] == ["spec.workerGroupSpecs[0].idleTimeoutSeconds"]
     assert all(entry.endswith(")") for entry in found)
 
 
