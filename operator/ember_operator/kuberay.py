@@ -128,7 +128,8 @@ def unsupported_fields(spec: Mapping[str, Any]) -> list[str]:
         found.append("spec.enableInTreeAutoscaling (idle workers are scaled down; scaling up from "
                      "pending demand is not implemented yet)")
     options = spec.get("autoscalerOptions") or {}
-    ignored_options = sorted(key for key in options if key != "idleTimeoutSeconds" or not autoscaling)
+    ignored_options = sorted(key for key, value in options.items()
+                             if value not in (None, "", [], {}) and (key != "idleTimeoutSeconds" or not autoscaling))
     if ignored_options:
         found.append(f"spec.autoscalerOptions.{{{','.join(ignored_options)}}} (no autoscaler container: "
                      "the operator scales in-tree)")

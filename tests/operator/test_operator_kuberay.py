@@ -57,7 +57,8 @@ def test_a_plain_spec_has_nothing_unsupported() -> None:
 def test_fields_not_acted_on_are_named_with_the_reason() -> None:
     worker = group(groupName="w", idleTimeoutSeconds=30, labels={"zone": "a"})
     found = unsupported_fields(spec(
-        enableInTreeAutoscaling=True, autoscalerOptions={"upscalingMode": "Default"},
+        enableInTreeAutoscaling=True,
+        autoscalerOptions={"upscalingMode": "Default", "idleTimeoutSeconds": 60, "env": [], "securityContext": {}},
         gcsFaultToleranceOptions={"redisAddress": "redis:6379"}, authOptions={"mode": "disabled"},
         workerGroupSpecs=[worker]))
     paths = [entry.split(" (")[0] for entry in found]
