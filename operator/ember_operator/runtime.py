@@ -49,6 +49,10 @@ class OperatorConfig:
     leader_election: LeaseConfig | None = None
 
 
+def _always() -> bool:
+    return True
+
+
 class Operator:
     """Everything one running operator owns. Open and close it on kopf's event loop."""
 
@@ -64,6 +68,8 @@ class Operator:
         self._elector: LeaderElector | None = None
         self._election: asyncio.Task[None] | None = None
         self._catchup: asyncio.Task[None] | None = None
+        #: the elector's own thread: renewals must not queue behind busy reconciles
+        self._election_thread: ThreadPoolExecutor | None = None
 
     @property
     def running(self) -> bool:
@@ -103,9 +109,10 @@ class Operator:
             kube = self._kube
             options = dataclasses.replace(
                 options, idleness=HeadIdleness(lambda ns, name: kube.get(ns, "secrets", name)))
-        may_act = lambda: True  # noqa: E731
+        may_act: Callable[[], bool] = _always
         if self.config.leader_election is not None:
             self._elector = LeaderElector(self._kube, self.config.leader_election)
+            self._election_thread = ThreadPoolExecutor(1, thread_name_prefix="ember-operator-election")
             may_act = self._elector.is_leader
         self._reconciler = Reconciler(self._kube, self.metrics, options=options, may_act=may_act)
         await self.server.start()
@@ -125,9 +132,11 @@ class Operator:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
         await self.server.stop()
-        if self._elector is not None and self._executor is not None:
+        if self._elector is not None and self._election_thread is not None:
             # let a standby take over at once instead of after the lease duration
-            await asyncio.get_running_loop().run_in_executor(self._executor, self._elector.release)
+            await asyncio.get_running_loop().run_in_executor(self._election_thread, self._elector.release)
+            self._election_thread.shutdown(wait=True)
+        self._election_thread = None
         if self._executor is not None:
             # Handlers never wait on the loop, so joining here is safe; it takes at most
             # the API calls already in flight.
@@ -147,7 +156,7 @@ class Operator:
         leading = False
         while True:
             try:
-                now_leading = await loop.run_in_executor(self.executor, elector.attempt)
+                now_leading = await loop.run_in_executor(self._election_thread, elector.attempt)
             except Exception as exc:  # keep trying: a standby must stay a candidate
                 logger.warning("Leader election round failed: %s", exc)
                 now_leading = elector.is_leader()
