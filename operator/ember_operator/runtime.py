@@ -5,6 +5,9 @@
 closed by the cleanup handler, so nothing it made (threads, connections, the
 listening port) outlives ``kopf.run``.
 
+With ``leader_election`` set, an elector (its own thread) keeps a Lease; the reconciler
+acts only while it holds it, and a new leader catches up with every known cluster.
+
 The periodic resync is the operator's own loop rather than a kopf timer: kopf puts a
 finalizer on every object with a timer, and a RayCluster should stay deletable (its
 objects are garbage-collected through ownerReferences) even when the operator is down.

@@ -132,7 +132,8 @@ class RunningCluster:
         service = self.objects["service"]
         grpc = next(p for p in service["spec"]["ports"] if p["name"] == c.PORT_NAME_GRPC)
         head_ctr = agent_container(self.head, c.AGENT_CONTAINER["head"])
-        target = next(p["containerPort"] for p in head_ctr["ports"] if p["name"] == grpc["targetPort"])
+        target = grpc["targetPort"]  # a number: the operator never targets a port by name
+        assert any(p["containerPort"] == target for p in head_ctr["ports"]), head_ctr["ports"]
         assert target == grpc["port"], "Service port and target port differ: the alias would not work"
         self.start_pod(self.head, c.AGENT_CONTAINER["head"], aliases=service_aliases(service),
                        publish={target: self.grpc_port})
