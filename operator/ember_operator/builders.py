@@ -20,6 +20,7 @@ import copy
 import hashlib
 import json
 import secrets
+import shlex
 import string
 from collections.abc import Callable, Mapping
 from decimal import Decimal
@@ -42,6 +43,7 @@ __all__ = [
     "agent_container_index",
     "container_resources",
     "start_args",
+    "agent_command",
     "pod_name",
     "build_pod",
     "build_head_pod",
@@ -206,15 +208,40 @@ def _probe(initial_delay: int, failures: int) -> dict[str, Any]:
     }
 
 
+def agent_command(cluster: ClusterSpec, group: GroupSpec, container: Mapping[str, Any]) -> tuple[list[str], list[str]]:
+    """``command`` and ``args`` of the agent container, as KubeRay treats a user's command.
+
+    No command or args of the user's: ``ember start ...``. With some: a shell runs them
+    first, then (if they succeeded) the agent, ``<theirs> && exec ember start ...``. With
+    the RayCluster annotated ``ray.io/overwrite-container-cmd: "true"``: theirs as it is
+    (it may run ``$EMBER_START_CMD`` / ``$KUBERAY_GEN_RAY_START_CMD`` itself).
+    """
+    generated = [c.ENTRYPOINT, *start_args(cluster, group)]
+    theirs = [str(part) for part in [*(container.get("command") or []), *(container.get("args") or [])]]
+    if not theirs:
+        return generated[:1], generated[1:]
+    if cluster.keep_container_command:
+        return list(container.get("command") or []), list(container.get("args") or [])
+    # joined with spaces as written: users write shell fragments ("ulimit -n 65536; ...")
+    return list(c.SHELL), [f"{' '.join(theirs)} && exec {shlex.join(generated)}"]
+
+
 def _agent_container(cluster: ClusterSpec, group: GroupSpec, raw: Mapping[str, Any]) -> dict[str, Any]:
     container = copy.deepcopy(dict(raw))
-    container["command"] = [c.ENTRYPOINT]
-    container["args"] = start_args(cluster, group)
+    container["command"], container["args"] = agent_command(cluster, group, raw)
+    if not container["command"]:
+        del container["command"]
+    if not container["args"]:
+        del container["args"]
     env = list(container.get("env") or [])
     present = {item.get("name") for item in env}
     for name, path in ((c.ENV_NODE_NAME, "metadata.name"), (c.ENV_POD_IP, "status.podIP")):
         if name not in present:
             env.append({"name": name, "valueFrom": {"fieldRef": {"fieldPath": path}}})
+    generated = shlex.join([c.ENTRYPOINT, *start_args(cluster, group)])
+    for name in (c.ENV_START_CMD, c.ENV_KUBERAY_START_CMD):
+        if name not in present:
+            env.append({"name": name, "value": generated})
     container["env"] = env
     ports = list(container.get("ports") or [])
     numbers = {p.get("containerPort") for p in ports}

@@ -31,6 +31,14 @@ LABEL_RAY_GROUP: Final = "ray.io/group"
 LABEL_RAY_IS_NODE: Final = "ray.io/is-ray-node"
 RAY_HEAD_GROUP: Final = "headgroup"  # KubeRay's ray.io/group value on the head
 
+# On the RayCluster: keep the agent container's own command as it is (KubeRay's
+# annotation, and ours); the generated one is then only in $EMBER_START_CMD.
+ANNOTATIONS_OVERWRITE_CMD: Final = ("ray.io/overwrite-container-cmd", "ember.dev/overwrite-container-cmd")
+# The generated `ember start ...` command line, in the agent container's environment
+ENV_START_CMD: Final = "EMBER_START_CMD"
+ENV_KUBERAY_START_CMD: Final = "KUBERAY_GEN_RAY_START_CMD"
+SHELL: Final = ("/bin/sh", "-c")
+
 ANNOTATION_TEMPLATE_HASH: Final = "ember.dev/pod-template-hash"
 
 NODE_TYPE_HEAD: Final = "head"

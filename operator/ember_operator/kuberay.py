@@ -7,7 +7,8 @@ in three sets:
   wins), per-group ``resources`` (turned into ``--num-cpus``/``--memory``/``--num-gpus``/
   ``--resources`` and overriding the start params, as KubeRay does), per-group ``labels``
   (added to the pods' labels), ``suspend``, ``managedBy``, ``headServiceAnnotations``,
-  ``headService``, ``numOfHosts`` (pods per replica), ``scaleStrategy.workersToDelete``, ``authOptions.mode``
+  ``headService``, ``numOfHosts`` (pods per replica), the agent container's own
+  ``command``/``args`` (run before the agent, or instead with ``ray.io/overwrite-container-cmd``), ``scaleStrategy.workersToDelete``, ``authOptions.mode``
   ``token`` (ember always checks a cluster token);
 - recorded and ignored by design: ``rayVersion`` (ember implements one Ray API);
 - not acted on yet: everything :func:`unsupported_fields` lists. The reconciler names them
@@ -21,7 +22,6 @@ from typing import Any
 
 from ember_node.start_flags import check_start_params
 
-from ember_operator.constants import AGENT_CONTAINER
 from ember_operator.quantities import QuantityError, parse_quantity
 
 __all__ = [
@@ -39,7 +39,6 @@ _GPU_KEYS = ("gpu", "nvidia.com/gpu", "amd.com/gpu")
 
 # spec-level fields the operator accepts but does not act on, with why.
 _SPEC_UNSUPPORTED: Mapping[str, str] = {
-    "autoscalerOptions": "no in-tree autoscaler yet",
     "gcsFaultToleranceOptions": "the ember head has no persistence yet",
     "tlsOptions": "TLS between nodes is set with the tls-* start params",
     "historyServerOptions": "no history server",
@@ -50,7 +49,6 @@ _HEAD_UNSUPPORTED: Mapping[str, str] = {
     "ingressOptions": "no Ingress is created",
 }
 _WORKER_UNSUPPORTED: Mapping[str, str] = {
-    "idleTimeoutSeconds": "no in-tree autoscaler yet",
     "suspend": "only the whole cluster can be suspended",
     "priority": "groups have no priority",
 }
@@ -109,29 +107,13 @@ def merged_start_params(group: Mapping[str, Any]) -> dict[str, str]:
     return params
 
 
-def _agent_index(containers: list[Any], agent: str) -> int:
-    for index, container in enumerate(containers):
-        if isinstance(container, Mapping) and container.get("name") == agent:
-            return index
-    return 0
-
-
-def _group_unsupported(
-    where: str, group: Mapping[str, Any], table: Mapping[str, str], agent: str
-) -> list[str]:
+def _group_unsupported(where: str, group: Mapping[str, Any], table: Mapping[str, str]) -> list[str]:
     found = [f"{where}.{key} ({why})" for key, why in table.items() if group.get(key) not in (None, False)]
     if group.get("labels"):
         found.append(f"{where}.labels (as Ray node labels: ember has none; they label the pods)")
     if isinstance(group.get("rayStartParams") or {}, Mapping) and isinstance(group.get("startParams") or {}, Mapping):
         for key, why in check_start_params(merged_start_params(group)).ignored.items():
             found.append(f"{where}.rayStartParams.{key} (a Ray flag with no meaning here: {why})")
-    containers = ((group.get("template") or {}).get("spec") or {}).get("containers") or []
-    if containers:
-        index = _agent_index(containers, agent)
-        for key in ("command", "args"):
-            if (containers[index] or {}).get(key):
-                found.append(f"{where}.template.spec.containers[{index}].{key} "
-                             f"(the agent container runs `ember start`)")
     return found
 
 
@@ -141,8 +123,16 @@ def unsupported_fields(spec: Mapping[str, Any]) -> list[str]:
     Each entry is the field's path and, in parentheses, why; empty when all is acted on.
     """
     found: list[str] = []
-    if spec.get("enableInTreeAutoscaling"):
-        found.append("spec.enableInTreeAutoscaling (no in-tree autoscaler yet)")
+    autoscaling = bool(spec.get("enableInTreeAutoscaling"))
+    if autoscaling:
+        found.append("spec.enableInTreeAutoscaling (idle workers are scaled down; scaling up from "
+                     "pending demand is not implemented yet)")
+    options = spec.get("autoscalerOptions") or {}
+    ignored_options = sorted(key for key, value in options.items()
+                             if value not in (None, "", [], {}) and (key != "idleTimeoutSeconds" or not autoscaling))
+    if ignored_options:
+        found.append(f"spec.autoscalerOptions.{{{','.join(ignored_options)}}} (no autoscaler container: "
+                     "the operator scales in-tree)")
     found += [f"spec.{key} ({why})" for key, why in _SPEC_UNSUPPORTED.items() if spec.get(key)]
     auth = spec.get("authOptions") or {}
     if auth.get("mode") == "disabled":
@@ -152,9 +142,11 @@ def unsupported_fields(spec: Mapping[str, Any]) -> list[str]:
     if auth.get("enableK8sTokenAuth"):
         found.append("spec.authOptions.enableK8sTokenAuth (no Kubernetes token review)")
     head = spec.get("headGroupSpec") or {}
-    found += _group_unsupported("spec.headGroupSpec", head, _HEAD_UNSUPPORTED, AGENT_CONTAINER["head"])
+    found += _group_unsupported("spec.headGroupSpec", head, _HEAD_UNSUPPORTED)
     for index, group in enumerate(spec.get("workerGroupSpecs") or []):
         if isinstance(group, Mapping):
             where = f"spec.workerGroupSpecs[{index}]"
-            found += _group_unsupported(where, group, _WORKER_UNSUPPORTED, AGENT_CONTAINER["worker"])
+            found += _group_unsupported(where, group, _WORKER_UNSUPPORTED)
+            if group.get("idleTimeoutSeconds") is not None and not autoscaling:
+                found.append(f"{where}.idleTimeoutSeconds (only with enableInTreeAutoscaling)")
     return found

@@ -3,11 +3,15 @@
     ember-operator --namespace team-a --namespace team-b
     ember-operator --all-namespaces --metrics-port 8080
 
-kopf runs with ``standalone`` (no peering objects): run a single replica of the
-operator. ``/metrics`` and ``/healthz`` are served on ``--metrics-port``.
+kopf runs with ``standalone`` (no peering objects); several replicas may run: with
+``--leader-elect`` (the default) they elect one leader on a ``coordination.k8s.io``
+Lease (``--leader-election-namespace``/``--leader-election-id``) and only it acts.
+``/metrics`` and ``/healthz`` are served on ``--metrics-port`` by every replica.
 """
 
 import argparse
+import os
+import socket
 import threading
 from collections.abc import Sequence
 
@@ -15,9 +19,10 @@ import kopf
 
 from ember_operator import constants as c
 from ember_operator.handlers import register
+from ember_operator.leader import LeaseConfig
 from ember_operator.runtime import Operator, OperatorConfig
 
-__all__ = ["parse_args", "config_from_args", "kopf_settings", "build_registry", "run", "main"]
+__all__ = ["parse_args", "lease_config", "config_from_args", "kopf_settings", "build_registry", "run", "main"]
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -36,6 +41,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--metrics-host", default="0.0.0.0", help="address to bind (default %(default)s)")
     parser.add_argument("--resync-seconds", type=float, default=30.0,
                         help="period of the full reconcile of every cluster (default %(default)s)")
+    parser.add_argument("--leader-elect", action=argparse.BooleanOptionalAction, default=True,
+                        help="elect a leader among replicas on a Lease; only it acts (default: on)")
+    parser.add_argument("--leader-election-namespace", default=None,
+                        help="namespace of the Lease (default: $POD_NAMESPACE, else the service "
+                             "account's namespace, else default)")
+    parser.add_argument("--leader-election-id", default="ember-operator", help="name of the Lease")
     parser.add_argument("-v", "--verbose", action="store_true", help="log more")
     parser.add_argument("-d", "--debug", action="store_true", help="log everything")
     return parser.parse_args(argv)
@@ -60,6 +71,28 @@ def build_registry(operator: Operator) -> kopf.OperatorRegistry:
     return registry
 
 
+SERVICE_ACCOUNT_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+
+
+def _own_namespace() -> str:
+    if os.environ.get("POD_NAMESPACE"):
+        return os.environ["POD_NAMESPACE"]
+    try:
+        with open(SERVICE_ACCOUNT_NAMESPACE) as f:
+            return f.read().strip() or "default"
+    except OSError:
+        return "default"
+
+
+def lease_config(args: argparse.Namespace) -> LeaseConfig | None:
+    """The leader-election Lease the command line asks for (None with --no-leader-elect)."""
+    if not args.leader_elect:
+        return None
+    identity = os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}"
+    return LeaseConfig(namespace=args.leader_election_namespace or _own_namespace(),
+                       name=args.leader_election_id, identity=identity)
+
+
 def config_from_args(args: argparse.Namespace) -> OperatorConfig:
     """The operator configuration the command line asks for."""
     return OperatorConfig(
@@ -67,6 +100,7 @@ def config_from_args(args: argparse.Namespace) -> OperatorConfig:
         metrics_port=args.metrics_port,
         resync_seconds=args.resync_seconds,
         head_idleness=True,
+        leader_election=lease_config(args),
     )
 
 

@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ember_operator import builders, planner
+from ember_operator import autoscaler, builders, planner
 from ember_operator import constants as c
 from ember_operator.kube import ApiError, KubeClient
 from ember_operator.kuberay import managed_elsewhere
@@ -32,6 +32,7 @@ from ember_operator.status import (
 )
 
 __all__ = [
+    "NotLeaderError",
     "IdlenessProbe",
     "no_idleness",
     "ReconcilerOptions",
@@ -72,6 +73,10 @@ class ReconcilerOptions:
     clock: Callable[[], datetime.datetime] = _utcnow
 
 
+class NotLeaderError(Exception):
+    """Leadership was lost during a pass: stop before the next write."""
+
+
 @dataclass
 class _Slot:
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -88,11 +93,14 @@ class Reconciler:
         *,
         options: ReconcilerOptions | None = None,
         instance: str | None = None,
+        may_act: Callable[[], bool] = lambda: True,
     ) -> None:
         self.kube = kube
         self.metrics = metrics
         self.instance = instance or socket.gethostname()
         self.options = options or ReconcilerOptions()
+        #: whether this operator may write now (leader election); checked before every write
+        self.may_act = may_act
         self._slots: dict[tuple[str, str], _Slot] = {}
         self._guard = threading.Lock()
 
@@ -117,8 +125,12 @@ class Reconciler:
     def reconcile(self, namespace: str, name: str, *, trigger: str, coalesce: bool = False) -> str | None:
         """Run one pass for the cluster; returns its state, or None if skipped or gone.
 
-        With ``coalesce``, the pass is skipped when another is already waiting to start.
+        With ``coalesce``, the pass is skipped when another is already waiting to start;
+        passes are skipped (None) while this operator is not the leader, and a pass stops
+        before its next write when leadership is lost midway.
         """
+        if not self.may_act():
+            return None
         with self._guard:
             slot = self._slots.setdefault((namespace, name), _Slot())
             if coalesce and slot.pending:
@@ -130,6 +142,9 @@ class Reconciler:
             self.metrics.reconciles.labels(trigger=trigger).inc()
             try:
                 return self._reconcile(namespace, name, trigger)
+            except NotLeaderError:
+                logger.info("Stopped a pass of %s/%s: no longer the leader", namespace, name)
+                return None
             except Exception:
                 self.metrics.reconcile_errors.labels(trigger=trigger).inc()
                 raise
@@ -185,6 +200,43 @@ class Reconciler:
                            f"worker group {group.name}: replicas {group.requested_replicas} is outside "
                            f"minReplicas..maxReplicas ({group.min_replicas}..{group.max_replicas}); "
                            f"using {group.replicas}")
+
+    def _autoscale_down(
+        self, cluster: ClusterSpec, body: Mapping[str, Any], group: GroupSpec, pods: list[PodInfo]
+    ) -> bool:
+        """With in-tree autoscaling, lower replicas and name the idle pods (as KubeRay's
+        autoscaler does); True when the spec was changed."""
+        if not cluster.autoscaling or cluster.suspend:
+            return False
+        alive = [p.name for p in pods if p.alive]
+        idleness = self.options.idleness(body, group.name, alive) if alive else None
+        change = autoscaler.plan_scale_down(cluster, group, alive, idleness)
+        if change is None:
+            return False
+        groups = (body.get("spec") or {}).get("workerGroupSpecs") or []
+        index = next((i for i, raw in enumerate(groups) if raw.get("groupName") == group.name), None)
+        if index is None:
+            return False
+        path = f"/spec/workerGroupSpecs/{index}"
+        raw = groups[index]
+        self._check_leader()
+        operations: list[Mapping[str, Any]] = [{"op": "test", "path": f"{path}/groupName", "value": group.name}]
+        if "replicas" in raw:
+            operations.append({"op": "test", "path": f"{path}/replicas", "value": raw["replicas"]})
+        operations += [
+            {"op": "add", "path": f"{path}/replicas", "value": change.new_replicas},
+            {"op": "add", "path": f"{path}/scaleStrategy", "value": {"workersToDelete": list(change.pods)}},
+        ]
+        try:
+            self.kube.json_patch_cluster(cluster.namespace, cluster.name, operations)
+        except ApiError as exc:
+            logger.info("Autoscaling of %s/%s group %s left for the next pass: %s",
+                        cluster.namespace, cluster.name, group.name, exc)
+            return False
+        self.event(body, "Normal", "ScaledDown",
+                   f"worker group {group.name}: {change.replicas} -> {change.new_replicas} replicas; "
+                   f"removing idle {', '.join(change.pods)}")
+        return True
 
     def _clear_workers_to_delete(self, cluster: ClusterSpec, body: Mapping[str, Any], group: GroupSpec) -> None:
         # Done with the list: empty it (as KubeRay does), guarded so that a spec changed
@@ -258,6 +310,8 @@ class Reconciler:
         pods = [pod for pod in pods if (pod.node_type, pod.group) in known]
         for group in cluster.groups:
             mine = [p for p in pods if p.node_type == group.node_type and p.group == group.name]
+            if group.node_type == c.NODE_TYPE_WORKER and self._autoscale_down(cluster, body, group, mine):
+                continue  # the spec changed: the pass its update triggers deletes the idle pods
             plan = self._plan(cluster, body, group, mine)
             gone = set()
             for deletion in plan.delete:
@@ -290,13 +344,19 @@ class Reconciler:
             idleness=idleness,
         )
 
+    def _check_leader(self) -> None:
+        if not self.may_act():
+            raise NotLeaderError()
+
     def _create(self, cluster: ClusterSpec, body: Mapping[str, Any], group: GroupSpec) -> dict[str, Any]:
+        self._check_leader()
         name = builders.pod_name(cluster, group, self.options.suffix())
         created = self.kube.create(cluster.namespace, "pods", builders.build_pod(cluster, group, name))
         self.event(body, "Normal", "CreatedPod", f"Created {group.node_type} pod {name}")
         return created
 
     def _delete(self, cluster: ClusterSpec, body: Mapping[str, Any], deletion: planner.Deletion) -> None:
+        self._check_leader()
         if self.kube.delete(cluster.namespace, "pods", deletion.name):
             self.event(body, "Normal", "DeletedPod", f"Deleted pod {deletion.name} ({deletion.reason})")
 

@@ -80,6 +80,7 @@ class GroupSpec:
     labels: Mapping[str, str] | None = None  # the group's ``labels``: added to its pods' labels
     num_of_hosts: int = 1  # pods per replica (``numOfHosts``)
     requested_replicas: int | None = None  # ``replicas`` as written, before clamping to the bounds
+    idle_timeout_seconds: int | None = None  # autoscaling: remove a worker idle this long
 
     @property
     def desired_pods(self) -> int:
@@ -112,6 +113,10 @@ class ClusterSpec:
     #: headGroupSpec.headService (a Service merged into ours) and spec.headServiceAnnotations
     head_service: Mapping[str, Any] | None = None
     service_annotations: Mapping[str, str] | None = None
+    #: the agent container's own command is kept as it is (annotation ray.io/overwrite-container-cmd)
+    keep_container_command: bool = False
+    autoscaling: bool = False  # enableInTreeAutoscaling
+    autoscaler_idle_timeout_seconds: int | None = None  # autoscalerOptions.idleTimeoutSeconds
 
     @property
     def head_address(self) -> str:
@@ -336,6 +341,7 @@ def parse_cluster(body: Mapping[str, Any]) -> ClusterSpec:
                 replicas=min(max(wanted, low), high),
                 requested_replicas=replicas,
                 num_of_hosts=raw.get("numOfHosts") or 1,
+                idle_timeout_seconds=raw.get("idleTimeoutSeconds"),
                 min_replicas=low,
                 max_replicas=high,
                 template=raw["template"],
@@ -360,5 +366,10 @@ def parse_cluster(body: Mapping[str, Any]) -> ClusterSpec:
         service_name=head_service_name(meta["name"], head_raw),
         head_service=head_raw.get("headService") or None,
         service_annotations=dict(spec.get("headServiceAnnotations") or {}),
+        autoscaling=bool(spec.get("enableInTreeAutoscaling")),
+        autoscaler_idle_timeout_seconds=(spec.get("autoscalerOptions") or {}).get("idleTimeoutSeconds"),
+        keep_container_command=any(
+            str((meta.get("annotations") or {}).get(key, "")).lower() == "true"
+            for key in c.ANNOTATIONS_OVERWRITE_CMD),
         ray_version=str(spec.get("rayVersion") or ""),
     )

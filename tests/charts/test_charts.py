@@ -185,6 +185,9 @@ OPERATOR_SCENARIOS = {
         "--set",
         "serviceAccount.annotations.a=b",
     ],
+    "kuberay-watch-namespace": ["--set", "watchNamespace={team-a,team-b}"],
+    "kuberay-single-namespace": ["--set", "singleNamespaceInstall=true"],
+    "one-replica-no-election": ["--set", "replicaCount=1", "--set", "leaderElection.enabled=false"],
     "no-rbac-existing-account": [
         "--set",
         "rbac.create=false",
@@ -214,6 +217,7 @@ CLUSTER_SCENARIOS = {
         "worker.minReplicas=1",
     ],
     "no-workers": ["--set", "worker.enabled=false"],
+    "kuberay-values": ["--values", str(CLUSTER_CHART / "tests/values/kuberay-values.yaml")],
 }
 
 
@@ -422,10 +426,29 @@ def by_kind(docs: list[dict], kind: str) -> list[dict]:
     return [doc for doc in docs if doc["kind"] == kind]
 
 
+def watch_rbac(docs: list[dict], kind: str) -> list[dict]:
+    """Roles or RoleBindings of the watched namespaces (not the leader-election ones)."""
+    return [doc for doc in by_kind(docs, kind) if not doc["metadata"]["name"].endswith("-leader-election")]
+
+
+def test_rbac_for_leader_election(helm):
+    docs = render(helm, OPERATOR_CHART, namespace="ember-system")
+    roles = [d for d in by_kind(docs, "Role") if d not in watch_rbac(docs, "Role")]
+    (role,) = roles
+    assert role["metadata"]["namespace"] == "ember-system"
+    assert role["rules"] == [{"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+                              "verbs": ["get", "create", "patch", "update"]}]
+    (binding,) = [d for d in by_kind(docs, "RoleBinding") if d not in watch_rbac(docs, "RoleBinding")]
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    off = render(helm, OPERATOR_CHART, "--set", "leaderElection.enabled=false", "--set", "replicaCount=1",
+                 namespace="ember-system")
+    assert not by_kind(off, "Role") and not by_kind(off, "RoleBinding")
+
+
 def test_rbac_all_namespaces(helm):
     docs = render(helm, OPERATOR_CHART, namespace="ember-system")
     assert watch_args(docs) == (True, [])
-    assert not by_kind(docs, "Role") and not by_kind(docs, "RoleBinding")
+    assert not watch_rbac(docs, "Role") and not watch_rbac(docs, "RoleBinding")
     (role,) = by_kind(docs, "ClusterRole")
     assert granted(role) == NAMESPACED_RULES | CLUSTER_ONLY_RULES
     (binding,) = by_kind(docs, "ClusterRoleBinding")
@@ -460,8 +483,8 @@ def test_rbac_watched_namespaces(helm, namespaces, expected):
     docs = render(helm, OPERATOR_CHART, *args, namespace="ember-system")
     assert watch_args(docs) == (False, expected)
     assert not by_kind(docs, "ClusterRole") and not by_kind(docs, "ClusterRoleBinding")
-    roles = by_kind(docs, "Role")
-    bindings = by_kind(docs, "RoleBinding")
+    roles = watch_rbac(docs, "Role")
+    bindings = watch_rbac(docs, "RoleBinding")
     assert sorted(role["metadata"]["namespace"] for role in roles) == sorted(expected)
     assert sorted(binding["metadata"]["namespace"] for binding in bindings) == sorted(expected)
     (account,) = by_kind(docs, "ServiceAccount")

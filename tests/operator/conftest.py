@@ -5,6 +5,7 @@ exists on these machines; see ``ember_kmock.py`` for what the emulator adds to k
 """
 
 import asyncio
+import contextlib
 import itertools
 import socket
 import threading
@@ -67,12 +68,10 @@ async def _wait_running(operator: Operator, timeout: float = 60.0) -> None:
         await asyncio.sleep(0.01)
 
 
-@pytest.fixture
-async def operator(kmock: EmberEmulator, kubeconfig: Path, operator_config: OperatorConfig) -> AsyncIterator[Operator]:
-    """The operator running (kopf in its own thread and loop) against the emulator."""
-    declare_resources(kmock)
-    before = set(threading.enumerate())
-    operator = Operator(operator_config)
+@contextlib.asynccontextmanager
+async def running_operator(config: OperatorConfig) -> AsyncIterator[Operator]:
+    """One operator running (kopf in its own thread and loop) until the block ends."""
+    operator = Operator(config)
     settings = kopf.OperatorSettings()
     # At the end of a test kopf may still be busy with the last change (waiting to see its
     # own patch come back): do not give it the default 2 s to finish before stopping.
@@ -89,12 +88,26 @@ async def operator(kmock: EmberEmulator, kubeconfig: Path, operator_config: Oper
             yield operator
         finally:
             await loop.run_in_executor(control, runner.__exit__, None, None, None)
+    with pytest.raises(OSError):  # no listening port left behind
+        socket.create_connection(("127.0.0.1", operator.server.port), timeout=1).close()
+
+
+async def no_threads_left(before: set[threading.Thread]) -> None:
+    """Wait until every thread started since ``before`` has ended (fail after 5 s)."""
     # KopfRunner closes its loop without waiting for the loop's default executor, whose
     # worker (kopf's stop-flag waiter) exits just after: allow a moment for that.
+    loop = asyncio.get_running_loop()
     deadline = loop.time() + 5
     while leftover := [t for t in set(threading.enumerate()) - before if t.is_alive()]:
         assert loop.time() < deadline, f"threads left behind: {leftover}"
         await asyncio.sleep(0.01)
-    with pytest.raises(OSError):  # nor a listening port
-        socket.create_connection(("127.0.0.1", operator.server.port), timeout=1).close()
 
+
+@pytest.fixture
+async def operator(kmock: EmberEmulator, kubeconfig: Path, operator_config: OperatorConfig) -> AsyncIterator[Operator]:
+    """The operator running (kopf in its own thread and loop) against the emulator."""
+    declare_resources(kmock)
+    before = set(threading.enumerate())
+    async with running_operator(operator_config) as operator:
+        yield operator
+    await no_threads_left(before)

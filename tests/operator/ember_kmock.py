@@ -17,7 +17,8 @@ server does not have and that the operator or kopf depend on:
 - ``spec`` changes bump ``metadata.generation``;
 - equality-based ``labelSelector`` on list and watch.
 
-It can also refuse creations (``refuse_creation``), as a quota or admission webhook would.
+It can also refuse creations (``refuse_creation``), as a quota or admission webhook would,
+and counts the creations per kind (``created``).
 
 Still not emulated (so the tests do not rely on it): ownerReference garbage
 collection (tests assert the references instead), schema validation and defaulting,
@@ -89,6 +90,8 @@ class EmberEmulator(kmock.KubernetesEmulator):
     _ips: Any = attrs.field(factory=lambda: itertools.count(10), init=False)
     #: Fault injection: plural -> (HTTP status, message) with which creations are refused.
     refuse_creation: dict[str, tuple[int, str]] = attrs.field(factory=dict, init=False)
+    #: plural -> how many objects of it were created (successfully), for "never more than asked"
+    created: dict[str, int] = attrs.field(factory=dict, init=False)
 
     def _next_revision(self) -> str:
         self._revision = next(self._revisions)
@@ -156,6 +159,9 @@ class EmberEmulator(kmock.KubernetesEmulator):
             raise kmock.KubernetesError(status=422, reason="Invalid", message=str(exc)) from exc
         if request.action == kmock.action.CREATE and response.status == 200 and not response.prepared:
             response.set_status(201)
+        if request.action == kmock.action.CREATE and request.resource is not None and response.status < 300:
+            plural = request.resource.plural or ""
+            self.created[plural] = self.created.get(plural, 0) + 1
         return response
 
     # --- reads -------------------------------------------------------------------------------

@@ -196,6 +196,33 @@ def test_a_users_port_named_like_ours_is_kept_and_ours_goes_by_number() -> None:
         assert pod["spec"]["containers"][0][probe]["httpGet"]["port"] == 8080
 
 
+def _head_with_command(**container: Any) -> dict[str, Any]:
+    return {"template": {"spec": {"containers": [{"name": "ray-head", "image": "ember:1", **container}]}}}
+
+
+def test_a_users_command_runs_before_the_agent_as_kuberay_does() -> None:
+    cluster = make_cluster(headGroupSpec=_head_with_command(command=["echo 123"], args=["456"]))
+    pod = builders.build_head_pod(cluster, "aaaaa")
+    k8s_valid(pod)
+    agent = pod["spec"]["containers"][0]
+    generated = builders.start_args(cluster, cluster.head)
+    assert agent["command"] == ["/bin/sh", "-c"]
+    assert agent["args"] == [f"echo 123 456 && exec ember {' '.join(generated)}"]
+    env = {e["name"]: e.get("value") for e in agent["env"]}
+    assert env["EMBER_START_CMD"] == env["KUBERAY_GEN_RAY_START_CMD"] == "ember " + " ".join(generated)
+
+
+def test_with_the_overwrite_annotation_the_users_command_is_kept() -> None:
+    command = {"command": ["/bin/bash", "-c", "--"], "args": ["ulimit -n 65536; $KUBERAY_GEN_RAY_START_CMD"]}
+    body = {"metadata": {"name": "demo", "namespace": "ml", "uid": "uid-1",
+                         "annotations": {"ray.io/overwrite-container-cmd": "true"}},
+            "spec": {"headGroupSpec": _head_with_command(**command)}}
+    cluster = parse_cluster(body)
+    agent = builders.build_head_pod(cluster, "aaaaa")["spec"]["containers"][0]
+    assert (agent["command"], agent["args"]) == (command["command"], command["args"])
+    assert any(e["name"] == "KUBERAY_GEN_RAY_START_CMD" for e in agent["env"])
+
+
 def test_group_labels_label_the_pods() -> None:
     head = make_cluster().head
     cluster = make_cluster(headGroupSpec={"template": head.template, "labels": {"zone": "a"}})

@@ -56,21 +56,22 @@ def test_a_plain_spec_has_nothing_unsupported() -> None:
 
 def test_fields_not_acted_on_are_named_with_the_reason() -> None:
     worker = group(groupName="w", idleTimeoutSeconds=30, labels={"zone": "a"})
-    worker["template"]["spec"]["containers"][0]["command"] = ["/bin/bash", "-c"]
     found = unsupported_fields(spec(
-        enableInTreeAutoscaling=True, autoscalerOptions={"upscalingMode": "Default"},
+        enableInTreeAutoscaling=True,
+        autoscalerOptions={"upscalingMode": "Default", "idleTimeoutSeconds": 60, "env": [], "securityContext": {}},
         gcsFaultToleranceOptions={"redisAddress": "redis:6379"}, authOptions={"mode": "disabled"},
         workerGroupSpecs=[worker]))
     paths = [entry.split(" (")[0] for entry in found]
     assert paths == [
         "spec.enableInTreeAutoscaling",
-        "spec.autoscalerOptions",
+        "spec.autoscalerOptions.{upscalingMode}",
         "spec.gcsFaultToleranceOptions",
         "spec.authOptions.mode=disabled",
-        "spec.workerGroupSpecs[0].idleTimeoutSeconds",
         "spec.workerGroupSpecs[0].labels",
-        "spec.workerGroupSpecs[0].template.spec.containers[0].command",
     ]
+    # without autoscaling an idle timeout means nothing
+    plain = unsupported_fields(spec(workerGroupSpecs=[group(groupName="w", idleTimeoutSeconds=30)]))
+    assert [entry.split(" (")[0] for entry in plain] == ["spec.workerGroupSpecs[0].idleTimeoutSeconds"]
     assert all(entry.endswith(")") for entry in found)
 
 

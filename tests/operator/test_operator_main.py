@@ -29,6 +29,19 @@ def test_parse_args() -> None:
     assert config.resync_seconds == 5 and config.metrics_port == 8080
 
 
+def test_leader_election_is_on_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("POD_NAME", "ops-ember-operator-abc")
+    monkeypatch.setenv("POD_NAMESPACE", "ember-system")
+    lease = cli.config_from_args(cli.parse_args(["-A"])).leader_election
+    assert lease is not None
+    assert (lease.namespace, lease.name, lease.identity) == (
+        "ember-system", "ember-operator", "ops-ember-operator-abc")
+    lease = cli.lease_config(cli.parse_args(["-A", "--leader-election-namespace", "x",
+                                             "--leader-election-id", "mine"]))
+    assert lease is not None and (lease.namespace, lease.name) == ("x", "mine")
+    assert cli.config_from_args(cli.parse_args(["-A", "--no-leader-elect"])).leader_election is None
+
+
 @pytest.mark.parametrize("argv", [[], ["-n", "a", "--all-namespaces"]])
 def test_a_scope_is_required(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):

@@ -51,7 +51,7 @@ Argument: dict "group" <entry> "worker" <.Values.worker>. Result: YAML.
 {{- define "ember-cluster.resolveGroup" -}}
 {{- $group := .group }}
 {{- $resolved := dict "groupName" $group.groupName }}
-{{- range $key := list "replicas" "minReplicas" "maxReplicas" "startParams" "resources" "env" "podLabels" "podAnnotations" "nodeSelector" "tolerations" "affinity" }}
+{{- range $key := list "replicas" "minReplicas" "maxReplicas" "startParams" "rayStartParams" "resources" "env" "envFrom" "podLabels" "podAnnotations" "labels" "annotations" "nodeSelector" "tolerations" "affinity" "command" "args" "volumes" "volumeMounts" "initContainers" "sidecarContainers" "securityContext" "podSecurityContext" "lifecycle" "serviceAccountName" }}
 {{- if hasKey $group $key }}
 {{- $_ := set $resolved $key (get $group $key) }}
 {{- else if hasKey $.worker $key }}
@@ -75,30 +75,74 @@ metadata:
     {{- with $node.podLabels }}
     {{- toYaml . | nindent 4 }}
     {{- end }}
-  {{- with $node.podAnnotations }}
+    {{- with $node.labels }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+  {{- $annotations := merge (dict) ($node.annotations | default dict) ($node.podAnnotations | default dict) }}
+  {{- with $annotations }}
   annotations:
     {{- toYaml . | nindent 4 }}
   {{- end }}
 spec:
-  {{- with $root.Values.serviceAccountName }}
+  {{- with ($node.serviceAccountName | default $root.Values.serviceAccountName) }}
   serviceAccountName: {{ . }}
   {{- end }}
   {{- with $root.Values.imagePullSecrets }}
   imagePullSecrets:
     {{- toYaml . | nindent 4 }}
   {{- end }}
+  {{- with $node.podSecurityContext }}
+  securityContext:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- with $node.initContainers }}
+  initContainers:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
   containers:
     - name: {{ .container }}
       image: {{ include "ember-cluster.image" $root | quote }}
       imagePullPolicy: {{ $root.Values.image.pullPolicy }}
+      {{- /* run before the agent (the operator appends `&& exec ember start ...`) */}}
+      {{- with $node.command }}
+      command:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+      {{- with $node.args }}
+      args:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
       {{- with $node.env }}
       env:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+      {{- with $node.envFrom }}
+      envFrom:
         {{- toYaml . | nindent 8 }}
       {{- end }}
       {{- with $node.resources }}
       resources:
         {{- toYaml . | nindent 8 }}
       {{- end }}
+      {{- with $node.volumeMounts }}
+      volumeMounts:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+      {{- with $node.securityContext }}
+      securityContext:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+      {{- with $node.lifecycle }}
+      lifecycle:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+    {{- with $node.sidecarContainers }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+  {{- with $node.volumes }}
+  volumes:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
   {{- with $node.nodeSelector }}
   nodeSelector:
     {{- toYaml . | nindent 4 }}

@@ -60,12 +60,31 @@ app.kubernetes.io/component: operator
 {{- end }}
 
 {{/*
-The namespaces watched when watch.allNamespaces is false, as a JSON list
-(read it back with fromJsonArray): watch.namespaces without duplicates, or the
-release namespace when that list is empty.
+"true" when the operator watches every namespace: watch.allNamespaces, unless
+KubeRay's singleNamespaceInstall or watchNamespace says otherwise. Checks
+batchScheduler, which ember has no integration for.
+*/}}
+{{- define "ember-operator.allNamespaces" -}}
+{{- if or .Values.batchScheduler.enabled .Values.batchScheduler.name }}
+{{- fail "batchScheduler: ember schedules its pods itself and has no batch scheduler integration; leave batchScheduler.enabled false and name empty" }}
+{{- end }}
+{{- if or .Values.singleNamespaceInstall .Values.watchNamespace }}false
+{{- else }}{{ .Values.watch.allNamespaces }}
+{{- end }}
+{{- end }}
+
+{{/*
+The namespaces watched when not watching all, as a JSON list (read it back with
+fromJsonArray): the release namespace with singleNamespaceInstall, else
+watchNamespace (KubeRay's name) or watch.namespaces without duplicates, else
+the release namespace.
 */}}
 {{- define "ember-operator.watchNamespaces" -}}
-{{- if .Values.watch.namespaces }}
+{{- if .Values.singleNamespaceInstall }}
+{{- list .Release.Namespace | toJson }}
+{{- else if .Values.watchNamespace }}
+{{- .Values.watchNamespace | uniq | toJson }}
+{{- else if .Values.watch.namespaces }}
 {{- .Values.watch.namespaces | uniq | toJson }}
 {{- else }}
 {{- list .Release.Namespace | toJson }}
@@ -89,4 +108,11 @@ ClusterRole and the per-namespace Roles.
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create", "patch"]
+{{- end }}
+
+{{/*
+Name of the leader-election Lease: leaderElection.leaseName, else the fullname.
+*/}}
+{{- define "ember-operator.leaseName" -}}
+{{- default (include "ember-operator.fullname" .) .Values.leaderElection.leaseName }}
 {{- end }}
