@@ -13,7 +13,7 @@ import sys
 from typing import Any
 
 from ember_node.agent import HEARTBEAT_TIMEOUT_S, Agent
-from ember_node.store import default_capacity
+from ember_node.store import available_memory, default_capacity, task_memory
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -53,8 +53,7 @@ def main(argv: list[str] | None = None) -> None:
     totals.update({k: float(v) for k, v in json.loads(args.resources).items()})
     capacity = args.object_store_memory or default_capacity()
     totals["object_store_memory"] = float(capacity)
-    if args.memory:
-        totals["memory"] = float(args.memory)
+    totals["memory"] = float(args.memory or task_memory(available_memory(), capacity))
     signal.signal(signal.SIGTERM, _exit_on_signal)
     agent = Agent(args.session_dir, totals, capacity, args.embedded)
     agent.heartbeat_timeout = args.heartbeat_timeout

@@ -30,7 +30,7 @@ from ember._wire import ConnectionClosed
 
 from ember_node.grpc_server import serve_peer
 from ember_node.node_store import NodeStore, PeerFetcher
-from ember_node.store import Arena, default_capacity
+from ember_node.store import Arena, available_memory, default_capacity, task_memory
 from ember_node.workers import Zygote
 
 log = logging.getLogger("ember.worker_node")
@@ -224,6 +224,7 @@ def main(argv: list[str] | None = None) -> None:
         totals.update({k: float(v) for k, v in json.loads(args.resources).items()})
     capacity = args.object_store_memory or default_capacity()
     totals["object_store_memory"] = float(capacity)
+    totals.setdefault("memory", float(task_memory(available_memory(), capacity)))
     peer_host = args.peer_advertise or args.host
     if peer_host in ("0.0.0.0", "::", ""):
         try:
