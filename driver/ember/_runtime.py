@@ -75,6 +75,10 @@ class CoreRuntime:
         self.mode = mode  # "driver" | "worker"
         self.remote = remote  # reaches the cluster over gRPC, so cannot map the node's store
         self.namespace: str | None = None  # init(namespace=...): where named actors live
+        # the job (driver) work belongs to: a driver's own, in a worker the running task's
+        self.job_id: bytes = os.urandom(4)
+        self.worker_id: bytes = os.urandom(28)  # this process, as runtime contexts name it
+        self.actor: Any = None  # in an actor's worker: its ActorInfo (ember.runtime_context)
         self.gpu_ids: list[int] = []  # in a worker: the GPUs of the running task or actor
         self.ids = IdGenerator()
         self.closed = False
@@ -619,7 +623,7 @@ class CoreRuntime:
             (
                 M.SUBMIT,
                 (task_id, fn_id, name, blob, deps, rids, resources, max_retries, retry_exceptions, contained, extra,
-                 self.namespace),
+                 self.namespace, self.job_id),
             )
         )
         del keep

@@ -42,7 +42,7 @@ class ActorMeta:
         return (ActorMeta, (self.class_name, self.methods, self.is_async, self.max_task_retries))
 
 
-def _method_table(cls: type) -> tuple[dict[str, int], bool]:
+def method_table(cls: type) -> tuple[dict[str, int], bool]:
     methods: dict[str, int] = {}
     is_async = False
     for name, member in inspect.getmembers(cls):
@@ -52,6 +52,8 @@ def _method_table(cls: type) -> tuple[dict[str, int], bool]:
         methods[name] = opts.get("num_returns", 1)
         if inspect.iscoroutinefunction(member) or inspect.isasyncgenfunction(member):
             is_async = True
+    if inspect.iscoroutinefunction(getattr(cls, "__init__", None)):
+        is_async = True  # an async constructor makes an async actor (its loop runs the methods)
     return methods, is_async
 
 
@@ -63,7 +65,7 @@ class ActorClass:
         self._cls = cls
         self._options = options
         self._name = cls.__qualname__
-        self._methods, self._is_async = _method_table(cls)
+        self._methods, self._is_async = method_table(cls)
         self._blob: bytes | None = None
         self._contained: list[bytes] = []
         self.__doc__ = cls.__doc__
@@ -195,6 +197,8 @@ class ActorHandle:
         if name.startswith("_ember_"):
             raise AttributeError(name)
         meta = self._ember_meta
+        if name == "__ray_ready__":  # a call that returns True once the actor is created
+            return ActorMethod(self, name, 1)
         if name not in meta.methods:
             raise AttributeError(f"actor class {meta.class_name} has no method {name!r}")
         return ActorMethod(self, name, meta.methods[name])

@@ -33,6 +33,7 @@ from ember._runtime import CoreRuntime, Dep, SessionInfo
 from ember._serialization import deserialize, loads_function, serialize
 from ember._wire import ClientConnection, encode
 from ember.exceptions import RayTaskError, TaskCancelledError, format_remote_traceback
+from ember.runtime_context import ActorInfo, TaskInfo, reset_current_task, set_current_task
 
 _PR_SET_PDEATHSIG = 1
 BATCH_FAST_S = 0.001  # results of tasks this short may wait for the next one's...
@@ -137,6 +138,8 @@ class Worker:
         if actor is not None and actor[0] == "call":
             if self.instance is None:
                 raise RuntimeError("this actor has no instance (its constructor did not run)")
+            if actor[1] == READY_METHOD:
+                return _ready
             return getattr(self.instance, actor[1])
         return self._function(fn_id, fn_blob)
 
@@ -152,11 +155,14 @@ class Worker:
             return
         if actor is None or actor[0] == "create":  # the caller's namespace, for named actors
             rt.namespace = env.get("namespace") if env else None
+            if env and env.get("job"):
+                rt.job_id = env["job"]
         if env and "gpus" in env:  # the GPUs this task (or actor) may use
             rt.gpu_ids = list(env["gpus"])
             os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in rt.gpu_ids)
         rt.current_task_id = task_id
         rt.cancel_current = False
+        ctx_token = set_current_task(TaskInfo(task_id, name, env.get("resources", {}) if env else {}))
         value = None
         try:
             if rt.signal_pending:  # a cancel signal came just before this task started
@@ -164,10 +170,14 @@ class Worker:
                 _check_cancel(rt)
             target = self._target(fn_id, fn_blob, actor)
             args, kwargs = self._args(args_blob, deps)
-            value = target(*args, **kwargs)
+            if actor is not None and actor[0] == "create" and inspect.iscoroutinefunction(
+                    getattr(target, "__init__", None)):
+                value = self._construct_async(target, args, kwargs)
+            else:
+                value = target(*args, **kwargs)
             del args, kwargs
             if actor is not None and actor[0] == "create":
-                self._become_actor(value, actor)
+                self._become_actor(value, actor, rids[0], env)
                 value = None
             results = self._pack(rids, value, name)
         except TaskCancelledError as exc:
@@ -187,6 +197,7 @@ class Worker:
         finally:
             rt.current_task_id = None
             rt.cancel_current = False
+            reset_current_task(ctx_token)
         elapsed = time.perf_counter() - start
         direct = not retry and env is not None and self._send_direct(env.get("reply"), results)
         self._done((M.DONE, task_id, results, retry, elapsed, direct), fn_id, elapsed)
@@ -220,22 +231,41 @@ class Worker:
         if not queue or len(rt._held_msgs) >= BATCH_MAX or queue[0][1][1] not in self.fast:
             rt.flush()
 
-    def _become_actor(self, instance: Any, actor: tuple) -> None:
-        _, concurrency, is_async = actor
+    def _become_actor(self, instance: Any, actor: tuple, actor_id: bytes, env: dict | None) -> None:
+        _, concurrency, is_async, *more = actor
+        from ember.actor import method_table
+
+        methods, _ = method_table(type(instance))
+        self.rt.actor = ActorInfo(actor_id, type(instance).__qualname__, methods, is_async,
+                                  more[0] if more else 0, dict(env.get("resources", {})) if env else {})
         self.instance = instance
         self.rt.no_block = True  # an actor keeps its resources while it waits
         if is_async:
-            self.aloop = asyncio.new_event_loop()
+            self._start_loop()
             self.semaphore = asyncio.Semaphore(concurrency)
-            threading.Thread(target=self.aloop.run_forever, name="ember-actor-loop", daemon=True).start()
         elif concurrency > 1:
             self.pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="ember-actor")
+
+    def _start_loop(self) -> asyncio.AbstractEventLoop:
+        """The async actor's event loop, in a thread of its own (started once)."""
+        if self.aloop is None:
+            self.aloop = asyncio.new_event_loop()
+            threading.Thread(target=self.aloop.run_forever, name="ember-actor-loop", daemon=True).start()
+        return self.aloop
+
+    def _construct_async(self, cls: type, args: tuple, kwargs: dict) -> Any:
+        """An instance of a class whose ``__init__`` is ``async def``: awaited on the actor's
+        event loop, where its methods will run (as Ray does)."""
+        instance = cls.__new__(cls)
+        asyncio.run_coroutine_threadsafe(instance.__init__(*args, **kwargs), self._start_loop()).result()
+        return instance
 
     async def _run_async(self, task: tuple) -> None:
         (task_id, fn_id, fn_blob, name, args_blob, deps, rids, retry_exc, retries_left, env, actor) = task
         rt = self.rt
         start = time.perf_counter()
         async with self.semaphore:
+            set_current_task(TaskInfo(task_id, name, {}))  # (this coroutine's own context)
             try:
                 target = self._target(fn_id, fn_blob, actor)
                 args, kwargs = self._args(args_blob, deps)
@@ -289,6 +319,13 @@ class Worker:
     def _error_results(self, rids: tuple, exc: BaseException) -> list:
         blob = serialize(exc).to_bytes()
         return [(rid, M.ERROR, blob, ()) for rid in rids]
+
+
+READY_METHOD = "__ray_ready__"  # every actor answers it (True) once its constructor has run
+
+
+def _ready() -> bool:
+    return True
 
 
 def _matches(retry_exc: Any, exc: BaseException) -> bool:

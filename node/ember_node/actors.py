@@ -84,7 +84,8 @@ class ActorManager:
         rec.state = BUSY
         spec = actor.spec
         rec.shape = None  # (the agent gave it the actor's resources: Agent._hold)
-        self.agent._send_exec(rec, actor.create_task, ("create", spec["max_concurrency"], spec["is_async"]))
+        self.agent._send_exec(rec, actor.create_task, ("create", spec["max_concurrency"], spec["is_async"],
+                                                         actor.restarts))
 
     def on_created(self, actor: Actor, task: Task, results: list) -> None:
         failed = any(kind == M.ERROR for _, kind, _, _ in results)

@@ -526,15 +526,14 @@ class Agent(Membership, Requests):
         rec.inflight.append(task)
         task.worker = rec
         task.state = RUNNING
-        ctx = None
         owner = task.owner
         has_gpus = bool(rec.node.gpus.free)
-        if task.namespace or has_gpus or (owner.direct and rec.node.client is None):
-            ctx = {"namespace": task.namespace}
-            if owner.direct and rec.node.client is None and not owner.conn.closed:
-                ctx["reply"] = owner.direct  # the worker may send the result straight back
-            if has_gpus:  # a node with GPUs shows each task only its own (none without num_gpus)
-                ctx["gpus"] = rec.gpu_ids
+        # what the worker's runtime context reports (ember.runtime_context)
+        ctx = {"namespace": task.namespace, "job": task.job, "resources": task.resources}
+        if owner.direct and rec.node.client is None and not owner.conn.closed:
+            ctx["reply"] = owner.direct  # the worker may send the result straight back
+        if has_gpus:  # a node with GPUs shows each task only its own (none without num_gpus)
+            ctx["gpus"] = rec.gpu_ids
         self._send(rec.client, (M.EXEC, (task.tid, fn_id, fn_blob, task.name, task.args, deps,
                                          task.rids, task.retry_exc, task.retries_left(), ctx, actor)))
 

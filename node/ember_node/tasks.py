@@ -16,11 +16,11 @@ class Task:
 
     __slots__ = ("tid", "fn_id", "name", "args", "deps", "rids", "resources", "shape", "max_retries",
                  "retry_exc", "contained", "extra", "owner", "missing", "worker", "attempt",
-                 "cancelled", "state", "failed_dep", "namespace")
+                 "cancelled", "state", "failed_dep", "namespace", "job")
 
     def __init__(self, spec: tuple, owner: Any) -> None:
         (self.tid, self.fn_id, self.name, self.args, self.deps, self.rids, self.resources,
-         self.max_retries, self.retry_exc, self.contained, self.extra, self.namespace) = spec
+         self.max_retries, self.retry_exc, self.contained, self.extra, self.namespace, self.job) = spec
         self.shape = shape_key(self.resources)
         self.owner = owner
         self.missing = 0
