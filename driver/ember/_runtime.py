@@ -77,6 +77,7 @@ class CoreRuntime:
         self.namespace: str | None = None  # init(namespace=...): where named actors live
         # the job (driver) work belongs to: a driver's own, in a worker the running task's
         self.job_id: bytes = os.urandom(4)
+        self.env_vars: dict[str, str] = {}  # runtime_env env_vars tasks submitted from here get
         self.worker_id: bytes = os.urandom(28)  # this process, as runtime contexts name it
         self.actor: Any = None  # in an actor's worker: its ActorInfo (ember.runtime_context)
         self.gpu_ids: list[int] = []  # in a worker: the GPUs of the running task or actor

@@ -12,7 +12,7 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-from ember import _context
+from ember import _context, runtime_env
 from ember._resources import validate_request
 from ember._serialization import dumps_function, serialize
 from ember.object_ref import ObjectRef
@@ -127,12 +127,18 @@ class ActorClass:
                     f"an actor named {name!r} already exists in namespace {namespace or 'default'!r}; "
                     f"use ember.get_actor({name!r}) or .options(get_if_exists=True)"
                 )
-        if self._blob is None:
-            try:
-                self._blob, self._contained = dumps_function(self._cls)
-            except Exception as exc:
-                raise TypeError(f"cannot pickle actor class {self._name}: {exc}") from exc
-        fn_id = rt.register_function(self._blob, self._contained)
+        own_env = runtime_env.check(options.get("runtime_env"))
+        env = runtime_env.effective(own_env) if (own_env or rt.env_vars) else None
+        if env:  # the actor's process runs with these variables set
+            blob, contained = dumps_function(runtime_env.ActorEnv(self._cls, env))
+            fn_id = rt.register_function(blob, contained)
+        else:
+            if self._blob is None:
+                try:
+                    self._blob, self._contained = dumps_function(self._cls)
+                except Exception as exc:
+                    raise TypeError(f"cannot pickle actor class {self._name}: {exc}") from exc
+            fn_id = rt.register_function(self._blob, self._contained)
         meta = ActorMeta(self._name, self._methods, self._is_async, max_task_retries)
         spec = {
             "name": name,
@@ -254,6 +260,15 @@ class ActorMethod:
         if n == 0:
             return None
         return refs
+
+
+def exit_actor() -> None:
+    """End the current actor from inside one of its methods (Ray's ``ray.actor.exit_actor``):
+    it is not restarted; this call and later ones raise ActorDiedError."""
+    rt = _context.current_runtime()
+    if rt is None or getattr(rt, "actor", None) is None:
+        raise TypeError("exit_actor() can only be called inside an actor's method")
+    raise SystemExit(0)
 
 
 def kill(actor: ActorHandle, *, no_restart: bool = True) -> None:

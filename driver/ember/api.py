@@ -79,6 +79,9 @@ def init(
     unknown = set(kwargs) - _ACCEPTED_INIT_KWARGS
     if unknown:
         raise TypeError(f"init() got unexpected keyword arguments: {', '.join(sorted(unknown))}")
+    from ember import runtime_env
+
+    job_env = runtime_env.check(kwargs.get("runtime_env"))  # every task and actor of the job
     with _init_lock:
         if _context.current_runtime() is not None:
             if ignore_reinit_error:
@@ -98,6 +101,7 @@ def init(
                 )
             rt = _connect(address, token, tls_ca or os.environ.get("EMBER_TLS_CA"))
             rt.namespace = kwargs.get("namespace")
+            rt.env_vars = job_env
             _context.set_runtime(rt)
             if not _atexit_registered:
                 atexit.register(shutdown)
@@ -130,6 +134,7 @@ def init(
             raise
         _cluster = cluster
         rt.namespace = kwargs.get("namespace")
+        rt.env_vars = job_env
         _context.set_runtime(rt)
         if not _atexit_registered:
             atexit.register(shutdown)

@@ -32,8 +32,14 @@ from ember._direct import DirectSender
 from ember._runtime import CoreRuntime, Dep, SessionInfo
 from ember._serialization import deserialize, loads_function, serialize
 from ember._wire import ClientConnection, encode
-from ember.exceptions import RayTaskError, TaskCancelledError, format_remote_traceback
+from ember.exceptions import (
+    RayTaskError,
+    TaskCancelledError,
+    UnserializableException,
+    format_remote_traceback,
+)
 from ember.runtime_context import ActorInfo, TaskInfo, reset_current_task, set_current_task
+from ember.runtime_env import ActorEnv
 
 _PR_SET_PDEATHSIG = 1
 BATCH_FAST_S = 0.001  # results of tasks this short may wait for the next one's...
@@ -62,6 +68,7 @@ class Worker:
         self.aloop: asyncio.AbstractEventLoop | None = None
         self.semaphore: asyncio.Semaphore | None = None
         self.pool: ThreadPoolExecutor | None = None
+        self.async_running: dict[bytes, asyncio.Task] = {}  # an async actor's calls in progress
         rt.message_hook = self._on_message
 
     # messages from the agent other than objects and replies
@@ -80,6 +87,9 @@ class Worker:
                 rt.cancel_current = True
             else:
                 self.cancelled.add(tid)
+                running = self.async_running.get(tid)
+                if running is not None:  # an async actor's call: cancelled at its next await
+                    self.aloop.call_soon_threadsafe(running.cancel)
             return True
         if t == M.EXIT:
             rt.exit_requested = True
@@ -170,6 +180,8 @@ class Worker:
                 _check_cancel(rt)
             target = self._target(fn_id, fn_blob, actor)
             args, kwargs = self._args(args_blob, deps)
+            if isinstance(target, ActorEnv):  # an actor with runtime_env env_vars
+                target = target.apply()
             if actor is not None and actor[0] == "create" and inspect.iscoroutinefunction(
                     getattr(target, "__init__", None)):
                 value = self._construct_async(target, args, kwargs)
@@ -182,6 +194,10 @@ class Worker:
             results = self._pack(rids, value, name)
         except TaskCancelledError as exc:
             results = self._error_results(rids, exc)
+        except SystemExit as exc:
+            if actor is not None and actor[0] == "call":
+                self._exit_actor(name)
+            results = self._task_error(rids, name, exc)
         except KeyboardInterrupt as exc:
             if rt.cancel_current:
                 results = self._error_results(rids, TaskCancelledError(f"task {name} was cancelled"))
@@ -264,18 +280,49 @@ class Worker:
         (task_id, fn_id, fn_blob, name, args_blob, deps, rids, retry_exc, retries_left, env, actor) = task
         rt = self.rt
         start = time.perf_counter()
-        async with self.semaphore:
-            set_current_task(TaskInfo(task_id, name, {}))  # (this coroutine's own context)
-            try:
-                target = self._target(fn_id, fn_blob, actor)
-                args, kwargs = self._args(args_blob, deps)
-                value = target(*args, **kwargs)
-                if inspect.isawaitable(value):
-                    value = await value
-                results = self._pack(rids, value, name)
-            except BaseException as exc:  # noqa: BLE001 - reported to the caller
-                results = self._task_error(rids, name, exc)
+        self.async_running[task_id] = asyncio.current_task()
+        cancelled = TaskCancelledError(f"the call {name} was cancelled")
+        try:
+            if task_id in self.cancelled:
+                raise asyncio.CancelledError
+            async with self.semaphore:
+                set_current_task(TaskInfo(task_id, name, {}))  # (this coroutine's own context)
+                try:
+                    target = self._target(fn_id, fn_blob, actor)
+                    args, kwargs = self._args(args_blob, deps)
+                    value = target(*args, **kwargs)
+                    if inspect.isawaitable(value):
+                        value = await value
+                    results = self._pack(rids, value, name)
+                except asyncio.CancelledError as exc:
+                    if task_id not in self.cancelled:  # the method's own, not ember.cancel()
+                        results = self._task_error(rids, name, exc)
+                    else:
+                        results = self._error_results(rids, cancelled)
+                except SystemExit:
+                    self._exit_actor(name)
+                except BaseException as exc:  # noqa: BLE001 - reported to the caller
+                    results = self._task_error(rids, name, exc)
+        except asyncio.CancelledError:  # cancelled before it started
+            results = self._error_results(rids, cancelled)
+        finally:
+            self.async_running.pop(task_id, None)
+            self.cancelled.discard(task_id)
         rt.send((M.DONE, task_id, results, False, time.perf_counter() - start, False))
+
+    def _exit_actor(self, name: str) -> None:
+        """The actor ends on purpose (sys.exit() or exit_actor() in a method): as in Ray, it
+        is not restarted, and this call and later ones raise ActorDiedError."""
+        rt = self.rt
+        reason = f"exited: its method {name} called sys.exit() or exit_actor()"
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            rt.request(M.REQUEST, "kill_actor", (rt.actor.actor_id, True, reason), timeout=30)
+        except BaseException:  # noqa: BLE001 - the agent ends this process meanwhile
+            pass
+        finally:
+            os._exit(0)
 
     def _pack(self, rids: tuple, value: Any, name: str) -> list:
         n = len(rids)
@@ -311,9 +358,11 @@ class Worker:
         try:
             blob = serialize(RayTaskError(name, tb, cause, os.getpid())).to_bytes()
             deserialize(blob)  # an exception class may pickle but not unpickle
-        except Exception:  # noqa: BLE001 - fall back to the text of the error
-            note = f"\n(the exception {type(exc).__name__} could not be pickled, so only its text is kept)"
-            blob = serialize(RayTaskError(name, tb + note, None, os.getpid())).to_bytes()
+        except Exception as why:  # noqa: BLE001 - fall back to the text of the error
+            note = (f"\n(the exception {type(exc).__name__} could not be sent to the caller: "
+                    f"{type(why).__name__}: {why}; only its text is kept)")
+            cause = UnserializableException(tb + note)
+            blob = serialize(RayTaskError(name, tb + note, cause, os.getpid())).to_bytes()
         return [(rid, M.ERROR, blob, ()) for rid in rids]
 
     def _error_results(self, rids: tuple, exc: BaseException) -> list:
