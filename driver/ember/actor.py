@@ -92,7 +92,10 @@ class ActorClass:
         return _ActorClassOptions(self, {**self._options, **options})
 
     def bind(self, *args: Any, **kwargs: Any) -> Any:
-        raise NotImplementedError("ember does not support Ray DAGs (bind) yet")
+        """A lazy actor for a DAG (ember.dag): created when the DAG is executed."""
+        from ember.dag import ClassNode
+
+        return ClassNode(self, self._name, args, kwargs)
 
     def _create(self, args: tuple, kwargs: dict, options: dict[str, Any]) -> ActorHandle:
         rt = _context.require_runtime()
@@ -170,6 +173,11 @@ class _ActorClassOptions:
     def remote(self, *args: Any, **kwargs: Any) -> ActorHandle:
         return self._cls._create(args, kwargs, self._options)
 
+    def bind(self, *args: Any, **kwargs: Any) -> Any:
+        from ember.dag import ClassNode
+
+        return ClassNode(self, self._cls._name, args, kwargs)
+
 
 def _lookup(rt: Any, name: str, namespace: str | None) -> ActorHandle | None:
     from ember import _messages as M
@@ -246,6 +254,15 @@ class ActorMethod:
         if not isinstance(n, int) or n < 0:
             raise ValueError(f"num_returns must be a non-negative integer, got {n!r}")
         return ActorMethod(self._handle, self._name, n, options.get("max_task_retries", self._retries))
+
+    def bind(self, *args: Any, **kwargs: Any) -> Any:
+        """A lazy call of this actor's method for a DAG (ember.dag)."""
+        from ember.dag import ClassMethodNode
+
+        options = {} if self._retries is None else {"max_task_retries": self._retries}
+        if self._num_returns != 1:
+            options["num_returns"] = self._num_returns
+        return ClassMethodNode(self._handle, self._name, options, args, kwargs)
 
     def remote(self, *args: Any, **kwargs: Any) -> Any:
         rt = _context.require_runtime()

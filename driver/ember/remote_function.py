@@ -113,6 +113,12 @@ class RemoteFunction:
             return None
         return refs
 
+    def bind(self, *args: Any, **kwargs: Any) -> Any:
+        """A lazy call of this task for a DAG (ember.dag): submitted when the DAG is executed."""
+        from ember.dag import FunctionNode
+
+        return FunctionNode(self, self._name, args, kwargs)
+
     def options(self, **options: Any) -> _BoundOptions:
         """The same function with some options changed for the calls made through the result."""
         check_options(options, TASK_OPTIONS, "a remote function")
@@ -129,3 +135,8 @@ class _BoundOptions:
 
     def remote(self, *args: Any, **kwargs: Any) -> Any:
         return self._fn._submit(args, kwargs, self._resolved)
+
+    def bind(self, *args: Any, **kwargs: Any) -> Any:
+        from ember.dag import FunctionNode
+
+        return FunctionNode(self, self._fn._name, args, kwargs)
