@@ -70,8 +70,43 @@ class RuntimeContext:
         return info.task_id.hex() if info is not None else None
 
     def get_task_name(self) -> str | None:
+        """The running task's name (its function's qualified name unless ``name=`` was given)."""
         info = _current_task.get()
         return info.name if info is not None else None
+
+    def get_task_function_name(self) -> str | None:
+        return self.get_task_name()
+
+    def get_session_name(self) -> str:
+        """The cluster session (its directory's name on the head)."""
+        import os
+
+        return os.path.basename(self._rt.session.session_dir.rstrip("/"))
+
+    def get_node_labels(self) -> dict[str, str]:
+        """Node labels are not implemented by ember yet: always empty."""
+        return {}
+
+    def get_runtime_env_string(self) -> str:
+        """The runtime_env in effect here, as JSON (ember supports env_vars)."""
+        import json
+
+        env = self._rt.env_vars
+        return json.dumps({"env_vars": env} if env else {})
+
+    @property
+    def runtime_env(self) -> dict[str, Any]:
+        from ember.runtime_env import RuntimeEnv
+
+        env = self._rt.env_vars
+        return RuntimeEnv(env_vars=dict(env)) if env else RuntimeEnv()
+
+    # Ray's older properties
+    job_id = property(lambda self: self.get_job_id())
+    node_id = property(lambda self: self.get_node_id())
+    task_id = property(lambda self: self.get_task_id())
+    actor_id = property(lambda self: self.get_actor_id())
+    current_placement_group_id = property(lambda self: self.get_placement_group_id())
 
     def get_actor_id(self) -> str | None:
         """The actor this code runs in; None in a driver or a task."""
@@ -125,10 +160,13 @@ class RuntimeContext:
         return None if self._rt.actor is None else getattr(self._rt.actor, "name", None)
 
     def get(self) -> dict[str, Any]:
-        """The ids as a dict (Ray's older form)."""
-        return {"job_id": self.get_job_id(), "node_id": self.get_node_id(),
-                "task_id": self.get_task_id(), "actor_id": self.get_actor_id(),
-                "namespace": self.namespace}
+        """The ids as a dict (Ray's older form; task and actor ids only where there are)."""
+        out = {"job_id": self.get_job_id(), "node_id": self.get_node_id(), "namespace": self.namespace}
+        if self.get_task_id() is not None:
+            out["task_id"] = self.get_task_id()
+        if self.get_actor_id() is not None:
+            out["actor_id"] = self.get_actor_id()
+        return out
 
 
 def get_runtime_context() -> RuntimeContext:

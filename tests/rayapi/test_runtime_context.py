@@ -26,6 +26,9 @@ def test_driver_context(cluster):
     assert ctx.get_accelerator_ids() == {"GPU": []}
     with pytest.raises(RuntimeError):
         ctx.current_actor  # noqa: B018
+    assert ctx.get() == {"job_id": ctx.get_job_id(), "node_id": ctx.get_node_id(), "namespace": "ctx-tests"}
+    assert ctx.job_id == ctx.get_job_id() and ctx.get_session_name()
+    assert ctx.get_node_labels() == {} and ctx.runtime_env == {}
 
 
 def test_task_context_ids_and_resources(cluster):
@@ -45,6 +48,13 @@ def test_task_context_ids_and_resources(cluster):
     assert (job, node, actor, ns) == (ctx.get_job_id(), ctx.get_node_id(), None, "ctx-tests")
     assert task and worker and worker != ctx.get_worker_id()
     assert resources == {"CPU": 1.0}
+
+    @ember.remote(name="custom")
+    def named():
+        ctx = ember.get_runtime_context()
+        return ctx.get_task_name(), ctx.get()["task_id"] == ctx.get_task_id()
+
+    assert ember.get(named.remote()) == ("custom", True)
     a, b = ember.get([where.remote(), where.remote()])
     assert a[2] != b[2]  # each task its own id
     heavy = ember.get(where.options(num_cpus=2, resources={"slot": 1}).remote())
@@ -66,6 +76,13 @@ def test_actor_context_sync_threaded_async(cluster):
 
         def ping(self):
             return "pong"
+
+    @ember.remote
+    class Default:
+        def resources(self):
+            return ember.get_runtime_context().get_assigned_resources()
+
+    assert ember.get(Default.remote().resources.remote()) == {}  # as Ray: a default actor holds none
 
     @ember.remote
     class Async:
