@@ -101,6 +101,8 @@ def init(
                 )
             rt = _connect(address, token, tls_ca or os.environ.get("EMBER_TLS_CA"))
             rt.namespace = kwargs.get("namespace")
+            if os.environ.get(runtime_env.ALIAS_VAR) == "1":  # `ember run`: workers we did not
+                job_env = {**job_env, runtime_env.ALIAS_VAR: "1"}  # start get the alias per task
             rt.env_vars = job_env
             _context.set_runtime(rt)
             if not _atexit_registered:

@@ -16,6 +16,7 @@ from typing import Any
 from ember import _context
 
 SUPPORTED = ("env_vars", "config")
+ALIAS_VAR = "EMBER_RAY_ALIAS"  # (ember._ray_alias.ENV_VAR, without importing it here)
 # Ray's runtime_env keys that ember does not implement yet (anything else is not a key at all)
 RAY_ONLY = ("working_dir", "py_modules", "py_executable", "excludes", "pip", "uv", "conda",
             "container", "image_uri", "nsight", "worker_process_setup_hook", "java_jars",
@@ -67,6 +68,10 @@ def effective(own: dict[str, str] | None) -> dict[str, str]:
 
 
 def _apply(env: dict[str, str]) -> dict[str, str | None]:
+    if env.get(ALIAS_VAR) == "1":  # a task of an `ember run` job: its subprocesses get it too
+        from ember._ray_alias import BOOT_DIR
+
+        env = {**env, "PYTHONPATH": os.pathsep.join(p for p in (BOOT_DIR, os.environ.get("PYTHONPATH")) if p)}
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     rt = _context.current_runtime()
@@ -95,10 +100,19 @@ class EnvCall:
         rt = _context.current_runtime()
         inherited = getattr(rt, "env_vars", None)
         saved = _apply(self.env)
+        alias = None
+        if self.env.get(ALIAS_VAR) == "1":
+            from ember._ray_alias import task_alias_on
+
+            alias = task_alias_on()
         try:
             return self.fn(*args, **kwargs)
         finally:
             _restore(saved)
+            if alias is not None:
+                from ember._ray_alias import task_alias_off
+
+                task_alias_off(alias)
             if rt is not None:
                 rt.env_vars = inherited
 
@@ -113,4 +127,8 @@ class ActorEnv:
     def apply(self) -> type:
         """Set the variables in this (the actor's) process; the class to instantiate."""
         _apply(self.env)
+        if self.env.get(ALIAS_VAR) == "1":
+            from ember._ray_alias import task_alias_on
+
+            task_alias_on()  # for the actor's lifetime
         return self.cls
