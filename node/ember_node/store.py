@@ -60,8 +60,11 @@ def available_memory() -> int:
 
 def task_memory(available: int, object_store: int) -> int:
     """The ``memory`` resource a node advertises (what ``memory=`` requests are scheduled
-    against), as Ray computes it: the memory available at start less the object store's."""
-    return max(available - object_store, 0)
+    against), as Ray computes it: the memory available at start less the object store's.
+    Ray sizes its store from the available memory (30%); ember's default comes from the
+    total, so on a busy machine it can exceed what is free: the store then counts for at
+    most Ray's share, and tasks still get the other 70%."""
+    return max(available - min(object_store, int(available * 0.3)), 0)
 
 
 def default_capacity() -> int:
