@@ -107,6 +107,7 @@ class CoreRuntime:
         self.task_queue: collections.deque = collections.deque()
         self.current_task_id: bytes | None = None
         self.cancel_current = False
+        self.cancelled_tasks: set[bytes] = set()  # cancels that came for tasks not running in the main thread
         self.exit_requested = False
         self.blocked = False
         self.no_block = False

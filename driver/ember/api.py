@@ -250,7 +250,9 @@ def _make_remote(target: Any, options: dict[str, Any]) -> Any:
 
 def method(*args: Any, **options: Any) -> Any:
     """Options for an actor method: ``@ember.method(num_returns=2)``."""
-    valid = {"num_returns", "concurrency_group", "max_task_retries", "retry_exceptions"}
+    # enable_task_events only changes what is recorded for observability tools
+    valid = {"num_returns", "concurrency_group", "max_task_retries", "retry_exceptions",
+             "enable_task_events"}
 
     def decorator(fn: Any) -> Any:
         bad = set(options) - valid

@@ -74,6 +74,15 @@ class RuntimeContext:
         info = _current_task.get()
         return info.name if info is not None else None
 
+    def is_canceled(self) -> bool:
+        """True once ``cancel()`` was called on the running task or actor call (code that
+        does not get interrupted, e.g. a threaded actor's call, can check it and stop)."""
+        info = _current_task.get()
+        if info is None:
+            return False
+        rt = self._rt
+        return info.task_id in rt.cancelled_tasks or (rt.cancel_current and rt.current_task_id == info.task_id)
+
     def get_task_function_name(self) -> str | None:
         return self.get_task_name()
 

@@ -61,7 +61,7 @@ class Worker:
     def __init__(self, rt: CoreRuntime) -> None:
         self.rt = rt
         self.functions: dict[bytes, Any] = {}
-        self.cancelled: set[bytes] = set()
+        self.cancelled: set[bytes] = rt.cancelled_tasks  # (runtime contexts read it too)
         self.fast: set[bytes] = set()  # functions whose last run was short
         self.direct = DirectSender()
         self.instance: Any = None
@@ -83,8 +83,8 @@ class Worker:
             return True
         if t == M.CANCEL:
             tid = msg[1]
-            if tid == rt.current_task_id:
-                rt.cancel_current = True
+            if tid == rt.current_task_id and self.pool is None and self.aloop is None:
+                rt.cancel_current = True  # the main thread's task
             else:
                 self.cancelled.add(tid)
                 running = self.async_running.get(tid)
@@ -191,6 +191,9 @@ class Worker:
             if actor is not None and actor[0] == "create":
                 self._become_actor(value, actor, rids[0], env)
                 value = None
+            if task_id in self.cancelled:  # a threaded actor's call, cancelled while it ran
+                self.cancelled.discard(task_id)
+                raise TaskCancelledError(f"the call {name} was cancelled while it ran")
             results = self._pack(rids, value, name)
         except TaskCancelledError as exc:
             results = self._error_results(rids, exc)
@@ -261,6 +264,11 @@ class Worker:
             self.semaphore = asyncio.Semaphore(concurrency)
         elif concurrency > 1:
             self.pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="ember-actor")
+        if self.aloop is not None or self.pool is not None:
+            # calls run off the main thread: a cancel signal would interrupt the main loop, not
+            # the call; cancels arrive as messages (async: the call's task is cancelled;
+            # threaded: get_runtime_context().is_canceled(), and the call reports cancelled)
+            signal.signal(signal.SIGUSR1, signal.SIG_IGN)
 
     def _start_loop(self) -> asyncio.AbstractEventLoop:
         """The async actor's event loop, in a thread of its own (started once)."""

@@ -199,3 +199,47 @@ ray.shutdown()
 
 def test_runtime_env_under_ember_run(tmp_path):
     assert output_lines(run_ray_program(tmp_path, PROGRAM)) == ["hi", "refused True"]
+
+
+def test_threaded_actor_call_sees_is_canceled_and_get_raises(cluster, tmp_path):
+    """Ray's documented pattern for calls that are not interrupted: the method polls
+    get_runtime_context().is_canceled(); get on the call raises TaskCancelledError."""
+    started = tmp_path / "started"
+
+    @ember.remote(max_concurrency=2)
+    class Poller:
+        def __init__(self):
+            self.saw_cancel = False
+
+        def work(self, path):
+            import time
+
+            open(path, "w").close()
+            for _ in range(3000):
+                if ember.get_runtime_context().is_canceled():
+                    self.saw_cancel = True
+                    return "stopped"
+                time.sleep(0.01)
+            return "finished"
+
+        def saw(self):
+            return self.saw_cancel
+
+    p = Poller.remote()
+    ref = p.work.remote(str(started))
+    assert wait_until(started.exists, 60)
+    ember.cancel(ref)
+    with pytest.raises(TaskCancelledError):
+        ember.get(ref, timeout=60)
+    assert ember.get(p.saw.remote(), timeout=60) is True
+    assert ember.get_runtime_context().is_canceled() is False
+
+
+def test_method_accepts_enable_task_events(cluster):
+    @ember.remote
+    class Quiet:
+        @ember.method(enable_task_events=False)
+        def ping(self):
+            return "pong"
+
+    assert ember.get(Quiet.remote().ping.remote(), timeout=60) == "pong"
