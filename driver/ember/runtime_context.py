@@ -75,12 +75,13 @@ class RuntimeContext:
         return info.name if info is not None else None
 
     def is_canceled(self) -> bool:
-        """True once ``cancel()`` was called on the running task or actor call (code that
-        does not get interrupted, e.g. a threaded actor's call, can check it and stop)."""
+        """True once ``cancel()`` was called on the running task or actor call: actor calls
+        are not interrupted, so a long one can check this and stop. RuntimeError in a driver
+        or an async actor (whose calls are cancelled at their next ``await``)."""
         info = _current_task.get()
-        if info is None:
-            return False
         rt = self._rt
+        if info is None or (rt.actor is not None and rt.actor.is_async):
+            raise RuntimeError("is_canceled() is only available in a task or a (non-async) actor's method")
         return info.task_id in rt.cancelled_tasks or (rt.cancel_current and rt.current_task_id == info.task_id)
 
     def get_task_function_name(self) -> str | None:

@@ -83,8 +83,8 @@ class Worker:
             return True
         if t == M.CANCEL:
             tid = msg[1]
-            if tid == rt.current_task_id and self.pool is None and self.aloop is None:
-                rt.cancel_current = True  # the main thread's task
+            if tid == rt.current_task_id and self.instance is None:
+                rt.cancel_current = True  # a task (actor calls are never interrupted)
             else:
                 self.cancelled.add(tid)
                 running = self.async_running.get(tid)
@@ -264,11 +264,11 @@ class Worker:
             self.semaphore = asyncio.Semaphore(concurrency)
         elif concurrency > 1:
             self.pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="ember-actor")
-        if self.aloop is not None or self.pool is not None:
-            # calls run off the main thread: a cancel signal would interrupt the main loop, not
-            # the call; cancels arrive as messages (async: the call's task is cancelled;
-            # threaded: get_runtime_context().is_canceled(), and the call reports cancelled)
-            signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+        # As in Ray, a running actor call is never interrupted (the actor has state): the
+        # cancel signal only notes the call as cancelled (the message may wait behind a busy
+        # main thread); an async call's asyncio task is cancelled, a sync or threaded call
+        # sees get_runtime_context().is_canceled() and then reports TaskCancelledError.
+        signal.signal(signal.SIGUSR1, lambda signum, frame: _note_cancel(self.rt))
 
     def _start_loop(self) -> asyncio.AbstractEventLoop:
         """The async actor's event loop, in a thread of its own (started once)."""
@@ -421,6 +421,18 @@ def _cancellation_in(exc: BaseException) -> TaskCancelledError | None:
         seen.add(id(cur))
         cur = cur.__cause__ or cur.__context__
     return None
+
+
+def _note_cancel(rt: CoreRuntime) -> None:
+    """In an actor: mark the call the agent names in the cancel file as cancelled."""
+    path = os.path.join(rt.session.session_dir, f"cancel-{os.getpid()}")
+    try:
+        with open(path) as f:
+            named = f.read().strip()
+        os.unlink(path)
+        rt.cancelled_tasks.add(bytes.fromhex(named))
+    except (OSError, ValueError):
+        return
 
 
 def _check_cancel(rt: CoreRuntime) -> None:
