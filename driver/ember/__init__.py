@@ -31,6 +31,7 @@ from ember.api import (
     wait,
 )
 from ember.object_ref import ObjectRef
+from ember.runtime_context import get_runtime_context
 
 __version__ = "0.1.0"
 
@@ -73,6 +74,7 @@ __all__ = [
     "get",
     "get_actor",
     "get_gpu_ids",
+    "get_runtime_context",
     "init",
     "kill",
     "is_initialized",

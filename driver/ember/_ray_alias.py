@@ -6,7 +6,12 @@ values and functions that cloudpickle ships by reference name ember's modules an
 worker. A Ray module ember does not implement imports as a placeholder package whose names
 raise ``NotImplementedError`` when used; a name that is not a Ray module raises
 ``ModuleNotFoundError``. Nothing named ``ray`` is installed anywhere: a real Ray beside ember
-is only hidden in processes that installed this finder.
+is only hidden in processes that installed this finder, while EMBER_RAY_ALIAS=1 is set.
+
+Workers of a cluster the program did not start (``ember run`` against ``EMBER_ADDRESS``) get
+the alias per task: ``ember run``'s driver adds EMBER_RAY_ALIAS to its job's runtime_env
+env_vars, and the worker turns the alias on for the task's duration (``task_alias_on``/
+``task_alias_off``), so other jobs' tasks on the same worker see ``ray`` as before.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ BOOT_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_alias_boot
 # they import as placeholders. Names relative to ``ray``.
 RAY_ONLY_MODULES = frozenset({
     "air", "autoscaler", "client_builder", "cluster_utils", "cross_language", "dag", "dashboard",
-    "data", "experimental", "job_config", "job_submission", "llm", "rllib", "runtime_env",
+    "data", "experimental", "job_config", "job_submission", "llm", "rllib",
     "serve", "train", "tune", "widgets", "workflow",
     "util.accelerators", "util.annotations", "util.check_serialize", "util.client",
     "util.collective", "util.dask", "util.debug", "util.iter", "util.joblib", "util.metrics",
@@ -84,6 +89,8 @@ class RayAliasFinder(importlib.abc.MetaPathFinder):
     def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> importlib.machinery.ModuleSpec | None:
         if fullname != "ray" and not fullname.startswith("ray."):
             return None
+        if os.environ.get(ENV_VAR) != "1":  # (a worker between tasks of an ember run job)
+            return None
         module = resolve(fullname)  # raises ModuleNotFoundError for a name Ray lacks too
         spec = importlib.machinery.ModuleSpec(fullname, _Loader(), is_package=hasattr(module, "__path__"))
         return spec
@@ -94,6 +101,36 @@ def install() -> None:
     (a real Ray) is left as it is: the alias only affects imports from now on."""
     if not any(isinstance(f, RayAliasFinder) for f in sys.meta_path):
         sys.meta_path.insert(0, RayAliasFinder())
+
+
+def _ray_modules() -> list[str]:
+    return [name for name in list(sys.modules) if name == "ray" or name.startswith("ray.")]
+
+
+def _is_ember(module: Any) -> bool:
+    name = getattr(module, "__name__", "") or ""
+    return name == "ember" or name.startswith("ember.")
+
+
+def task_alias_on() -> dict[str, Any]:
+    """Turn the alias on in a worker for one task (the caller has set EMBER_RAY_ALIAS): a real
+    ``ray`` imported by an earlier task is set aside. Returns what task_alias_off puts back."""
+    install()
+    saved = {}
+    if "ray" in sys.modules:
+        for name in _ray_modules():
+            if not _is_ember(sys.modules[name]):
+                saved[name] = sys.modules.pop(name)
+    return saved
+
+
+def task_alias_off(saved: dict[str, Any]) -> None:
+    """Undo task_alias_on: later tasks import ``ray`` as they would without the alias."""
+    if "ray" in sys.modules:
+        for name in _ray_modules():
+            if _is_ember(sys.modules[name]):
+                del sys.modules[name]
+    sys.modules.update(saved)
 
 
 def child_environment(env: dict[str, str]) -> dict[str, str]:

@@ -78,6 +78,11 @@ class CoreRuntime:
         self.mode = mode  # "driver" | "worker"
         self.remote = remote  # reaches the cluster over gRPC, so cannot map the node's store
         self.namespace: str | None = None  # init(namespace=...): where named actors live
+        # the job (driver) work belongs to: a driver's own, in a worker the running task's
+        self.job_id: bytes = os.urandom(4)
+        self.env_vars: dict[str, str] = {}  # runtime_env env_vars tasks submitted from here get
+        self.worker_id: bytes = os.urandom(28)  # this process, as runtime contexts name it
+        self.actor: Any = None  # in an actor's worker: its ActorInfo (ember.runtime_context)
         self.gpu_ids: list[int] = []  # in a worker: the GPUs of the running task or actor
         self.ids = IdGenerator()
         self.closed = False
@@ -106,6 +111,7 @@ class CoreRuntime:
         self.task_queue: collections.deque = collections.deque()
         self.current_task_id: bytes | None = None
         self.cancel_current = False
+        self.cancelled_tasks: set[bytes] = set()  # cancels that came for tasks not running in the main thread
         self.exit_requested = False
         self.blocked = False
         self.no_block = False

@@ -54,10 +54,19 @@ def module_getattr(ray_module: str, names: frozenset[str] | None) -> Any:
     return __getattr__
 
 
+class _StubModule(types.ModuleType):
+    """A placeholder package; callable too, since Ray has functions named like their module
+    (``ray.util.placement_group``)."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> NoReturn:
+        _refuse(self.__ray_name__)
+
+
 def stub_module(name: str, ray_name: str) -> types.ModuleType:
     """A package standing in for a Ray module ember lacks: every public name in it (and in
     its submodules) is an :class:`Unsupported` placeholder."""
-    mod = types.ModuleType(name, f"Placeholder for {ray_name}, which ember does not implement.")
+    mod = _StubModule(name, f"Placeholder for {ray_name}, which ember does not implement.")
+    mod.__ray_name__ = ray_name  # type: ignore[attr-defined]
     mod.__path__ = []  # a package, so that its submodules import too
     mod.__getattr__ = module_getattr(ray_name, None)  # type: ignore[attr-defined]
     mod.__ember_stub__ = True  # type: ignore[attr-defined]

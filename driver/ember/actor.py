@@ -12,7 +12,7 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-from ember import _context
+from ember import _context, runtime_env
 from ember._resources import validate_request
 from ember._serialization import dumps_function, serialize
 from ember._signature import CallShape, check, shape_of
@@ -45,7 +45,9 @@ class ActorMeta:
         return (ActorMeta, (self.class_name, self.methods, self.is_async, self.max_task_retries, self.shapes))
 
 
-def _method_table(cls: type) -> tuple[dict[str, int], bool, dict[str, CallShape | None]]:
+def method_table(cls: type) -> tuple[dict[str, int], bool, dict[str, CallShape | None]]:
+    """Method name -> default num_returns, whether the actor is async, and each method's
+    call shape (``__init__``'s included)."""
     methods: dict[str, int] = {}
     shapes: dict[str, CallShape | None] = {}
     is_async = False
@@ -61,6 +63,8 @@ def _method_table(cls: type) -> tuple[dict[str, int], bool, dict[str, CallShape 
         methods[name] = opts.get("num_returns", 1)
         if inspect.iscoroutinefunction(member) or inspect.isasyncgenfunction(member):
             is_async = True
+    if inspect.iscoroutinefunction(getattr(cls, "__init__", None)):
+        is_async = True  # an async constructor makes an async actor (its loop runs the methods)
     return methods, is_async, shapes
 
 
@@ -72,7 +76,7 @@ class ActorClass:
         self._cls = cls
         self._options = options
         self._name = cls.__qualname__
-        self._methods, self._is_async, self._shapes = _method_table(cls)
+        self._methods, self._is_async, self._shapes = method_table(cls)
         if cls.__init__ is object.__init__:  # no __init__ of its own: takes no arguments
             self._shapes["__init__"] = CallShape(f"{self._name}.__init__", ())
         self._blob: bytes | None = None
@@ -101,7 +105,10 @@ class ActorClass:
         return _ActorClassOptions(self, {**self._options, **options})
 
     def bind(self, *args: Any, **kwargs: Any) -> Any:
-        raise NotImplementedError("ember does not support Ray DAGs (bind) yet")
+        """A lazy actor for a DAG (ember.dag): created when the DAG is executed."""
+        from ember.dag import ClassNode
+
+        return ClassNode(self, self._name, args, kwargs)
 
     def _create(self, args: tuple, kwargs: dict, options: dict[str, Any]) -> ActorHandle:
         check(self._shapes.get("__init__"), args, kwargs)
@@ -137,12 +144,18 @@ class ActorClass:
                     f"an actor named {name!r} already exists in namespace {namespace or 'default'!r}; "
                     f"use ember.get_actor({name!r}) or .options(get_if_exists=True)"
                 )
-        if self._blob is None:
-            try:
-                self._blob, self._contained = dumps_function(self._cls)
-            except Exception as exc:
-                raise TypeError(f"cannot pickle actor class {self._name}: {exc}") from exc
-        fn_id = rt.register_function(self._blob, self._contained)
+        own_env = runtime_env.check(options.get("runtime_env"))
+        env = runtime_env.effective(own_env) if (own_env or rt.env_vars) else None
+        if env:  # the actor's process runs with these variables set
+            blob, contained = dumps_function(runtime_env.ActorEnv(self._cls, env))
+            fn_id = rt.register_function(blob, contained)
+        else:
+            if self._blob is None:
+                try:
+                    self._blob, self._contained = dumps_function(self._cls)
+                except Exception as exc:
+                    raise TypeError(f"cannot pickle actor class {self._name}: {exc}") from exc
+            fn_id = rt.register_function(self._blob, self._contained)
         meta = ActorMeta(self._name, self._methods, self._is_async, max_task_retries,
                          {k: v for k, v in self._shapes.items() if k != "__init__"})
         spec = {
@@ -174,6 +187,11 @@ class _ActorClassOptions:
 
     def remote(self, *args: Any, **kwargs: Any) -> ActorHandle:
         return self._cls._create(args, kwargs, self._options)
+
+    def bind(self, *args: Any, **kwargs: Any) -> Any:
+        from ember.dag import ClassNode
+
+        return ClassNode(self, self._cls._name, args, kwargs)
 
 
 def _lookup(rt: Any, name: str, namespace: str | None) -> ActorHandle | None:
@@ -208,6 +226,8 @@ class ActorHandle:
         if name.startswith("_ember_"):
             raise AttributeError(name)
         meta = self._ember_meta
+        if name == "__ray_ready__":  # a call that returns True once the actor is created
+            return ActorMethod(self, name, 1)
         if name not in meta.methods:
             raise AttributeError(f"actor class {meta.class_name} has no method {name!r}")
         return ActorMethod(self, name, meta.methods[name])
@@ -250,6 +270,15 @@ class ActorMethod:
             raise ValueError(f"num_returns must be a non-negative integer, got {n!r}")
         return ActorMethod(self._handle, self._name, n, options.get("max_task_retries", self._retries))
 
+    def bind(self, *args: Any, **kwargs: Any) -> Any:
+        """A lazy call of this actor's method for a DAG (ember.dag)."""
+        from ember.dag import ClassMethodNode
+
+        options = {} if self._retries is None else {"max_task_retries": self._retries}
+        if self._num_returns != 1:
+            options["num_returns"] = self._num_returns
+        return ClassMethodNode(self._handle, self._name, options, args, kwargs)
+
     def remote(self, *args: Any, **kwargs: Any) -> Any:
         rt = _context.require_runtime()
         handle = self._handle
@@ -264,6 +293,15 @@ class ActorMethod:
         if n == 0:
             return None
         return refs
+
+
+def exit_actor() -> None:
+    """End the current actor from inside one of its methods (Ray's ``ray.actor.exit_actor``):
+    it is not restarted; this call and later ones raise ActorDiedError."""
+    rt = _context.current_runtime()
+    if rt is None or getattr(rt, "actor", None) is None:
+        raise TypeError("exit_actor() can only be called inside an actor's method")
+    raise SystemExit(0)
 
 
 def kill(actor: ActorHandle, *, no_restart: bool = True) -> None:

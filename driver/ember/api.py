@@ -82,6 +82,9 @@ def init(
     unknown = set(kwargs) - _ACCEPTED_INIT_KWARGS
     if unknown:
         raise TypeError(f"init() got unexpected keyword arguments: {', '.join(sorted(unknown))}")
+    from ember import runtime_env
+
+    job_env = runtime_env.check(kwargs.get("runtime_env"))  # every task and actor of the job
     with _init_lock:
         if _context.current_runtime() is not None:
             if ignore_reinit_error:
@@ -102,8 +105,12 @@ def init(
             job = os.urandom(8).hex()
             rt, open_output = _connect(address, token, tls_ca or os.environ.get("EMBER_TLS_CA"), job)
             rt.namespace = kwargs.get("namespace")
+            rt.job_id = bytes.fromhex(job)  # what get_runtime_context().get_job_id() says
             if kwargs.get("log_to_driver", True):
                 _printer = _open_printer(open_output, job)
+            if os.environ.get(runtime_env.ALIAS_VAR) == "1":  # `ember run`: workers we did not
+                job_env = {**job_env, runtime_env.ALIAS_VAR: "1"}  # start get the alias per task
+            rt.env_vars = job_env
             _context.set_runtime(rt)
             if not _atexit_registered:
                 atexit.register(shutdown)
@@ -131,6 +138,7 @@ def init(
             rt = CoreRuntime(conn, session, "driver")
             inbox = rt.open_inbox(session.socket_dir)
             job = os.urandom(8).hex()
+            rt.job_id = bytes.fromhex(job)  # what get_runtime_context().get_job_id() says
             rt.send((M.HELLO, "driver", _pid(), None, {"direct": inbox, "job": job}))
             if kwargs.get("log_to_driver", True):
                 _printer = _open_printer(lambda: ClientConnection.connect(session.socket_path), job)
@@ -139,6 +147,7 @@ def init(
             raise
         _cluster = cluster
         rt.namespace = kwargs.get("namespace")
+        rt.env_vars = job_env
         _context.set_runtime(rt)
         if not _atexit_registered:
             atexit.register(shutdown)
@@ -273,7 +282,9 @@ def _make_remote(target: Any, options: dict[str, Any]) -> Any:
 
 def method(*args: Any, **options: Any) -> Any:
     """Options for an actor method: ``@ember.method(num_returns=2)``."""
-    valid = {"num_returns", "concurrency_group", "max_task_retries", "retry_exceptions"}
+    # enable_task_events only changes what is recorded for observability tools
+    valid = {"num_returns", "concurrency_group", "max_task_retries", "retry_exceptions",
+             "enable_task_events"}
 
     def decorator(fn: Any) -> Any:
         bad = set(options) - valid

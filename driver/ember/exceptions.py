@@ -260,6 +260,59 @@ class CrossLanguageError(RayError):
     """Not used by ember (Python only); kept for name compatibility."""
 
 
+class UnserializableException(RayError):
+    """The cause of a RayTaskError whose original exception could not be pickled (or
+    unpickled): carries that exception's text and traceback, and why it could not travel."""
+
+    def __init__(self, original_stack_trace: str = "") -> None:
+        super().__init__(original_stack_trace)
+        self.original_stack_trace = original_stack_trace
+
+
+class AsyncioActorExit(RayError):
+    """Raised inside an async actor by exit_actor(): the actor ends (not an error)."""
+
+
+class PendingCallsLimitExceeded(RayError):
+    """An actor has more pending calls than its max_pending_calls."""
+
+
+class LocalRayletDiedError(RayError):
+    """The task's node agent died (Ray's raylet)."""
+
+
+class TaskPlacementGroupRemoved(RayError):
+    """The task's placement group was removed."""
+
+
+class ActorPlacementGroupRemoved(RayError):
+    """The actor's placement group was removed."""
+
+
+class ObjectReconstructionFailedError(ObjectLostError):
+    """A lost object could not be rebuilt from its lineage."""
+
+
+class ObjectReconstructionFailedMaxAttemptsExceededError(ObjectReconstructionFailedError):
+    """A lost object could not be rebuilt: its task ran out of retries."""
+
+
+class ObjectReconstructionFailedLineageEvictedError(ObjectReconstructionFailedError):
+    """A lost object could not be rebuilt: its lineage was evicted."""
+
+
+class ObjectFreedError(ObjectLostError):
+    """The object was freed explicitly."""
+
+
+class PlasmaObjectNotAvailable(RayError):
+    """The object is not (yet) available in the store."""
+
+
+class AuthenticationError(RayError):
+    """The cluster refused the call's token."""
+
+
 __all__ = [
     "RayError",
     "RaySystemError",
@@ -282,4 +335,16 @@ __all__ = [
     "ActorUnschedulableError",
     "RuntimeEnvSetupError",
     "CrossLanguageError",
+    "UnserializableException",
+    "AsyncioActorExit",
+    "PendingCallsLimitExceeded",
+    "LocalRayletDiedError",
+    "TaskPlacementGroupRemoved",
+    "ActorPlacementGroupRemoved",
+    "ObjectReconstructionFailedError",
+    "ObjectReconstructionFailedMaxAttemptsExceededError",
+    "ObjectReconstructionFailedLineageEvictedError",
+    "ObjectFreedError",
+    "PlasmaObjectNotAvailable",
+    "AuthenticationError",
 ]

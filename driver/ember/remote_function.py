@@ -6,7 +6,7 @@ import functools
 import weakref
 from typing import Any
 
-from ember import _context
+from ember import _context, runtime_env
 from ember._resources import validate_request
 from ember._serialization import dumps_function, serialize
 from ember._signature import check, shape_of
@@ -37,9 +37,7 @@ def check_options(options: dict[str, Any], valid: set[str], what: str) -> None:
     if rex is not None and not isinstance(rex, bool):
         if not isinstance(rex, list | tuple) or not all(isinstance(t, type) and issubclass(t, BaseException) for t in rex):
             raise ValueError("retry_exceptions must be True, False, or a list of exception types")
-    env = options.get("runtime_env")
-    if env:
-        raise ValueError("runtime_env is not supported by ember yet; install dependencies on the nodes instead")
+    runtime_env.check(options.get("runtime_env"))  # refuses what ember cannot do, by name
     res = options.get("resources")
     if res is not None and not isinstance(res, dict):
         raise TypeError(f"resources must be a dict of name -> amount, got {type(res).__name__}")
@@ -56,6 +54,7 @@ class RemoteFunction:
         self._blob: bytes | None = None
         self._contained: list[bytes] = []
         self._registered: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self._with_env: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # rt -> {env: fn_id}
         functools.update_wrapper(self, fn)
         self._resolved = self._resolve(options)
         self._shape = shape_of(fn, self._name)
@@ -67,7 +66,7 @@ class RemoteFunction:
         if isinstance(rex, list | tuple):
             rex = serialize(list(rex)).to_bytes()
         return (options.get("num_returns", 1), resources, options.get("max_retries", 3), rex,
-                options.get("name") or self._name)
+                options.get("name") or self._name, runtime_env.check(options.get("runtime_env")))
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         raise TypeError(
@@ -90,6 +89,16 @@ class RemoteFunction:
             self._registered[rt] = fn_id
         return fn_id
 
+    def _env_fn_id(self, rt: Any, env: dict[str, str]) -> bytes:
+        """The function registered wrapped in its environment variables (runtime_env)."""
+        table = self._with_env.setdefault(rt, {})
+        key = tuple(sorted(env.items()))
+        fn_id = table.get(key)
+        if fn_id is None:
+            blob, contained = dumps_function(runtime_env.EnvCall(self._function, env))
+            fn_id = table[key] = rt.register_function(blob, contained)
+        return fn_id
+
     def remote(self, *args: Any, **kwargs: Any) -> Any:
         """Run the function as a task; returns an ObjectRef (a list for num_returns > 1)."""
         return self._submit(args, kwargs, self._resolved)
@@ -97,13 +106,21 @@ class RemoteFunction:
     def _submit(self, args: tuple, kwargs: dict, resolved: tuple) -> Any:
         check(self._shape, args, kwargs)
         rt = _context.require_runtime()
-        num_returns, resources, max_retries, rex, name = resolved
-        refs = rt.submit(self._fn_id(rt), name, args, kwargs, num_returns, resources, max_retries, rex)
+        num_returns, resources, max_retries, rex, name, own_env = resolved
+        env = runtime_env.effective(own_env) if (own_env or rt.env_vars) else None
+        fn_id = self._env_fn_id(rt, env) if env else self._fn_id(rt)
+        refs = rt.submit(fn_id, name, args, kwargs, num_returns, resources, max_retries, rex)
         if num_returns == 1:
             return refs[0]
         if num_returns == 0:
             return None
         return refs
+
+    def bind(self, *args: Any, **kwargs: Any) -> Any:
+        """A lazy call of this task for a DAG (ember.dag): submitted when the DAG is executed."""
+        from ember.dag import FunctionNode
+
+        return FunctionNode(self, self._name, args, kwargs)
 
     def options(self, **options: Any) -> _BoundOptions:
         """The same function with some options changed for the calls made through the result."""
@@ -121,3 +138,8 @@ class _BoundOptions:
 
     def remote(self, *args: Any, **kwargs: Any) -> Any:
         return self._fn._submit(args, kwargs, self._resolved)
+
+    def bind(self, *args: Any, **kwargs: Any) -> Any:
+        from ember.dag import FunctionNode
+
+        return FunctionNode(self, self._fn._name, args, kwargs)

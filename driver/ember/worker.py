@@ -36,7 +36,14 @@ from ember._output import OutputMarks, redirect_stdio
 from ember._runtime import CoreRuntime, Dep, SessionInfo
 from ember._serialization import deserialize, loads_function, serialize
 from ember._wire import ClientConnection, encode
-from ember.exceptions import RayTaskError, TaskCancelledError, format_remote_traceback
+from ember.exceptions import (
+    RayTaskError,
+    TaskCancelledError,
+    UnserializableException,
+    format_remote_traceback,
+)
+from ember.runtime_context import ActorInfo, TaskInfo, reset_current_task, set_current_task
+from ember.runtime_env import ActorEnv
 
 _PR_SET_PDEATHSIG = 1
 BATCH_MAX = 64  # results held back while the next queued task runs (see Worker._done)
@@ -63,13 +70,14 @@ class Worker:
         # function bodies as received: a task handed back (blocked in get) or taken back
         # (work stealing) may come again without its body, which this worker was sent once
         self.blobs: dict[bytes, bytes] = {}
-        self.cancelled: set[bytes] = set()
+        self.cancelled: set[bytes] = rt.cancelled_tasks  # (runtime contexts read it too)
         self.claim: ClaimSlot | None = None
         self.direct = DirectSender()
         self.instance: Any = None
         self.aloop: asyncio.AbstractEventLoop | None = None
         self.semaphore: asyncio.Semaphore | None = None
         self.pool: ThreadPoolExecutor | None = None
+        self.async_running: dict[bytes, asyncio.Task] = {}  # an async actor's calls in progress
         rt.message_hook = self._on_message
 
     # messages from the agent other than objects and replies
@@ -87,10 +95,13 @@ class Worker:
             return True
         if t == M.CANCEL:
             tid = msg[1]
-            if tid == rt.current_task_id:
-                rt.cancel_current = True
+            if tid == rt.current_task_id and self.instance is None:
+                rt.cancel_current = True  # a task (actor calls are never interrupted)
             else:
                 self.cancelled.add(tid)
+                running = self.async_running.get(tid)
+                if running is not None:  # an async actor's call: cancelled at its next await
+                    self.aloop.call_soon_threadsafe(running.cancel)
             return True
         if t == M.EXIT:
             rt.exit_requested = True
@@ -158,6 +169,8 @@ class Worker:
         if actor is not None and actor[0] == "call":
             if self.instance is None:
                 raise RuntimeError("this actor has no instance (its constructor did not run)")
+            if actor[1] == READY_METHOD:
+                return _ready
             return getattr(self.instance, actor[1])
         return self._function(fn_id, fn_blob)
 
@@ -176,6 +189,8 @@ class Worker:
         if actor is None or actor[0] == "create":  # the caller's namespace, for named actors
             rt.namespace = env.get("namespace") if env else None
             job = (env.get("job") if env else None) or ""
+            if job:
+                rt.job_id = bytes.fromhex(job)  # nested tasks and get_job_id() say whose work this is
             self.marks.mark(job, name)
             if actor is not None:
                 self.actor_mark = (job, name)
@@ -186,6 +201,7 @@ class Worker:
             os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in rt.gpu_ids)
         rt.current_task_id = task_id
         rt.cancel_current = False
+        ctx_token = set_current_task(TaskInfo(task_id, name, env.get("resources", {}) if env else {}))
         value = None
         try:
             if rt.signal_pending:  # a cancel signal came just before this task started
@@ -193,14 +209,27 @@ class Worker:
                 _check_cancel(rt)
             target = self._target(fn_id, fn_blob, actor)
             args, kwargs = self._args(args_blob, deps)
-            value = target(*args, **kwargs)
+            if isinstance(target, ActorEnv):  # an actor with runtime_env env_vars
+                target = target.apply()
+            if actor is not None and actor[0] == "create" and inspect.iscoroutinefunction(
+                    getattr(target, "__init__", None)):
+                value = self._construct_async(target, args, kwargs)
+            else:
+                value = target(*args, **kwargs)
             del args, kwargs
             if actor is not None and actor[0] == "create":
-                self._become_actor(value, actor)
+                self._become_actor(value, actor, rids[0], env)
                 value = None
+            if task_id in self.cancelled:  # a threaded actor's call, cancelled while it ran
+                self.cancelled.discard(task_id)
+                raise TaskCancelledError(f"the call {name} was cancelled while it ran")
             results = self._pack(rids, value, name)
         except TaskCancelledError as exc:
             results = self._error_results(rids, exc)
+        except SystemExit as exc:
+            if actor is not None and actor[0] == "call":
+                self._exit_actor(name)
+            results = self._task_error(rids, name, exc)
         except KeyboardInterrupt as exc:
             if rt.cancel_current:
                 results = self._error_results(rids, TaskCancelledError(f"task {name} was cancelled"))
@@ -216,6 +245,7 @@ class Worker:
         finally:
             rt.current_task_id = None
             rt.cancel_current = False
+            reset_current_task(ctx_token)
         elapsed = time.perf_counter() - start
         direct = not retry and env is not None and self._send_direct(env.get("reply"), results)
         self._done((M.DONE, task_id, results, retry, elapsed, direct))
@@ -248,32 +278,87 @@ class Worker:
             else:
                 rt.send(msg)
 
-    def _become_actor(self, instance: Any, actor: tuple) -> None:
-        _, concurrency, is_async = actor
+    def _become_actor(self, instance: Any, actor: tuple, actor_id: bytes, env: dict | None) -> None:
+        _, concurrency, is_async, *more = actor
+        from ember.actor import method_table
+
+        methods, _, _ = method_table(type(instance))
+        self.rt.actor = ActorInfo(actor_id, type(instance).__qualname__, methods, is_async,
+                                  more[0] if more else 0, dict(env.get("resources", {})) if env else {})
         self.instance = instance
         self.rt.no_block = True  # an actor keeps its resources while it waits
         if is_async:
-            self.aloop = asyncio.new_event_loop()
+            self._start_loop()
             self.semaphore = asyncio.Semaphore(concurrency)
-            threading.Thread(target=self.aloop.run_forever, name="ember-actor-loop", daemon=True).start()
         elif concurrency > 1:
             self.pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="ember-actor")
+        # As in Ray, a running actor call is never interrupted (the actor has state): the
+        # cancel signal only notes the call as cancelled (the message may wait behind a busy
+        # main thread); an async call's asyncio task is cancelled, a sync or threaded call
+        # sees get_runtime_context().is_canceled() and then reports TaskCancelledError.
+        signal.signal(signal.SIGUSR1, lambda signum, frame: _note_cancel(self.rt))
+
+    def _start_loop(self) -> asyncio.AbstractEventLoop:
+        """The async actor's event loop, in a thread of its own (started once)."""
+        if self.aloop is None:
+            self.aloop = asyncio.new_event_loop()
+            threading.Thread(target=self.aloop.run_forever, name="ember-actor-loop", daemon=True).start()
+        return self.aloop
+
+    def _construct_async(self, cls: type, args: tuple, kwargs: dict) -> Any:
+        """An instance of a class whose ``__init__`` is ``async def``: awaited on the actor's
+        event loop, where its methods will run (as Ray does)."""
+        instance = cls.__new__(cls)
+        asyncio.run_coroutine_threadsafe(instance.__init__(*args, **kwargs), self._start_loop()).result()
+        return instance
 
     async def _run_async(self, task: tuple) -> None:
         (task_id, fn_id, fn_blob, name, args_blob, deps, rids, retry_exc, retries_left, env, actor, _) = task
         rt = self.rt
         start = time.perf_counter()
-        async with self.semaphore:
-            try:
-                target = self._target(fn_id, fn_blob, actor)
-                args, kwargs = self._args(args_blob, deps)
-                value = target(*args, **kwargs)
-                if inspect.isawaitable(value):
-                    value = await value
-                results = self._pack(rids, value, name)
-            except BaseException as exc:  # noqa: BLE001 - reported to the caller
-                results = self._task_error(rids, name, exc)
+        self.async_running[task_id] = asyncio.current_task()
+        cancelled = TaskCancelledError(f"the call {name} was cancelled")
+        try:
+            if task_id in self.cancelled:
+                raise asyncio.CancelledError
+            async with self.semaphore:
+                set_current_task(TaskInfo(task_id, name, {}))  # (this coroutine's own context)
+                try:
+                    target = self._target(fn_id, fn_blob, actor)
+                    args, kwargs = self._args(args_blob, deps)
+                    value = target(*args, **kwargs)
+                    if inspect.isawaitable(value):
+                        value = await value
+                    results = self._pack(rids, value, name)
+                except asyncio.CancelledError as exc:
+                    if task_id not in self.cancelled:  # the method's own, not ember.cancel()
+                        results = self._task_error(rids, name, exc)
+                    else:
+                        results = self._error_results(rids, cancelled)
+                except SystemExit:
+                    self._exit_actor(name)
+                except BaseException as exc:  # noqa: BLE001 - reported to the caller
+                    results = self._task_error(rids, name, exc)
+        except asyncio.CancelledError:  # cancelled before it started
+            results = self._error_results(rids, cancelled)
+        finally:
+            self.async_running.pop(task_id, None)
+            self.cancelled.discard(task_id)
         rt.send((M.DONE, task_id, results, False, time.perf_counter() - start, False))
+
+    def _exit_actor(self, name: str) -> None:
+        """The actor ends on purpose (sys.exit() or exit_actor() in a method): as in Ray, it
+        is not restarted, and this call and later ones raise ActorDiedError."""
+        rt = self.rt
+        reason = f"exited: its method {name} called sys.exit() or exit_actor()"
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            rt.request(M.REQUEST, "kill_actor", (rt.actor.actor_id, True, reason), timeout=30)
+        except BaseException:  # noqa: BLE001 - the agent ends this process meanwhile
+            pass
+        finally:
+            os._exit(0)
 
     def _pack(self, rids: tuple, value: Any, name: str) -> list:
         n = len(rids)
@@ -309,14 +394,23 @@ class Worker:
         try:
             blob = serialize(RayTaskError(name, tb, cause, os.getpid())).to_bytes()
             deserialize(blob)  # an exception class may pickle but not unpickle
-        except Exception:  # noqa: BLE001 - fall back to the text of the error
-            note = f"\n(the exception {type(exc).__name__} could not be pickled, so only its text is kept)"
-            blob = serialize(RayTaskError(name, tb + note, None, os.getpid())).to_bytes()
+        except Exception as why:  # noqa: BLE001 - fall back to the text of the error
+            note = (f"\n(the exception {type(exc).__name__} could not be sent to the caller: "
+                    f"{type(why).__name__}: {why}; only its text is kept)")
+            cause = UnserializableException(tb + note)
+            blob = serialize(RayTaskError(name, tb + note, cause, os.getpid())).to_bytes()
         return [(rid, M.ERROR, blob, ()) for rid in rids]
 
     def _error_results(self, rids: tuple, exc: BaseException) -> list:
         blob = serialize(exc).to_bytes()
         return [(rid, M.ERROR, blob, ()) for rid in rids]
+
+
+READY_METHOD = "__ray_ready__"  # every actor answers it (True) once its constructor has run
+
+
+def _ready() -> bool:
+    return True
 
 
 def _matches(retry_exc: Any, exc: BaseException) -> bool:
@@ -355,6 +449,18 @@ def _cancellation_in(exc: BaseException) -> TaskCancelledError | None:
         seen.add(id(cur))
         cur = cur.__cause__ or cur.__context__
     return None
+
+
+def _note_cancel(rt: CoreRuntime) -> None:
+    """In an actor: mark the call the agent names in the cancel file as cancelled."""
+    path = os.path.join(rt.session.session_dir, f"cancel-{os.getpid()}")
+    try:
+        with open(path) as f:
+            named = f.read().strip()
+        os.unlink(path)
+        rt.cancelled_tasks.add(bytes.fromhex(named))
+    except (OSError, ValueError):
+        return
 
 
 def _check_cancel(rt: CoreRuntime) -> None:

@@ -84,7 +84,8 @@ class ActorManager:
         rec.state = BUSY
         spec = actor.spec
         rec.shape = None  # (the agent gave it the actor's resources: Agent._hold)
-        self.agent._send_exec(rec, actor.create_task, ("create", spec["max_concurrency"], spec["is_async"]))
+        self.agent._send_exec(rec, actor.create_task, ("create", spec["max_concurrency"], spec["is_async"],
+                                                         actor.restarts))
 
     def on_created(self, actor: Actor, task: Task, results: list) -> None:
         failed = any(kind == M.ERROR for _, kind, _, _ in results)
@@ -228,11 +229,13 @@ class ActorManager:
             actor.key = None
             agent.table.unpin(actor.aid)
 
-    def kill(self, aid: bytes, no_restart: bool) -> None:
+    def kill(self, aid: bytes, no_restart: bool, reason: str | None = None) -> None:
         actor = self.actors.get(aid)
         if actor is None or actor.state == DEAD:
             return
         actor.no_restart = actor.no_restart or no_restart
+        if reason is not None and actor.death_cause is None:
+            actor.death_cause = ActorDiedError(f"actor {actor.class_name} {reason}")
         if no_restart and actor.key is not None and self.names.get(actor.key) == aid:
             del self.names[actor.key]  # the name is free again at once, as in Ray
         if actor.worker is not None:

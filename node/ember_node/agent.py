@@ -798,17 +798,16 @@ class Agent(Membership, Requests):
         task.worker = rec
         task.state = RUNNING
         task.started_at = time.monotonic()  # the memory monitor kills the newest first
-        ctx = None
         owner = task.owner
         has_gpus = bool(rec.node.gpus.free)
         if actor is None or actor[0] != "call":  # an actor's output stays its creator's
             rec.job = task.job
-        if task.namespace or has_gpus or task.job or (owner.direct and rec.node.client is None):
-            ctx = {"namespace": task.namespace, "job": task.job}
-            if owner.direct and rec.node.client is None and not owner.conn.closed:
-                ctx["reply"] = owner.direct  # the worker may send the result straight back
-            if has_gpus:  # a node with GPUs shows each task only its own (none without num_gpus)
-                ctx["gpus"] = rec.gpu_ids
+        # what the worker's runtime context reports (ember.runtime_context), whose output it is
+        ctx = {"namespace": task.namespace, "job": task.job, "resources": task.resources}
+        if owner.direct and rec.node.client is None and not owner.conn.closed:
+            ctx["reply"] = owner.direct  # the worker may send the result straight back
+        if has_gpus:  # a node with GPUs shows each task only its own (none without num_gpus)
+            ctx["gpus"] = rec.gpu_ids
         self._send(rec.client, (M.EXEC, (task.tid, fn_id, fn_blob, task.name, task.args, deps,
                                          task.rids, task.retry_exc, task.retries_left(), ctx, actor,
                                          task.seq)))

@@ -321,7 +321,8 @@ def status(args: argparse.Namespace) -> int:
     alive = sum(1 for n in nodes if n["Alive"])
     print(f"nodes: {alive} alive, {len(nodes) - alive} dead")
     for n in nodes:
-        res = ", ".join(f"{k} {_num(v)}" for k, v in n["Resources"].items() if k != "object_store_memory")
+        res = ", ".join(f"{k} {_num(v)}" for k, v in n["Resources"].items()
+                        if k not in ("object_store_memory", "memory"))  # bytes: in the totals
         store = n.get("object_store")
         if store and n["Alive"]:
             res += f"; store {_bytes(store[0])} / {_bytes(store[1])}"

@@ -19,7 +19,7 @@ from ember_node.agent import HEARTBEAT_TIMEOUT_S, Agent
 from ember_node.fd_limit import raise_open_file_limit
 from ember_node.leftovers import sweep_stale_arenas
 from ember_node.session_dir import prepare_session_dir
-from ember_node.store import default_capacity
+from ember_node.store import available_memory, default_capacity, task_memory
 
 log = logging.getLogger("ember.agent")
 
@@ -72,8 +72,7 @@ def main(argv: list[str] | None = None) -> None:
     totals.update({k: float(v) for k, v in json.loads(args.resources).items()})
     capacity = args.object_store_memory or default_capacity()
     totals["object_store_memory"] = float(capacity)
-    if args.memory:
-        totals["memory"] = float(args.memory)
+    totals["memory"] = float(args.memory or task_memory(available_memory(), capacity))
     signal.signal(signal.SIGTERM, _exit_on_signal)
     sweep_stale_arenas()  # what agents killed with SIGKILL left in /dev/shm
     try:

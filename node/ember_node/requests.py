@@ -144,8 +144,8 @@ class Requests:
         return found
 
     def _req_kill_actor(self, client: Client, arg: tuple) -> None:
-        aid, no_restart = arg
-        self.actors.kill(aid, no_restart)
+        aid, no_restart, *reason = arg  # reason: an actor ending itself says why
+        self.actors.kill(aid, no_restart, reason[0] if reason else None)
 
     def _on_shutdown(self, client: Client, msg: tuple) -> None:
         if client is self.owner:  # only the driver that owns an embedded cluster may stop it

@@ -1,4 +1,4 @@
-"""An agent's session directory: made private before use, and on exit removed (but after a
+"""An agent's session directory, made private before use (ember._local_cluster.end_session
 crash its ``logs`` stay)."""
 
 from __future__ import annotations

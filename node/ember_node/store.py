@@ -31,6 +31,37 @@ def memory_limit() -> int:
         return 8 << 30
 
 
+def available_memory() -> int:
+    """Memory free for use now: the machine's available memory, or, in a container, its
+    limit less what the container uses, whichever is lower."""
+    import psutil
+
+    free = psutil.virtual_memory().available
+    for limit_path, used_path in (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+                                  ("/sys/fs/cgroup/memory/memory.limit_in_bytes",
+                                   "/sys/fs/cgroup/memory/memory.usage_in_bytes")):
+        try:
+            with open(limit_path) as f:
+                limit = f.read().strip()
+            with open(used_path) as f:
+                used = f.read().strip()
+        except OSError:
+            continue
+        if limit.isdigit() and used.isdigit():
+            free = min(free, int(limit) - int(used))
+        break
+    return max(free, 0)
+
+
+def task_memory(available: int, object_store: int) -> int:
+    """The ``memory`` resource a node advertises (what ``memory=`` requests are scheduled
+    against), as Ray computes it: the memory available at start less the object store's.
+    Ray sizes its store from the available memory (30%); ember's default comes from the
+    total, so on a busy machine it can exceed what is free: the store then counts for at
+    most Ray's share, and tasks still get the other 70%."""
+    return max(available - min(object_store, int(available * 0.3)), 0)
+
+
 def default_capacity() -> int:
     """A sane default: 30% of memory (a container's limit included), at most half of
     /dev/shm, at least 64 MiB."""

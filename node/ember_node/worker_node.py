@@ -39,7 +39,7 @@ from ember_node.leftovers import sweep_stale_arenas
 from ember_node.memory_usage import UsageReader
 from ember_node.node_store import NodeStore, PeerFetcher
 from ember_node.session_dir import prepare_session_dir
-from ember_node.store import Arena, default_capacity
+from ember_node.store import Arena, available_memory, default_capacity, task_memory
 from ember_node.worker_output import WorkerOutput
 from ember_node.workers import Zygote
 
@@ -293,6 +293,7 @@ def main(argv: list[str] | None = None) -> None:
         totals.update({k: float(v) for k, v in json.loads(args.resources).items()})
     capacity = args.object_store_memory or default_capacity()
     totals["object_store_memory"] = float(capacity)
+    totals.setdefault("memory", float(task_memory(available_memory(), capacity)))
     peer_host = args.peer_advertise or args.host
     if peer_host in ("0.0.0.0", "::", ""):
         try:

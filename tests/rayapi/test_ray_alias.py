@@ -119,6 +119,12 @@ check("Counter", lambda: Counter("requests"))
 check("tqdm", lambda: tqdm(range(3)))
 check("TorchTrainer", lambda: TorchTrainer(None))
 check("java_function", lambda: ray.java_function("Cls", "f"))
+check("placement_group", lambda: ray.util.placement_group([{"CPU": 1}]))
+from ray.util.placement_group import placement_group
+import ray.util.placement_group
+check("placement_group_module", lambda: ray.util.placement_group([{"CPU": 1}]))
+check("placement_group_import", lambda: placement_group([{"CPU": 1}]))
+print("util attributes", ray.util.queue.Queue.__name__, ray.util.multiprocessing.Pool.__name__)
 def subclass():
     class Client(ray.util.state.StateApiClient):
         pass
@@ -135,9 +141,10 @@ except ModuleNotFoundError as e:
 def test_ray_names_ember_lacks_fail_when_used_not_on_import(tmp_path):
     lines = output_lines(run_ray_program(tmp_path, NOT_IMPLEMENTED))
     for what in ("list_actors", "read_csv", "Counter", "tqdm", "TorchTrainer", "java_function",
-                 "subclass"):
+                 "subclass", "placement_group", "placement_group_module", "placement_group_import"):
         assert f"{what} NotImplementedError True" in lines, lines
     assert "ObjectRef True" in lines
+    assert "util attributes Queue Pool" in lines
     assert "missing ray.not_a_ray_module" in lines
 
 

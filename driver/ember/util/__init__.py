@@ -3,17 +3,36 @@ the parts ember does not implement yet."""
 
 from __future__ import annotations
 
+import importlib
+from typing import Any
+
 from ember._unsupported import module_getattr
 from ember.util.actor_pool import ActorPool
 
 __all__ = ["ActorPool"]
 
+_SUBMODULES = frozenset({"actor_pool", "multiprocessing", "queue"})
+# Ray's ray.util submodules ember lacks (placeholders, see ember._ray_alias)
+_RAY_ONLY_SUBMODULES = frozenset({
+    "accelerators", "annotations", "check_serialize", "client", "collective", "dask", "debug",
+    "iter", "joblib", "metrics", "placement_group", "scheduling_strategies", "serialization",
+    "spark", "state", "tracing",
+})
 # Ray's ray.util names ember lacks: they resolve, and raise NotImplementedError when used.
 _RAY_ONLY_NAMES = frozenset({
     "get_current_placement_group", "get_node_ip_address", "inspect_serializability",
-    "list_named_actors", "pdb", "placement_group", "placement_group_table",
+    "list_named_actors", "pdb", "placement_group_table",
     "register_serializer", "remove_placement_group", "deregister_serializer",
     "PlacementGroup", "log_once", "disable_log_once_globally", "enable_periodic_logging",
 })
+_placeholder = module_getattr("ray.util", _RAY_ONLY_NAMES)
 
-__getattr__ = module_getattr("ray.util", _RAY_ONLY_NAMES)
+
+def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        return importlib.import_module(f"ember.util.{name}")
+    if name in _RAY_ONLY_SUBMODULES:
+        from ember._ray_alias import resolve
+
+        return resolve(f"ray.util.{name}")
+    return _placeholder(name)
