@@ -173,16 +173,19 @@ class OutputPrinter:
         self._thread.start()
 
     def _run(self) -> None:
-        while not self._closed:
-            try:
-                msgs = self.conn.recv(0.25)
-            except Exception:  # noqa: BLE001 - the agent or the connection is gone
-                return
-            for msg in msgs:
-                if msg[0] == M.OUTPUT:
-                    self._print(msg[1])
-                elif msg[0] == M.REPLY:
-                    self._drained.set()
+        try:
+            while not self._closed:
+                try:
+                    msgs = self.conn.recv(0.25)
+                except Exception:  # noqa: BLE001 - the agent or the connection is gone
+                    return
+                for msg in msgs:
+                    if msg[0] == M.OUTPUT:
+                        self._print(msg[1])
+                    elif msg[0] == M.REPLY:
+                        self._drained.set()
+        finally:
+            self._drained.set()  # nothing more will come: close() need not wait
 
     def _print(self, batch: list) -> None:
         for pid, is_err, name, lines in batch:
@@ -193,8 +196,10 @@ class OutputPrinter:
             except (OSError, ValueError):
                 pass
 
-    def close(self, drain_timeout: float = 2.0) -> None:
-        """Print what workers wrote until now (waiting up to ``drain_timeout``), then disconnect."""
+    def close(self, drain_timeout: float = 10.0) -> None:
+        """Print what workers wrote until now, then disconnect. The agent's answer comes
+        after those lines, so this waits only as long as printing them takes (at most
+        ``drain_timeout``; not at all when the agent is gone)."""
         if self._closed:
             return
         try:

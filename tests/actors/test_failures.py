@@ -291,7 +291,7 @@ def test_failed_constructor_argument_fails_the_actor(cluster, tmp_path):
 
     a = Fragile.remote(broken.remote())
     with pytest.raises(exc.RayActorError) as info:
-        ember.get(a.read.remote(), timeout=10)
+        ember.get(a.read.remote(), timeout=60)
     assert "no-such-config-3" in str(info.value)
 
 
@@ -368,7 +368,7 @@ def test_named_actor_that_died_frees_its_name(cluster, tmp_path):
             return True
         return False
 
-    assert wait_until(name_free, 10, 0.1), "get_actor still finds an actor that died"
+    assert wait_until(name_free, 60, 0.1), "get_actor still finds an actor that died"
     b = Fragile.options(name="fragile-named").remote(str(tmp_path / "log"), 5)
     assert ember.get(ember.get_actor("fragile-named").read.remote(), timeout=T) == 5
     ember.kill(b)

@@ -204,7 +204,7 @@ def test_name_is_free_again_after_kill(cluster):
         except ValueError:
             return True
 
-    assert wait_until(gone, 10, 0.1), "get_actor still finds a killed actor"
+    assert wait_until(gone, 60, 0.1), "get_actor still finds a killed actor"
     again = Counter.options(name=name).remote(2)
     assert ember.get(ember.get_actor(name).read.remote(), timeout=T) == 2
     ember.kill(again)

@@ -144,7 +144,7 @@ def test_status_list_and_stop(cli):
         r = cli("list", "nodes", "--json")
         return r.returncode == 0 and sum(1 for n in json.loads(r.stdout) if n["Alive"]) >= 2
 
-    assert wait_until(two_nodes, 30, 0.2), cli("list", "nodes", "--json")
+    assert wait_until(two_nodes, 60, 0.2), cli("list", "nodes", "--json")
     nodes = json.loads(cli.ok("list", "nodes", "--json"))
     assert len(nodes) >= 2 and all({"NodeID", "Alive", "Resources"} <= set(n) for n in nodes), nodes
 
@@ -152,7 +152,7 @@ def test_status_list_and_stop(cli):
         nodes = json.loads(cli.ok("list", "nodes", "--json"))
         return all(n.get("object_store") for n in nodes)
 
-    assert wait_until(store_reported, 10, 0.2), cli("list", "nodes", "--json")
+    assert wait_until(store_reported, 60, 0.2), cli("list", "nodes", "--json")
     status = cli.ok("status")
     assert "nodes: 2 alive, 0 dead" in status, status
     # each node's memory as the memory monitor reads it (a worker node's comes with its heartbeat)

@@ -96,14 +96,14 @@ def test_sigkill_worker_node_mid_run(cluster, procs, connect):
     def a_dead():
         return [n for n in ember.nodes() if n["NodeID"] == a.node_id and not n["Alive"]]
 
-    dead = wait_until(a_dead, 15, 0.1)
+    dead = wait_until(a_dead, 60, 0.1)
     assert dead, f"node a still alive in ember.nodes(): {ember.nodes()}"
     assert dead[0]["DeathCause"], dead
     assert time.monotonic() - killed_at < 8, "node death took longer than the heartbeat timeout"
     assert sum(1 for n in ember.nodes() if n["Alive"]) == 2
 
     # the node's workers go with it (they die with their zygote/agent)
-    assert wait_until(lambda: not [p for p in kids if pid_alive(p)], 10), \
+    assert wait_until(lambda: not [p for p in kids if pid_alive(p)], 60), \
         f"processes of the killed node survived: {[p for p in kids if pid_alive(p)]}"
 
     # in-flight retryable tasks ran again elsewhere

@@ -267,7 +267,7 @@ def test_mixed_traffic_on_small_node_stores_stays_consistent(procs, tmp_short, c
     def drained() -> bool:
         return all(_stats_on(n, n)["bytes_used"] == 0 and _stats_on(n, n)["pinned"] == 0 for n in "xy")
 
-    assert wait_until(drained, 15), [_stats_on(n, n) for n in "xy"]
+    assert wait_until(drained, 60), [_stats_on(n, n) for n in "xy"]
 
 
 def test_a_node_fetches_from_another_node_that_has_a_copy(three_nodes, connect):

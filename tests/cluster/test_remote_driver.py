@@ -207,5 +207,5 @@ def test_a_remote_driver_that_dies_leaves_nothing_behind(procs, tmp_short):
         return (stats["store_bytes"] == before["store_bytes"] and worker["object_store"][0] == 0
                 and alive == ["keeper"] and not pid_alive(mortal_pid))
 
-    assert wait_until(cleaned, 20), query(head, ("stats", None), ("list", "actors"), ("nodes", None))
+    assert wait_until(cleaned, 60), query(head, ("stats", None), ("list", "actors"), ("nodes", None))
     assert pid_alive(keeper_pid)

@@ -228,7 +228,7 @@ def test_cancel_queued_task(busy, healthy, tmp_path):
     ember.cancel(queued)
     try:
         with pytest.raises(exc.TaskCancelledError):
-            ember.get(queued, timeout=10)
+            ember.get(queued, timeout=60)
     finally:
         (tmp_path / "release").touch()
     assert ember.get(blockers, timeout=30) == ["blocker0", "blocker1"]
@@ -299,9 +299,9 @@ def test_cancel_task_waiting_for_its_arguments(busy, healthy, tmp_path):
     ember.cancel(waiting)
     try:
         with pytest.raises(exc.TaskCancelledError):
-            ember.get(waiting, timeout=10)
+            ember.get(waiting, timeout=60)
         with pytest.raises(exc.TaskCancelledError):
-            ember.get(after, timeout=10)
+            ember.get(after, timeout=60)
     finally:
         (tmp_path / "release").touch()
     assert ember.get(upstream, timeout=30) == "upstream"

@@ -100,7 +100,7 @@ def test_init_starts_agent_and_prestarted_workers(new_cluster):
         f"{[cmdline(p) for p in child_processes()]}"
     )
     # Workers are pre-started: they appear without any task being submitted.
-    workers = wait_until(worker_processes, timeout=10)
+    workers = wait_until(worker_processes, timeout=60)
     assert workers, (
         f"no pre-started {WORKER_MARK!r} process within 10 s of init; children: "
         f"{[cmdline(p) for p in child_processes()]}"

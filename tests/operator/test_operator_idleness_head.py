@@ -96,7 +96,7 @@ def test_idle_worker_pod_reports_idle_seconds_and_busy_reports_zero(cluster):
             return "done"
 
         ref = busy.remote()
-        assert _wait_for(lambda: probe(CLUSTER, "workers", [POD]) == {POD: 0.0}, timeout=10), \
+        assert _wait_for(lambda: probe(CLUSTER, "workers", [POD]) == {POD: 0.0}, timeout=60), \
             probe(CLUSTER, "workers", [POD])
         assert ember.get(ref, timeout=30) == "done"
     finally:

@@ -60,3 +60,25 @@ def test_names_and_prefixes():
     assert display_name("mod.<locals>.Counter.__init__") == "Counter"
     assert format_lines("nap", 42, ["a", "b"]) == "(nap pid=42) a\n(nap pid=42) b\n"
 
+
+
+def test_worker_output_tails_files_from_where_it_stopped(tmp_path):
+    """ember_node.worker_output over real files (no processes): a file that appears late,
+    reads that continue where the last stopped, and the last partial line at forget()."""
+    from ember_node.worker_output import WorkerOutput
+
+    out = WorkerOutput(str(tmp_path))
+    out.watch(7)
+    assert out.poll() == []  # the worker has not created its files yet
+    with open(tmp_path / "worker-7.out", "ab", buffering=0) as f, \
+            open(tmp_path / "worker-7.err", "ab", buffering=0) as e:
+        f.write(mark_line("job1", "nap") + b"one\ntw")
+        e.write(mark_line("job1", "nap") + b"oops\n")
+        batches = out.poll()
+        assert [(b.job, b.pid, b.is_stderr, b.name, b.lines) for b in batches] == [
+            ("job1", 7, False, "nap", ["one"]), ("job1", 7, True, "nap", ["oops"])]
+        f.write(b"o\nthree")
+        assert [b.lines for b in out.poll()] == [["two"]]
+        assert [b.lines for b in out.forget(7)] == [["three"]]
+    assert out.poll() == []
+    out.close()
