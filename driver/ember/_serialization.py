@@ -186,3 +186,32 @@ def dumps_with_refs(value: Any) -> tuple[bytes, list[bytes]]:
         return cloudpickle.dumps(value, protocol=5), contained
     finally:
         _local.contained = prev
+
+
+def pickle_strings(blob: bytes | memoryview) -> list[str]:
+    """The text strings inside a serialized value (not the module and class names it refers
+    to), read without unpickling it (nothing is imported or built), so an agent can describe
+    an error value it must not load. A stream
+    cut short yields the strings before the cut; anything unreadable yields []."""
+    import pickletools
+
+    view = memoryview(blob)
+    if len(view) < _FIXED.size:
+        return []
+    magic, nbuf, main_len = _FIXED.unpack_from(view, 0)
+    if magic != _MAGIC:
+        return []
+    start = _FIXED.size + 8 * nbuf
+    main = bytes(view[start:start + main_len])
+    out: list[str | None] = []  # None: a value fetched from the memo (maybe a module name)
+    try:
+        for op, arg, _pos in pickletools.genops(main):
+            if op.name == "STACK_GLOBAL":  # the two items before it are module and name
+                del out[len(out) - min(2, len(out)):]
+            elif op.name.endswith("GET"):
+                out.append(None)
+            elif op.name not in ("GLOBAL", "INST") and isinstance(arg, str):
+                out.append(arg)
+    except Exception:  # noqa: BLE001 - a truncated or odd stream: keep what was read
+        pass
+    return [s for s in out if s is not None]

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import atexit
 import inspect
+import json
 import logging
 import operator
 import os
 import threading
-import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -426,6 +426,14 @@ def _stats() -> dict[str, Any]:
     return _request("stats")
 
 
-def timeline(filename: str | None = None) -> list:
-    warnings.warn("ember does not record a task timeline yet", stacklevel=2)
-    return []
+def timeline(filename: str | None = None) -> list[dict[str, Any]] | None:
+    """The execution of the tasks in the head's history as Chrome trace events ("X"
+    events in microseconds, one process per node, one thread per worker pid). With
+    ``filename``, write them there as JSON (open it in chrome://tracing or Perfetto) and
+    return None, as Ray does; without, return the list."""
+    events = _request("timeline")
+    if filename is None:
+        return events
+    with open(filename, "w") as f:
+        json.dump(events, f)
+    return None

@@ -210,6 +210,7 @@ class ActorManager:
         actor.state = DEAD
         if actor.death_cause is None:
             actor.death_cause = ActorDiedError(f"actor {actor.class_name} is dead")
+        agent.history.actor_died(actor)
         for q in actor.queues.values():
             for task in q:
                 agent._fail(task, actor.death_cause)

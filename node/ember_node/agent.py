@@ -37,6 +37,7 @@ from ember.exceptions import (
 )
 
 from ember_node.actors import ActorManager
+from ember_node.history import History, limits_from_env
 from ember_node.membership import Membership
 from ember_node.memory_monitor import MemoryMonitor, node_views, settings_from_env
 from ember_node.memory_usage import UsageReader
@@ -136,6 +137,7 @@ class Agent(Membership, Requests):
         self.table.on_ready = self._on_ready
         self.metrics = NodeMetrics(self)  # also hooks the table's spills and restores
         self.actors = ActorManager(self)
+        self.history = History(*limits_from_env(os.environ))  # ended tasks, dead actors
         actor_table = self.actors.actors
         self.table.on_free = self._on_freed
         # worker nodes holding a copy (or that held one: see NodeRec.dropped), told when freed
@@ -870,13 +872,14 @@ class Agent(Membership, Requests):
                     if kind == M.STORE:
                         self._note_copy(client, rid)
                 actor = rec.actor if rec is not None else None
+                failed = bool(results) and results[0][1] == M.ERROR
+                self.history.task_ended(task, results[0][2] if failed else None)
                 if actor is not None and task is actor.create_task:
                     # the creation spec (and its arguments) stays pinned for restarts
                     task.state = FINISHED
                     self.actors.on_created(actor, task, results)
                 else:
-                    self.metrics.task_finished(task.name, duration,
-                                               bool(results) and results[0][1] == M.ERROR)
+                    self.metrics.task_finished(task.name, duration, failed)
                     self._release_task(task)
         else:
             # a task we no longer track (or no longer from this worker): free what it wrote
@@ -902,6 +905,7 @@ class Agent(Membership, Requests):
     def _fail_with_blob(self, task: Task, blob: bytes, pinned: bool = True) -> None:
         if task.state == FINISHED:
             return
+        self.history.task_ended(task, blob)
         if not (task.extra and task.extra[0] == "create"):
             self.metrics.task_finished(task.name, None, True)
         for rid in task.rids:

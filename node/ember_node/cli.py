@@ -3,7 +3,9 @@
     ember start --head [--port 6380] [--num-cpus N] [--block]   start a node agent (the head)
     ember stop                                                  stop what `ember start` started here
     ember status                                                nodes, resources, what runs, what waits
-    ember list nodes|tasks|actors|objects [--json]
+    ember list nodes|tasks|actors|objects [--filter K=V] [--limit N] [--detail] [--json]
+    ember summary tasks|actors|objects [--json]                 counts by state and name
+    ember timeline [--output FILE]                              Chrome trace of finished tasks
     ember run script.py [args]                                  run a Ray program unchanged (ray -> ember)
 """
 
@@ -31,6 +33,7 @@ from ember._local_cluster import (
     write_record,
 )
 
+from ember_node import cli_state
 from ember_node.start_flags import RAY_IGNORED, parse_bool, parse_resources
 
 
@@ -100,13 +103,12 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("stop", help="stop the cluster started on this machine")
     st = sub.add_parser("status", help="show nodes, resources and work")
     st.add_argument("--json", action="store_true")
-    ls = sub.add_parser("list", help="list nodes, tasks, actors or objects")
-    ls.add_argument("what", choices=["nodes", "tasks", "actors", "objects"])
-    ls.add_argument("--json", action="store_true")
+    cli_state.add_parsers(sub)
     sub.add_parser("run", help="run a Ray program unchanged: ember run script.py [args]")
     args = parser.parse_args(argv)
     try:
-        return {"start": start, "stop": stop, "status": status, "list": list_cmd}[args.command](args)
+        return {"start": start, "stop": stop, "status": status, "list": list_cmd,
+                "summary": summary_cmd, "timeline": timeline_cmd}[args.command](args)
     except (ConnectionError, ValueError, OSError) as exc:
         print(f"ember {args.command}: {exc}", file=sys.stderr)
         return 1
@@ -350,22 +352,15 @@ def status(args: argparse.Namespace) -> int:
 
 
 def list_cmd(args: argparse.Namespace) -> int:
-    (rows,) = _query([("list", args.what)])
-    if args.json:
-        print(json.dumps(rows, indent=2, default=str))
-        return 0
-    if not rows:
-        print(f"no {args.what}")
-        return 0
-    cols: list[str] = []
-    for c in rows[0]:  # nodes carry both Alive and alive, as Ray's do: one column is enough
-        if c not in ("Resources", "object_store", "peer_address", "memory_usage") and c.lower() not in {k.lower() for k in cols}:
-            cols.append(c)
-    widths = {c: max(len(c), *(len(str(r.get(c, ""))[:40]) for r in rows)) for c in cols}
-    print("  ".join(c.upper().ljust(widths[c]) for c in cols))
-    for r in rows:
-        print("  ".join(str(r.get(c, ""))[:40].ljust(widths[c]) for c in cols))
-    return 0
+    return cli_state.list_cmd(args, _query)
+
+
+def summary_cmd(args: argparse.Namespace) -> int:
+    return cli_state.summary_cmd(args, _query)
+
+
+def timeline_cmd(args: argparse.Namespace) -> int:
+    return cli_state.timeline_cmd(args, _query, time.time())
 
 
 def _num(x: float) -> str:

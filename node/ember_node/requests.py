@@ -7,15 +7,20 @@ from typing import TYPE_CHECKING, Any
 
 from ember import _messages as M
 from ember._resources import describe_unmet, release
+from ember._state_query import DEFAULT_LIMIT, KINDS, check_filters, chrome_trace, select, summarize
 from ember.exceptions import (
     ObjectLostError,
     RayError,
 )
 
+from ember_node.history import TASK_TYPES
 from ember_node.tasks import FINISHED, QUEUED
 
 if TYPE_CHECKING:
     from ember_node.agent import Client
+
+# fields a state query returns only with detail=True
+DETAIL_ONLY = frozenset({"error_message", "start_time_ms", "end_time_ms", "attempt"})
 
 
 class Requests:
@@ -58,18 +63,7 @@ class Requests:
         if what == "nodes":
             return self._req_nodes(client, None)
         if what == "tasks":
-            names = {0: "QUEUED", 1: "RUNNING", 2: "FINISHED"}
-            largest = self._largest
-            return [{"task_id": t.tid.hex(), "name": t.name,
-                     "state": ("PENDING_ARGS" if t.missing else
-                               "QUEUED" if t.queued_behind() else names[t.state]),
-                     "pending_reason": (f"queued on worker pid {t.worker.pid} behind its running task"
-                                        if t.queued_behind() else "" if t.state != QUEUED else
-                                        "waiting for its arguments" if t.missing else
-                                        t.pending_reason or describe_unmet("it", t.resources, largest)
-                                        or "waiting for free resources or a worker"),
-                     "attempt": t.attempt, "worker_pid": t.worker.pid if t.worker else None}
-                    for t in list(self.tasks.values()) if t.state != FINISHED]
+            return self._live_task_rows()
         if what == "actors":
             return [{"actor_id": a.aid.hex(), "class_name": a.class_name, "state": a.state,
                      "name": a.key[1] if a.key else "", "pid": a.worker.pid if a.worker else None,
@@ -86,6 +80,61 @@ class Requests:
                                                   if n.alive and o.oid not in n.dropped))}
                     for o in list(self.table.objs.values())]
         raise ValueError(f"cannot list {what!r}; choose nodes, tasks, actors or objects")
+
+    def _live_task_rows(self) -> list[dict]:
+        """Tasks not ended yet: running, queued on a worker, or pending with the reason."""
+        names = {0: "QUEUED", 1: "RUNNING", 2: "FINISHED"}
+        largest = self._largest
+        return [{"task_id": t.tid.hex(), "name": t.name,
+                 "state": ("PENDING_ARGS" if t.missing else
+                           "QUEUED" if t.queued_behind() else names[t.state]),
+                 "pending_reason": (f"queued on worker pid {t.worker.pid} behind its running task"
+                                    if t.queued_behind() else "" if t.state != QUEUED else
+                                    "waiting for its arguments" if t.missing else
+                                    t.pending_reason or describe_unmet("it", t.resources, largest)
+                                    or "waiting for free resources or a worker"),
+                 "attempt": t.attempt, "worker_pid": t.worker.pid if t.worker else None,
+                 "type": TASK_TYPES.get(t.extra[0] if t.extra else None, "NORMAL_TASK"),
+                 "node_id": t.worker.node.node_id if t.worker else None}
+                for t in list(self.tasks.values()) if t.state != FINISHED]
+
+    def _state_rows(self, what: str) -> list[dict]:
+        """Everything known of one kind: live entries first, then the history, newest first."""
+        if what == "tasks":
+            return self._live_task_rows() + self.history.task_rows()[::-1]
+        if what == "actors":
+            live = [r for r in self._req_list(None, "actors") if r["state"] != "DEAD"]
+            nodes = {a.aid.hex(): a.worker.node.node_id for a in self.actors.actors.values()
+                     if a.worker is not None}
+            for r in live:
+                r["node_id"] = nodes.get(r["actor_id"])
+                r["death_cause"] = ""
+            return live + self.history.actor_rows()[::-1]
+        if what in ("objects", "nodes"):
+            return self._req_list(None, what)
+        raise ValueError(f"cannot list {what!r}; choose one of {', '.join(KINDS)}")
+
+    def _req_state(self, client: Client, arg: dict) -> dict:
+        """A state query: {"what", "filters", "limit", "detail", "summary"} -> rows (or a
+        summary) of tasks, actors, objects or nodes, filtered on the head."""
+        if not isinstance(arg, dict):
+            raise TypeError("a state query is a dict with 'what', 'filters', 'limit', 'detail'")
+        what = arg.get("what")
+        filters = check_filters(arg.get("filters"))
+        rows = self._state_rows(what)
+        if arg.get("summary"):
+            return summarize(what, select(rows, filters, None)[0])
+        limit = arg.get("limit", DEFAULT_LIMIT)
+        if limit is not None and (not isinstance(limit, int) or limit < 0):
+            raise ValueError(f"limit must be a whole number of rows, not {limit!r}")
+        picked, total = select(rows, filters, limit)
+        if not arg.get("detail"):
+            picked = [{k: v for k, v in r.items() if k not in DETAIL_ONLY} for r in picked]
+        return {"rows": picked, "total": total}
+
+    def _req_timeline(self, client: Client, arg: Any) -> list[dict]:
+        """Chrome trace events for the tasks in the history."""
+        return chrome_trace(self.history.task_rows())
 
     def _req_cluster_resources(self, client: Client, arg: Any) -> dict[str, float]:
         total: dict[str, float] = {}

@@ -1,0 +1,124 @@
+"""Filtering, limiting and summarizing state rows (tasks, actors, objects, nodes), and
+building a Chrome trace from finished tasks: pure functions shared by the head (which
+answers state queries), ``ember.util.state`` and the ``ember`` CLI.
+
+Filters follow Ray's state API: a list of ``(key, predicate, value)`` with predicate ``"="``
+or ``"!="``; values compare as text, case-insensitively for ``state``. The CLI's
+``key=value`` and ``key!=value`` strings parse into the same tuples.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+Filter = tuple[str, str, str]
+PREDICATES = ("=", "!=")
+DEFAULT_LIMIT = 100
+KINDS = ("tasks", "actors", "objects", "nodes")
+
+
+def parse_filter(text: str) -> Filter:
+    """``"state=RUNNING"`` or ``"name!=f"`` as a filter tuple; ValueError says the form."""
+    for pred in ("!=", "="):
+        key, sep, value = text.partition(pred)
+        if sep and key.strip():
+            return (key.strip(), pred, value.strip())
+    raise ValueError(f"cannot read filter {text!r}: write it as key=value or key!=value, "
+                     f"e.g. --filter state=RUNNING")
+
+
+def check_filters(filters: Iterable[Any] | None) -> list[Filter]:
+    """Filters as a list of (key, predicate, value) tuples, each checked; strings are parsed
+    as ``key=value``. Raises ValueError naming the bad filter and the accepted form."""
+    out: list[Filter] = []
+    for f in filters or ():
+        if isinstance(f, str):
+            f = parse_filter(f)
+        if not (isinstance(f, tuple | list) and len(f) == 3 and isinstance(f[0], str)
+                and f[1] in PREDICATES):
+            raise ValueError(f"cannot use filter {f!r}: give (key, '=' or '!=', value), "
+                             f'e.g. [("state", "=", "RUNNING")]')
+        out.append((f[0], f[1], str(f[2])))
+    return out
+
+
+def _text(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+def matches(row: dict[str, Any], filters: Sequence[Filter]) -> bool:
+    """Whether ``row`` passes every filter (a key the row lacks compares as empty text)."""
+    for key, pred, value in filters:
+        have = _text(row.get(key))
+        if key == "state":
+            equal = have.upper() == value.upper()
+        else:
+            equal = have == value
+        if equal != (pred == "="):
+            return False
+    return True
+
+
+def select(rows: Iterable[dict[str, Any]], filters: Sequence[Filter],
+           limit: int | None) -> tuple[list[dict[str, Any]], int]:
+    """The rows passing ``filters``, at most ``limit`` of them (None: all), and how many
+    passed in all."""
+    picked: list[dict[str, Any]] = []
+    total = 0
+    for row in rows:
+        if matches(row, filters):
+            total += 1
+            if limit is None or len(picked) < limit:
+                picked.append(row)
+    return picked, total
+
+
+def summarize(kind: str, rows: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """Counts by state (per function or class name for tasks and actors), and total bytes
+    for objects: what ``ember summary`` prints."""
+    rows = list(rows)
+    if kind == "objects":
+        by_state = Counter(r.get("state", "") for r in rows)
+        return {"total": len(rows), "total_bytes": sum(r.get("size") or 0 for r in rows),
+                "by_state": dict(by_state),
+                "by_kind": dict(Counter(r.get("kind") or "" for r in rows))}
+    key = "name" if kind == "tasks" else "class_name"
+    groups: dict[str, Counter] = {}
+    for r in rows:
+        groups.setdefault(_text(r.get(key)), Counter())[_text(r.get("state"))] += 1
+    return {"total": len(rows),
+            "by_state": dict(Counter(_text(r.get("state")) for r in rows)),
+            "by_name": {name: dict(c) for name, c in sorted(groups.items())}}
+
+
+def chrome_trace(tasks: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Chrome trace events ("X" complete events, microseconds) for tasks that ran: one
+    process per node, one thread per worker pid, so chrome://tracing or Perfetto draws a
+    row per worker. Tasks without a start or end time (never ran) are left out."""
+    events: list[dict[str, Any]] = []
+    nodes: dict[str, int] = {}
+    threads: set[tuple[int, int]] = set()
+    for t in tasks:
+        start, end = t.get("start_time_ms"), t.get("end_time_ms")
+        if start is None or end is None:
+            continue
+        node = _text(t.get("node_id")) or "unknown"
+        pid = nodes.setdefault(node, len(nodes) + 1)
+        tid = int(t.get("worker_pid") or 0)
+        threads.add((pid, tid))
+        events.append({
+            "name": _text(t.get("name")), "cat": _text(t.get("type")) or "task", "ph": "X",
+            "ts": start * 1000.0, "dur": max(end - start, 0.0) * 1000.0, "pid": pid, "tid": tid,
+            "args": {"task_id": t.get("task_id"), "state": t.get("state"),
+                     "attempt": t.get("attempt"), "error": t.get("error_message") or None},
+        })
+    meta: list[dict[str, Any]] = []
+    for node, pid in nodes.items():
+        meta.append({"name": "process_name", "ph": "M", "pid": pid, "tid": 0,
+                     "args": {"name": f"node {node[:12]}"}})
+    for pid, tid in sorted(threads):
+        meta.append({"name": "thread_name", "ph": "M", "pid": pid, "tid": tid,
+                     "args": {"name": f"worker {tid}" if tid else "no worker"}})
+    return meta + events
