@@ -102,7 +102,7 @@ def init(
                     "num_cpus, num_gpus, resources, object_store_memory and metrics_port describe a "
                     "new local cluster; they cannot be given when connecting to a running one"
                 )
-            job = os.urandom(8).hex()
+            job = os.urandom(4).hex()  # Ray job ids are 4 bytes, 8 hex digits
             rt, open_output = _connect(address, token, tls_ca or os.environ.get("EMBER_TLS_CA"), job)
             rt.namespace = kwargs.get("namespace")
             rt.job_id = bytes.fromhex(job)  # what get_runtime_context().get_job_id() says
@@ -137,7 +137,7 @@ def init(
             conn = ClientConnection.connect(session.socket_path)
             rt = CoreRuntime(conn, session, "driver")
             inbox = rt.open_inbox(session.socket_dir)
-            job = os.urandom(8).hex()
+            job = os.urandom(4).hex()  # Ray job ids are 4 bytes, 8 hex digits
             rt.job_id = bytes.fromhex(job)  # what get_runtime_context().get_job_id() says
             rt.send((M.HELLO, "driver", _pid(), None, {"direct": inbox, "job": job}))
             if kwargs.get("log_to_driver", True):

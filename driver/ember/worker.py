@@ -393,7 +393,10 @@ class Worker:
         cause = exc.cause if isinstance(exc, RayTaskError) and exc.cause is not None else exc
         try:
             blob = serialize(RayTaskError(name, tb, cause, os.getpid())).to_bytes()
-            deserialize(blob)  # an exception class may pickle but not unpickle
+            back = deserialize(blob)  # an exception class may pickle but not unpickle
+            if cause is not None and back.cause is None:  # the cause alone did not pickle
+                serialize(cause)  # raises the reason
+                raise TypeError(f"{type(cause).__name__} does not pickle")
         except Exception as why:  # noqa: BLE001 - fall back to the text of the error
             note = (f"\n(the exception {type(exc).__name__} could not be sent to the caller: "
                     f"{type(why).__name__}: {why}; only its text is kept)")

@@ -91,12 +91,14 @@ def test_nodes_advertise_memory_and_memory_requests_are_held(cluster):
         def ping(self):
             return True
 
-    before = ember.available_resources()["memory"]
+    # the task's 64 MiB come back a moment after its result: wait for them first
+    before = total["memory"]
+    assert wait_until(lambda: ember.available_resources()["memory"] == before, 60)
     h = Holder.remote()
     assert ember.get(h.ping.remote(), timeout=60)
-    assert wait_until(lambda: ember.available_resources()["memory"] == before - 128 * MiB, 30)
+    assert wait_until(lambda: ember.available_resources()["memory"] == before - 128 * MiB, 60)
     ember.kill(h)
-    assert wait_until(lambda: ember.available_resources()["memory"] == before, 30)
+    assert wait_until(lambda: ember.available_resources()["memory"] == before, 60)
 
 
 PROGRAM = """

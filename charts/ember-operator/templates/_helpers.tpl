@@ -61,13 +61,9 @@ app.kubernetes.io/component: operator
 
 {{/*
 "true" when the operator watches every namespace: watch.allNamespaces, unless
-KubeRay's singleNamespaceInstall or watchNamespace says otherwise. Checks
-batchScheduler, which ember has no integration for.
+KubeRay's singleNamespaceInstall or watchNamespace says otherwise.
 */}}
 {{- define "ember-operator.allNamespaces" -}}
-{{- if or .Values.batchScheduler.enabled .Values.batchScheduler.name }}
-{{- fail "batchScheduler: ember schedules its pods itself and has no batch scheduler integration; leave batchScheduler.enabled false and name empty" }}
-{{- end }}
 {{- if or .Values.singleNamespaceInstall .Values.watchNamespace }}false
 {{- else }}{{ .Values.watch.allNamespaces }}
 {{- end }}
@@ -115,4 +111,14 @@ Name of the leader-election Lease: leaderElection.leaseName, else the fullname.
 */}}
 {{- define "ember-operator.leaseName" -}}
 {{- default (include "ember-operator.fullname" .) .Values.leaderElection.leaseName }}
+{{- end }}
+
+{{/*
+Refuses values ember cannot honour. Included by the Deployment only, so a
+render fails once, in the operator's own template.
+*/}}
+{{- define "ember-operator.validate" -}}
+{{- if or .Values.batchScheduler.enabled .Values.batchScheduler.name }}
+{{- fail "batchScheduler: ember schedules its pods itself and has no batch scheduler integration; leave batchScheduler.enabled false and name empty" }}
+{{- end }}
 {{- end }}
