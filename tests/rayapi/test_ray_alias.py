@@ -113,7 +113,7 @@ def check(what, fn):
     except NotImplementedError as e:
         print(what, "NotImplementedError", "ember" in str(e))
 
-check("list_actors", lambda: ray.util.state.list_actors())
+check("list_logs", lambda: ray.util.state.list_logs())
 check("read_csv", lambda: ray.data.read_csv("x.csv"))
 check("Counter", lambda: Counter("requests"))
 check("tqdm", lambda: tqdm(range(3)))
@@ -140,7 +140,7 @@ except ModuleNotFoundError as e:
 
 def test_ray_names_ember_lacks_fail_when_used_not_on_import(tmp_path):
     lines = output_lines(run_ray_program(tmp_path, NOT_IMPLEMENTED))
-    for what in ("list_actors", "read_csv", "Counter", "tqdm", "TorchTrainer", "java_function",
+    for what in ("list_logs", "read_csv", "Counter", "tqdm", "TorchTrainer", "java_function",
                  "subclass", "placement_group", "placement_group_module", "placement_group_import"):
         assert f"{what} NotImplementedError True" in lines, lines
     assert "ObjectRef True" in lines

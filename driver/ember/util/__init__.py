@@ -11,12 +11,12 @@ from ember.util.actor_pool import ActorPool
 
 __all__ = ["ActorPool"]
 
-_SUBMODULES = frozenset({"actor_pool", "multiprocessing", "queue"})
+_SUBMODULES = frozenset({"actor_pool", "multiprocessing", "queue", "state"})
 # Ray's ray.util submodules ember lacks (placeholders, see ember._ray_alias)
 _RAY_ONLY_SUBMODULES = frozenset({
     "accelerators", "annotations", "check_serialize", "client", "collective", "dask", "debug",
     "iter", "joblib", "metrics", "placement_group", "scheduling_strategies", "serialization",
-    "spark", "state", "tracing",
+    "spark", "tracing",
 })
 # Ray's ray.util names ember lacks: they resolve, and raise NotImplementedError when used.
 _RAY_ONLY_NAMES = frozenset({

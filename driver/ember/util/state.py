@@ -14,11 +14,17 @@ from typing import Any
 from ember import _context
 from ember import _messages as M
 from ember._state_query import DEFAULT_LIMIT, check_filters
+from ember._unsupported import module_getattr
 
 __all__ = [
     "get_actor", "get_task", "list_actors", "list_nodes", "list_objects", "list_tasks",
     "summarize_actors", "summarize_objects", "summarize_tasks",
 ]
+
+
+# Ray's other state names (list_logs, get_log, StateApiClient, ...) resolve, and raise
+# NotImplementedError naming themselves when used
+__getattr__ = module_getattr("ray.util.state", None)
 
 
 def _ask(what: str, filters: Any, limit: int | None, detail: bool,
