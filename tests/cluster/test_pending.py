@@ -16,9 +16,20 @@ import sys
 import textwrap
 
 import ember
+import grpc
 import pytest
+from ember._proto import node_pb2 as pb
+from ember._proto import node_pb2_grpc as pb_grpc
 
 from .helpers import query, start_head, start_worker_node, wait_until
+
+
+def _demand(head) -> dict[tuple, int]:
+    """The head's pending demand over its token-checked gRPC port: {shape: count}."""
+    with grpc.insecure_channel(head.address) as channel:
+        reply = pb_grpc.NodeStub(channel).ClusterInfo(
+            pb.ClusterInfoRequest(), metadata=[("authorization", f"Bearer {head.token}")], timeout=10)
+    return {tuple(sorted(d.resources.items())): d.count for d in reply.demand}
 
 
 def test_infeasible_task_runs_when_a_node_that_fits_joins(procs, tmp_short, connect, caplog):
@@ -45,8 +56,10 @@ def test_infeasible_task_runs_when_a_node_that_fits_joins(procs, tmp_short, conn
     assert mine and "big" in mine[0]["pending_reason"], tasks
     ready, _ = ember.wait([ref], timeout=0.5)
     assert not ready
+    assert _demand(head) == {(("CPU", 1.0), ("big", 1.0)): 1}  # what the autoscaler reads
     start_worker_node(procs, head, tmp_short, "bignode", num_cpus=1, resources={"big": 1})
     assert ember.get(ref, timeout=60) == "bignode"
+    assert _demand(head) == {}
 
 
 DRIVER = r"""
