@@ -83,8 +83,11 @@ def _wait_for(fn, timeout: float = 20.0):
 
 def test_idle_worker_pod_reports_idle_seconds_and_busy_reports_zero(cluster):
     probe = _probe(cluster)
-    idle = _wait_for(lambda: (probe(CLUSTER, "workers", [POD, "other-pod"]) or {}).get(POD, 0) > 0.2
-                     and probe(CLUSTER, "workers", [POD, "other-pod"]))
+    def idle_long_enough():  # one answer, checked as a whole (a worker starting resets idleness)
+        answer = probe(CLUSTER, "workers", [POD, "other-pod"]) or {}
+        return answer if answer.get(POD, 0) > 0.2 else None
+
+    idle = _wait_for(idle_long_enough)
     assert set(idle) == {POD}, idle  # only pods the head knows, and never the head itself
     assert idle[POD] > 0.2
 
