@@ -117,6 +117,13 @@ def _events(cluster: Cluster, reason: str) -> list[dict]:
     return [e for e in cluster.events() if e["reason"] == reason]
 
 
+def _one(cluster: Cluster, reason: str) -> dict:
+    """The one Event of ``reason`` (AssertionError while there is none, or if several)."""
+    found = _events(cluster, reason)
+    assert len(found) == 1, [e["message"] for e in found]
+    return found[0]
+
+
 async def test_pending_work_scales_a_group_up_then_idle_scales_it_down(
         kmock: EmberEmulator, operator: Operator, head: Head) -> None:
     # driver calls block: run them in a thread of our own, never on the emulator's loop
@@ -127,8 +134,10 @@ async def test_pending_work_scales_a_group_up_then_idle_scales_it_down(
         cluster = Cluster(kmock, "default", "demo")
         await cluster.create(cluster_spec(
             enableInTreeAutoscaling=True,
-            workerGroupSpecs=[worker_group(0, idleTimeoutSeconds=1,
-                                           rayStartParams={"resources": '{"on_pod": 1}'})]))
+            workerGroupSpecs=[
+                worker_group(0, idleTimeoutSeconds=1, rayStartParams={"resources": '{"on_pod": 1}'}),
+                {**worker_group(0, maxReplicas=0, rayStartParams={"resources": '{"big_pod": 1}'}),
+                 "groupName": "big"}]))
         await eventually(lambda: counts(cluster, 1, 0))
 
         @ember.remote(resources={"on_pod": 1})
@@ -139,40 +148,54 @@ async def test_pending_work_scales_a_group_up_then_idle_scales_it_down(
         def too_big() -> None:
             return None
 
+        @ember.remote(resources={"big_pod": 1})
+        def capped() -> None:
+            return None
+
         ref = where.remote()
         impossible = too_big.remote()
+        waiting = capped.remote()
 
         def scaled_up() -> None:
             assert cluster.pod_names("worker") == [WORKER_POD], cluster.pod_names()
             assert cluster.object()["spec"]["workerGroupSpecs"][0]["replicas"] == 1
-            (event,) = _events(cluster, "ScaledUp")
+            event = _one(cluster, "ScaledUp")
             assert "0 -> 1 replicas" in event["message"] and "on_pod: 1" in event["message"], event
 
         await eventually(scaled_up, timeout=60, interval=0.1)
 
         def warned() -> None:
-            (event,) = _events(cluster, "UnschedulableDemand")
+            event = _one(cluster, "UnschedulableDemand")
             assert event["type"] == "Warning"
             assert "on_pod: 4" in event["message"] and "the largest, cpu, offers" in event["message"], event
 
         await eventually(warned, timeout=30, interval=0.1)
+
+        def at_max() -> None:
+            event = _one(cluster, "AtMaxReplicas")
+            assert event["message"].startswith("worker group big is at maxReplicas"), event
+
+        await eventually(at_max, timeout=30, interval=0.1)
 
         # play the kubelet: the pod's agent joins the head, the pod turns ready
         await loop.run_in_executor(pool, head.join, WORKER_POD, {"on_pod": 1})
         await cluster.make_ready([WORKER_POD])
         assert await loop.run_in_executor(pool, lambda: ember.get(ref, timeout=60)) == WORKER_POD
         ember.cancel(impossible)
+        ember.cancel(waiting)
         assert len(_events(cluster, "ScaledUp")) == 1  # the pod on its way was counted: no second one
 
         def scaled_down() -> None:
             counts(cluster, 1, 0)
             group = cluster.object()["spec"]["workerGroupSpecs"][0]
             assert group["replicas"] == 0 and group["scaleStrategy"]["workersToDelete"] == [], group
-            (event,) = _events(cluster, "ScaledDown")
+            event = _one(cluster, "ScaledDown")
             assert f"removing idle {WORKER_POD}" in event["message"], event
 
         await eventually(scaled_down, timeout=60, interval=0.1)
-        assert len(_events(cluster, "UnschedulableDemand")) == 1  # posted once, not every pass
+        # posted once, not every pass
+        assert len(_events(cluster, "UnschedulableDemand")) == len(_events(cluster, "AtMaxReplicas")) == 1
+        assert cluster.pod_names("worker", group="big") == []
     finally:
         await loop.run_in_executor(pool, ember.shutdown)
         pool.shutdown(wait=True)
