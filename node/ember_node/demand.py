@@ -1,9 +1,9 @@
 """Pending demand: the queued work no node of the cluster fits, counted by resource shape. Pure.
 
 The head reports it in ``ClusterInfo`` so that the operator's autoscaler can add worker pods
-that fit it. Only work that fits no node counts (the scheduler's ``INFEASIBLE``): work that
-fits some node but waits for room there is served by the nodes the cluster already has.
-A default actor (one that asked for no CPUs) holds none while it runs but must go on a node
+that fit it, in two lists: the work that fits no node (the scheduler's ``INFEASIBLE``: it
+waits for a node that fits to join) and the work that fits some node but waits for room
+(the autoscaler first counts it against what the nodes have free). A default actor (one that asked for no CPUs) holds none while it runs but must go on a node
 with CPUs, so on a cluster without one it is reported as needing one CPU.
 """
 
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from ember._resources import fits
 
-__all__ = ["Demand", "WorkRequest", "unmet_demand"]
+__all__ = ["Demand", "WorkRequest", "unmet_demand", "waiting_demand"]
 
 #: what a default actor needs of its node when the cluster has no node with CPUs
 CPU_NODE = {"CPU": 1.0}
@@ -45,18 +45,24 @@ def _need(request: WorkRequest, largest: Mapping[str, float]) -> Mapping[str, fl
     return None
 
 
+def _count(shapes: Iterable[Mapping[str, float]]) -> list[Demand]:
+    counts: dict[tuple[tuple[str, float], ...], int] = {}
+    for shape in shapes:
+        key = tuple(sorted((name, float(amount)) for name, amount in shape.items() if amount > 0))
+        if key:
+            counts[key] = counts.get(key, 0) + 1
+    return [Demand(dict(key), count) for key, count in counts.items()]
+
+
 def unmet_demand(requests: Iterable[WorkRequest], largest: Mapping[str, float]) -> list[Demand]:
     """The shapes among ``requests`` that fit no node, with their counts.
 
     ``largest`` maps each resource to the most any one live node has of it (what one task can
     get). Shapes come out in the order first seen; zero amounts are left out of a shape.
     """
-    counts: dict[tuple[tuple[str, float], ...], int] = {}
-    for request in requests:
-        need = _need(request, largest)
-        if need is None:
-            continue
-        key = tuple(sorted((name, float(amount)) for name, amount in need.items() if amount > 0))
-        if key:
-            counts[key] = counts.get(key, 0) + 1
-    return [Demand(dict(key), count) for key, count in counts.items()]
+    return _count(need for request in requests if (need := _need(request, largest)) is not None)
+
+
+def waiting_demand(requests: Iterable[WorkRequest], largest: Mapping[str, float]) -> list[Demand]:
+    """The shapes among ``requests`` that some node fits (the rest of :func:`unmet_demand`)."""
+    return _count(request.resources for request in requests if _need(request, largest) is None)

@@ -4,14 +4,15 @@ With ``enableInTreeAutoscaling: true`` the operator does what KubeRay's autoscal
 no sidecar: it changes a worker group's ``replicas`` in the RayCluster spec (and, to scale
 down, names the pods in ``scaleStrategy.workersToDelete``); the next pass acts on the spec.
 
-Scale-up (:func:`plan_scale_up`), from the head's pending demand (tasks and actors no node
-fits, counted by resource shape):
+Scale-up (:func:`plan_scale_up`), from the head's pending demand (tasks and actors counted
+by resource shape: those no node fits, and those some node fits that wait for room):
 
 - a group's pods offer what their agents will advertise: ``num-cpus``/``num-gpus``/
   ``memory``/``resources`` from its start params (or its ``resources`` map), else the agent
   container's limits (requests), exactly as the pods are started (``builders.start_args``);
   once one of its pods has joined, what that node really reports;
-- demand is first packed into the group's pods that are asked for but have not joined the
+- demand is first packed into what the nodes have free now (work waiting there for a
+  worker to start needs no new pod), then into the pods asked for that have not joined the
   head yet (they are on their way), then into new pods, first fit, largest shapes first; a
   new pod goes to the group whose pods fit the shape with the least to spare (a GPU group
   is not used for CPU work while a CPU group fits);
@@ -20,7 +21,8 @@ fits, counted by resource shape):
   Default) add every pod the demand needs at once; ``Conservative`` rate-limits: pods asked
   for but not yet joined never outnumber the nodes already in the cluster (the head and the
   joined workers), so a cluster at most doubles while its new nodes come up;
-- demand no group fits is reported with the largest group, for a Warning.
+- work no node and no group fits is reported with the largest group, for a Warning; work
+  that waits for room but that no group fits (it fits the head) is left to wait.
 
 Scale-down (:func:`plan_scale_down`):
 
@@ -215,34 +217,39 @@ def _size(shape: PendingShape) -> tuple[int, float]:
             -sum(v for k, v in shape.resources.items() if k not in ("memory", "object_store_memory")))
 
 
-def plan_scale_up(cluster: ClusterSpec, demand: Sequence[PendingShape],
-                  current: Mapping[str, GroupState]) -> ScaleUpPlan:
-    """The worker pods to add for ``demand`` (see the module docstring for the rules).
+def plan_scale_up(cluster: ClusterSpec, demand: Sequence[PendingShape], current: Mapping[str, GroupState],
+                  *, waiting: Sequence[PendingShape] = (),
+                  free: Sequence[Mapping[str, float]] = ()) -> ScaleUpPlan:
+    """The worker pods to add for ``demand`` (work no node fits) and ``waiting`` (work some
+    node fits, waiting for room), see the module docstring for the rules.
 
     ``current`` maps group names to what the head reports of them (a missing group: none of
-    its pods joined). Groups with ``workersToDelete`` pending are left alone this pass.
+    its pods joined); ``free`` lists what each live node has free now. Groups with
+    ``workersToDelete`` pending are left alone this pass.
     """
-    if not cluster.autoscaling or cluster.suspend or not demand:
+    if not cluster.autoscaling or cluster.suspend or not (demand or waiting):
         return ScaleUpPlan()
     groups: list[_Group] = []
-    bins: list[tuple[_Group, dict[str, float]]] = []  # pods on their way or planned, with what is left
+    # nodes with room now, pods on their way and pods planned here, with what each has left
+    bins: list[tuple[_Group | None, dict[str, float]]] = [(None, dict(room)) for room in free]
     on_the_way = 0
     for spec in cluster.workers:
         state = current.get(spec.name) or GroupState()
         offer = dict(state.observed) if state.observed is not None else pod_resources(cluster, spec)
-        waiting = max(spec.desired_pods - state.joined, 0)
-        on_the_way += waiting
+        coming = max(spec.desired_pods - state.joined, 0)
+        on_the_way += coming
         if spec.workers_to_delete:
             continue
         group = _Group(spec, offer, max(spec.max_replicas - spec.replicas, 0))
         groups.append(group)
-        bins += [(group, dict(offer)) for _ in range(waiting)]
+        bins += [(group, dict(offer)) for _ in range(coming)]
     nodes = 1 + sum(state.joined for state in current.values())
     budget = max(nodes - on_the_way, 0) if cluster.upscaling_mode == "Conservative" else None
     unfit: list[Unfit] = []
     at_max: list[str] = []
     deferred = 0
-    for shape in sorted((d for d in demand if d.count > 0), key=_size):
+    pending = [(d, True) for d in demand if d.count > 0] + [(d, False) for d in waiting if d.count > 0]
+    for shape, infeasible in sorted(pending, key=lambda item: _size(item[0])):
         need = {name: float(amount) for name, amount in shape.resources.items() if amount > 0}
         left = shape.count
         for _, room in bins:  # pods already coming (or planned in this pass)
@@ -255,6 +262,8 @@ def plan_scale_up(cluster: ClusterSpec, demand: Sequence[PendingShape],
         if left <= 0:
             continue
         fitting = [g for g in groups if _fits(need, g.offer)]
+        if not fitting and not infeasible:
+            continue  # it fits a node the cluster has (the head): it waits for room there
         if not fitting:
             close = max(cluster.workers, default=None,
                         key=lambda g: _closeness(need, (current.get(g.name) or GroupState()).observed

@@ -1,7 +1,7 @@
 """Ask a cluster's head for its pending demand and which worker pods have joined it.
 
-The head's gRPC ``ClusterInfo`` lists the work no node fits (per resource shape, a count)
-and the live nodes, each worker node under the name of its pod (``EMBER_NODE_NAME``) with
+The head's gRPC ``ClusterInfo`` lists the work no node fits and the work that waits for
+room (per resource shape, a count) and the live nodes with what they have free, each worker node under the name of its pod (``EMBER_NODE_NAME``) with
 the resources it reports. The call carries the cluster's token, read from its Secret. Any
 failure (head not ready, unreachable, refused) means "unknown": the autoscaler then adds
 nothing.
@@ -31,9 +31,11 @@ logger = logging.getLogger(__name__)
 class HeadReport:
     """What the head says of its cluster: pending demand and the joined worker nodes."""
 
-    demand: tuple[PendingShape, ...]
+    demand: tuple[PendingShape, ...]  # work no node fits
     #: advertised node name (a worker pod's name) -> the resources that node reports
     workers: Mapping[str, Mapping[str, float]]
+    waiting: tuple[PendingShape, ...] = ()  # work some node fits, waiting for room
+    free: tuple[Mapping[str, float], ...] = ()  # what each live node (the head too) has free now
 
 
 def cluster_report(address: str, token: str, timeout: float = TIMEOUT_S) -> HeadReport:
@@ -45,8 +47,10 @@ def cluster_report(address: str, token: str, timeout: float = TIMEOUT_S) -> Head
     finally:
         channel.close()
     demand = tuple(PendingShape(dict(d.resources), int(d.count)) for d in reply.demand if d.count)
+    waiting = tuple(PendingShape(dict(d.resources), int(d.count)) for d in reply.waiting if d.count)
     workers = {node.address: dict(node.resources) for node in reply.nodes if node.alive and not node.is_head}
-    return HeadReport(demand, workers)
+    free = tuple(dict(node.available) for node in reply.nodes if node.alive)
+    return HeadReport(demand, workers, waiting, free)
 
 
 class HeadDemand:

@@ -281,7 +281,7 @@ class Reconciler:
                       if p.node_type == c.NODE_TYPE_WORKER and p.group == group.name and p.alive
                       and p.name in report.workers]
             current[group.name] = autoscaler.GroupState(len(joined), joined[0] if joined else None)
-        plan = autoscaler.plan_scale_up(cluster, report.demand, current)
+        plan = autoscaler.plan_scale_up(cluster, report.demand, current, waiting=report.waiting, free=report.free)
         self._report_unschedulable(cluster, body, plan)
         if plan.deferred:
             logger.info("%s/%s: upscalingMode Conservative holds back %d pod(s) until the pending ones join",
@@ -293,7 +293,7 @@ class Reconciler:
                 what = "; ".join(_shape_text(shape) for shape in change.shapes)
                 self.event(body, "Normal", "ScaledUp",
                            f"worker group {change.group}: {change.replicas} -> {change.new_replicas} replicas "
-                           f"for pending work that no node fits ({what})")
+                           f"for pending work ({what})")
         return raised
 
     def _report_unschedulable(self, cluster: ClusterSpec, body: Mapping[str, Any],

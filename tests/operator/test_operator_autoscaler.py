@@ -179,3 +179,19 @@ def test_an_unknown_upscaling_mode_is_refused() -> None:
     body = {"headGroupSpec": {"template": template("ray-head")}, "autoscalerOptions": {"upscalingMode": "Fast"}}
     assert spec_problems("demo", body) == [
         "spec.autoscalerOptions.upscalingMode 'Fast' must be one of Conservative, Default, Aggressive"]
+
+
+def test_waiting_work_goes_into_free_room_first_then_new_pods() -> None:
+    c = upcluster(group("cpu", replicas=1))
+    joined = {"cpu": GroupState(joined=1)}
+    waiting = [PendingShape({"CPU": 1.0}, 5)]
+    # one CPU free on the head and one on the joined pod: 3 tasks are left, 2 per new pod
+    plan = plan_scale_up(c, [], joined, waiting=waiting, free=[{"CPU": 1.0}, {"CPU": 1.0}])
+    assert shapes(plan) == {"cpu": (1, 3)}
+    assert plan_scale_up(c, [], joined, waiting=waiting, free=[{"CPU": 8.0}]).scale == ()
+
+
+def test_waiting_work_no_group_fits_waits_without_a_warning() -> None:
+    c = upcluster(group("cpu"))
+    plan = plan_scale_up(c, [], {}, waiting=[PendingShape({"CPU": 1.0, "head_only": 1.0}, 3)], free=[{"CPU": 1.0}])
+    assert plan == ScaleUpPlan()

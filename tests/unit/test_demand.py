@@ -1,6 +1,6 @@
 """Pending demand as the head reports it to the autoscaler (pure: no process)."""
 
-from ember_node.demand import Demand, WorkRequest, unmet_demand
+from ember_node.demand import Demand, WorkRequest, unmet_demand, waiting_demand
 
 LARGEST = {"CPU": 2.0, "memory": 4e9, "object_store_memory": 1e9}
 
@@ -22,3 +22,10 @@ def test_a_default_actor_needs_a_node_with_cpus() -> None:
     assert unmet_demand([actor], LARGEST) == []
     assert unmet_demand([actor, actor], {"CPU": 0.0, "memory": 1e9}) == [Demand({"CPU": 1.0}, 2)]
     assert unmet_demand([WorkRequest({})], {}) == []  # a zero-resource task runs anywhere
+
+
+def test_waiting_demand_is_the_work_some_node_fits() -> None:
+    requests = [WorkRequest({"CPU": 1.0}), WorkRequest({"CPU": 4.0}), WorkRequest({"CPU": 1.0}),
+                WorkRequest({}, needs_cpu_node=True)]
+    assert waiting_demand(requests, LARGEST) == [Demand({"CPU": 1.0}, 2)]  # an empty shape needs nothing
+    assert unmet_demand(requests, LARGEST) == [Demand({"CPU": 4.0}, 1)]

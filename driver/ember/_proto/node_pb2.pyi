@@ -70,12 +70,14 @@ class PendingDemand(_message.Message):
     def __init__(self, resources: _Optional[_Mapping[str, float]] = ..., count: _Optional[int] = ...) -> None: ...
 
 class ClusterInfoReply(_message.Message):
-    __slots__ = ("nodes", "demand")
+    __slots__ = ("nodes", "demand", "waiting")
     NODES_FIELD_NUMBER: _ClassVar[int]
     DEMAND_FIELD_NUMBER: _ClassVar[int]
+    WAITING_FIELD_NUMBER: _ClassVar[int]
     nodes: _containers.RepeatedCompositeFieldContainer[NodeInfo]
     demand: _containers.RepeatedCompositeFieldContainer[PendingDemand]
-    def __init__(self, nodes: _Optional[_Iterable[_Union[NodeInfo, _Mapping]]] = ..., demand: _Optional[_Iterable[_Union[PendingDemand, _Mapping]]] = ...) -> None: ...
+    waiting: _containers.RepeatedCompositeFieldContainer[PendingDemand]
+    def __init__(self, nodes: _Optional[_Iterable[_Union[NodeInfo, _Mapping]]] = ..., demand: _Optional[_Iterable[_Union[PendingDemand, _Mapping]]] = ..., waiting: _Optional[_Iterable[_Union[PendingDemand, _Mapping]]] = ...) -> None: ...
 
 class Frames(_message.Message):
     __slots__ = ("data",)
