@@ -1,5 +1,5 @@
-"""In-tree autoscaling end to end: pending work no node fits scales a worker group up, the
-work runs on the new worker, and the idle worker is scaled down again.
+"""In-tree autoscaling end to end: pending work no node fits (or that waits for room) scales
+a worker group up, the work runs on the new workers, and the idle workers are scaled down.
 
 The real operator (kopf in-process) runs against kmock's Kubernetes API emulator, because no
 real API server exists on these machines (see ``ember_kmock.py``); it asks a real head (real
@@ -196,6 +196,63 @@ async def test_pending_work_scales_a_group_up_then_idle_scales_it_down(
         # posted once, not every pass
         assert len(_events(cluster, "UnschedulableDemand")) == len(_events(cluster, "AtMaxReplicas")) == 1
         assert cluster.pod_names("worker", group="big") == []
+    finally:
+        await loop.run_in_executor(pool, ember.shutdown)
+        pool.shutdown(wait=True)
+
+
+async def test_work_waiting_for_room_adds_pods_that_each_run_some(
+        kmock: EmberEmulator, operator: Operator, head: Head) -> None:
+    loop = asyncio.get_running_loop()
+    pool = ThreadPoolExecutor(1, thread_name_prefix="driver")
+    await loop.run_in_executor(pool, lambda: ember.init(head.address, token=TOKEN))
+    try:
+        cluster = Cluster(kmock, "default", "demo")
+        await cluster.create(cluster_spec(
+            enableInTreeAutoscaling=True,
+            workerGroupSpecs=[worker_group(1, idleTimeoutSeconds=1, rayStartParams={"resources": '{"on_pod": 1}'})]))
+        await eventually(lambda: counts(cluster, 1, 1))
+        await loop.run_in_executor(pool, head.join, WORKER_POD, {"on_pod": 1})
+        await cluster.make_ready([WORKER_POD])
+
+        @ember.remote(resources={"on_pod": 1})
+        def where(flag: str) -> str:
+            import time
+
+            while not os.path.exists(flag):  # hold the pod until the test has seen the scale-up
+                time.sleep(0.05)
+            return os.environ.get("EMBER_TEST_POD", "?")
+
+        flag = os.path.join(head.root, "go")
+        refs = [where.remote(flag) for _ in range(3)]  # one runs on the pod, two wait for room
+
+        def scaled_up() -> None:
+            assert cluster.object()["spec"]["workerGroupSpecs"][0]["replicas"] == 3
+            assert len(cluster.pod_names("worker")) == 3, cluster.pod_names()
+            event = _one(cluster, "ScaledUp")
+            assert "1 -> 3 replicas" in event["message"], event
+
+        await eventually(scaled_up, timeout=60, interval=0.1)
+        new = [name for name in cluster.pod_names("worker") if name != WORKER_POD]
+        for pod in new:  # play the kubelet for the two new pods
+            await loop.run_in_executor(pool, head.join, pod, {"on_pod": 1})
+        await cluster.make_ready(new)
+        probe = HeadDemand(lambda ns, name: {"data": {"token": base64.b64encode(TOKEN.encode()).decode()}},
+                           address=lambda name, ns: head.address)
+
+        body = cluster.object()
+        deadline = loop.time() + 60
+        while True:  # the new pods joined and each took a waiting task (asked off the emulator's loop)
+            report = await loop.run_in_executor(pool, probe, body)
+            if report is not None and set(report.workers) == {WORKER_POD, *new} and report.waiting == ():
+                break
+            assert loop.time() < deadline, report
+            await asyncio.sleep(0.1)
+        open(flag, "w").close()
+        ran = await loop.run_in_executor(pool, lambda: ember.get(refs, timeout=60))
+        assert sorted(ran) == sorted([WORKER_POD, *new])  # each pod ran one
+        assert len(_events(cluster, "ScaledUp")) == 1
+        await eventually(lambda: counts(cluster, 1, 0), timeout=60, interval=0.1)  # all idle: gone
     finally:
         await loop.run_in_executor(pool, ember.shutdown)
         pool.shutdown(wait=True)
