@@ -229,13 +229,17 @@ def plan_scale_up(cluster: ClusterSpec, demand: Sequence[PendingShape], current:
     """
     if not cluster.autoscaling or cluster.suspend or not (demand or waiting):
         return ScaleUpPlan()
+    def offer_of(spec: GroupSpec) -> dict[str, float]:
+        observed = (current.get(spec.name) or GroupState()).observed
+        return dict(observed) if observed is not None else pod_resources(cluster, spec)
+
     groups: list[_Group] = []
     # nodes with room now, pods on their way and pods planned here, with what each has left
     bins: list[tuple[_Group | None, dict[str, float]]] = [(None, dict(room)) for room in free]
     on_the_way = 0
     for spec in cluster.workers:
         state = current.get(spec.name) or GroupState()
-        offer = dict(state.observed) if state.observed is not None else pod_resources(cluster, spec)
+        offer = offer_of(spec)
         coming = max(spec.desired_pods - state.joined, 0)
         on_the_way += coming
         if spec.workers_to_delete:
@@ -252,7 +256,7 @@ def plan_scale_up(cluster: ClusterSpec, demand: Sequence[PendingShape], current:
     for shape, infeasible in sorted(pending, key=lambda item: _size(item[0])):
         need = {name: float(amount) for name, amount in shape.resources.items() if amount > 0}
         left = shape.count
-        for _, room in bins:  # pods already coming (or planned in this pass)
+        for _, room in bins:  # room on live nodes, pods on their way, pods planned in this pass
             if left <= 0:
                 break
             fit = min(_how_many(need, room), left)
@@ -265,12 +269,8 @@ def plan_scale_up(cluster: ClusterSpec, demand: Sequence[PendingShape], current:
         if not fitting and not infeasible:
             continue  # it fits a node the cluster has (the head): it waits for room there
         if not fitting:
-            close = max(cluster.workers, default=None,
-                        key=lambda g: _closeness(need, (current.get(g.name) or GroupState()).observed
-                                                 or pod_resources(cluster, g)))
-            unfit.append(Unfit(need, left, close.name if close else None,
-                               ((current.get(close.name) or GroupState()).observed
-                                or pod_resources(cluster, close)) if close else None))
+            close = max(cluster.workers, default=None, key=lambda g: _closeness(need, offer_of(g)))
+            unfit.append(Unfit(need, left, close.name if close else None, offer_of(close) if close else None))
             continue
         fitting.sort(key=lambda g: _waste(need, g.offer))
         while left > 0:
