@@ -103,7 +103,10 @@ class NodeServicer(pb_grpc.NodeServicer):
                              available={k: max(v, 0.0) for k, v in dict(node.available).items()},
                              idle_seconds=idle.get(node.node_id, 0.0))
                  for node in list(agent.nodes.values())]
-        return pb.ClusterInfoReply(nodes=nodes)
+        unmet, waiting = agent.pending_demand()
+        return pb.ClusterInfoReply(
+            nodes=nodes, demand=[pb.PendingDemand(resources=dict(d.resources), count=d.count) for d in unmet],
+            waiting=[pb.PendingDemand(resources=dict(d.resources), count=d.count) for d in waiting])
 
     def Session(self, request_iterator: Iterator[pb.Frames], context: grpc.ServicerContext) -> Iterator[pb.Frames]:
         try:

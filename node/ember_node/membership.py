@@ -17,7 +17,9 @@ from ember.exceptions import (
     WorkerCrashedError,
 )
 
+from ember_node.demand import Demand, WorkRequest, unmet_demand, waiting_demand
 from ember_node.memory_usage import MemoryUsage
+from ember_node.tasks import QUEUED
 from ember_node.workers import BUSY, DEAD, NodeRec, WorkerRec, describe_exit
 
 if TYPE_CHECKING:
@@ -187,6 +189,25 @@ class Membership:
                 busy.add(node_id)
             last[node_id] = max(last.get(node_id, 0.0), rec.idle_since)
         return {node_id: 0.0 if node_id in busy else max(now - t, 0.0) for node_id, t in last.items()}
+
+    def pending_demand(self) -> tuple[list[Demand], list[Demand]]:
+        """Queued tasks and actor creations by resource shape: those no node fits, and those
+        that fit some node but wait for room (tasks queued behind busy workers included).
+
+        Read from the gRPC threads: works on copies.
+        """
+        requests = []
+        for queue in list(self.queues.values()):
+            for task in list(queue):
+                if task.state != QUEUED or task.cancelled:
+                    continue
+                create = task.extra is not None and task.extra[0] == "create"
+                requests.append(WorkRequest(task.resources,
+                                            needs_cpu_node=create and bool(task.extra[1].get("cpu_node"))))
+        for rec in list(self.backlogged):
+            requests += [WorkRequest(t.resources) for t in list(rec.inflight)[1:] if not t.cancelled]
+        largest = dict(self._largest)
+        return unmet_demand(requests, largest), waiting_demand(requests, largest)
 
     def _nodes_changed(self) -> None:
         """Recompute, per resource, the most any one live node has (what one task can get)."""

@@ -52,15 +52,29 @@ class HeadIdleness:
         meta = cluster.get("metadata") or {}
         name, namespace = meta.get("name", ""), meta.get("namespace", "default")
         try:
-            secret = self._read_secret(namespace, c.secret_name(name))
-            if not secret:
+            endpoint = head_endpoint(cluster, self._read_secret, self._address)
+            if endpoint is None:
                 return None
-            token = base64.b64decode((secret.get("data") or {})[c.TOKEN_KEY]).decode()
-            service = ((((cluster.get("spec") or {}).get("headGroupSpec") or {}).get("headService") or {})
-                       .get("metadata") or {}).get("name")
-            address = self._address(name, namespace) if not service else c.head_address(name, namespace, service)
-            idle = idle_seconds_by_name(address, token)
+            idle = idle_seconds_by_name(*endpoint)
         except Exception as exc:  # noqa: BLE001 - unknown idleness is a normal answer
             logger.info("no idleness from the head of %s/%s: %s", namespace, name, exc)
             return None
         return {pod: idle[pod] for pod in pods if pod in idle}
+
+
+def head_endpoint(cluster: Mapping[str, Any], read_secret: Callable[[str, str], Mapping[str, Any] | None],
+                  address: Callable[[str, str], str] = c.head_address) -> tuple[str, str] | None:
+    """``(address, token)`` of the cluster's head gRPC port, or None while its Secret is missing.
+
+    The address is the head Service's (``headService.metadata.name`` when set, else what
+    ``address(name, namespace)`` gives); the token comes from the cluster's Secret.
+    """
+    meta = cluster.get("metadata") or {}
+    name, namespace = meta.get("name", ""), meta.get("namespace", "default")
+    secret = read_secret(namespace, c.secret_name(name))
+    if not secret:
+        return None
+    token = base64.b64decode((secret.get("data") or {})[c.TOKEN_KEY]).decode()
+    service = ((((cluster.get("spec") or {}).get("headGroupSpec") or {}).get("headService") or {})
+               .get("metadata") or {}).get("name")
+    return (address(name, namespace) if not service else c.head_address(name, namespace, service)), token

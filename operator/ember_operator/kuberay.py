@@ -25,6 +25,7 @@ from ember_node.start_flags import check_start_params
 from ember_operator.quantities import QuantityError, parse_quantity
 
 __all__ = [
+    "AUTOSCALER_OPTIONS_USED",
     "MANAGERS_HERE",
     "managed_elsewhere",
     "merged_start_params",
@@ -34,6 +35,9 @@ __all__ = [
 
 #: ``spec.managedBy`` values that mean "this operator" (unset means it too).
 MANAGERS_HERE = ("ember.dev/ember-operator", "ray.io/kuberay-operator")
+
+#: autoscalerOptions the in-tree autoscaler acts on (the others configure an autoscaler container)
+AUTOSCALER_OPTIONS_USED = ("idleTimeoutSeconds", "upscalingMode")
 
 _GPU_KEYS = ("gpu", "nvidia.com/gpu", "amd.com/gpu")
 
@@ -124,12 +128,10 @@ def unsupported_fields(spec: Mapping[str, Any]) -> list[str]:
     """
     found: list[str] = []
     autoscaling = bool(spec.get("enableInTreeAutoscaling"))
-    if autoscaling:
-        found.append("spec.enableInTreeAutoscaling (idle workers are scaled down; scaling up from "
-                     "pending demand is not implemented yet)")
     options = spec.get("autoscalerOptions") or {}
+    used = AUTOSCALER_OPTIONS_USED if autoscaling else ()
     ignored_options = sorted(key for key, value in options.items()
-                             if value not in (None, "", [], {}) and (key != "idleTimeoutSeconds" or not autoscaling))
+                             if value not in (None, "", [], {}) and key not in used)
     if ignored_options:
         found.append(f"spec.autoscalerOptions.{{{','.join(ignored_options)}}} (no autoscaler container: "
                      "the operator scales in-tree)")

@@ -18,6 +18,7 @@ from typing import Any
 
 from ember_operator import autoscaler, builders, planner
 from ember_operator import constants as c
+from ember_operator.demand import HeadReport
 from ember_operator.kube import ApiError, KubeClient
 from ember_operator.kuberay import managed_elsewhere
 from ember_operator.metrics import OperatorMetrics
@@ -35,6 +36,8 @@ __all__ = [
     "NotLeaderError",
     "IdlenessProbe",
     "no_idleness",
+    "DemandProbe",
+    "no_demand",
     "ReconcilerOptions",
     "Reconciler",
     "format_time",
@@ -54,8 +57,30 @@ def no_idleness(cluster: Mapping[str, Any], group: str, pods: Sequence[str]) -> 
     return None
 
 
+#: ``(cluster object) -> what its head reports (pending demand, joined workers)`` or None if unknown.
+DemandProbe = Callable[[Mapping[str, Any]], HeadReport | None]
+
+
+def no_demand(cluster: Mapping[str, Any]) -> HeadReport | None:
+    """A demand probe that knows nothing (see ember_operator.demand for the head's)."""
+    return None
+
+
 def _utcnow() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
+
+
+def _shape_text(resources: Mapping[str, float]) -> str:
+    """``{CPU: 2, GPU: 1, memory: 1Gi}``: a resource shape as users write it."""
+    parts = []
+    for name in sorted(resources):
+        amount = float(resources[name])
+        if name in ("memory", "object_store_memory") and amount >= 1 << 20:
+            text = f"{amount / (1 << 30):g}Gi" if amount >= 1 << 30 else f"{amount / (1 << 20):g}Mi"
+        else:
+            text = f"{amount:g}"
+        parts.append(f"{name}: {text}")
+    return "{" + ", ".join(parts) + "}"
 
 
 def format_time(moment: datetime.datetime) -> str:
@@ -70,6 +95,7 @@ class ReconcilerOptions:
     suffix: builders.SuffixFactory = builders.random_suffix
     token: Callable[[], str] = builders.new_token
     idleness: IdlenessProbe = no_idleness
+    demand: DemandProbe = no_demand
     clock: Callable[[], datetime.datetime] = _utcnow
 
 
@@ -102,6 +128,8 @@ class Reconciler:
         #: whether this operator may write now (leader election); checked before every write
         self.may_act = may_act
         self._slots: dict[tuple[str, str], _Slot] = {}
+        #: per cluster, the autoscaler warnings of its last pass (each is posted once while it holds)
+        self._warned: dict[tuple[str, str], set[str]] = {}
         self._guard = threading.Lock()
 
     def event(self, body: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
@@ -120,6 +148,7 @@ class Reconciler:
         """The cluster was deleted: drop its bookkeeping (its objects are garbage-collected)."""
         with self._guard:
             self._slots.pop((namespace, name), None)
+            self._warned.pop((namespace, name), None)
         self.metrics.forget(namespace, name)
 
     def reconcile(self, namespace: str, name: str, *, trigger: str, coalesce: bool = False) -> str | None:
@@ -238,6 +267,81 @@ class Reconciler:
                    f"removing idle {', '.join(change.pods)}")
         return True
 
+    def _autoscale_up(self, cluster: ClusterSpec, body: Mapping[str, Any], pods: list[PodInfo]) -> set[str]:
+        """With in-tree autoscaling, raise the replicas of the groups whose pods fit the head's
+        pending demand (as KubeRay's autoscaler does); the names of the groups changed."""
+        if not cluster.autoscaling or cluster.suspend or not cluster.workers:
+            return set()
+        report = self.options.demand(body)
+        if report is None:
+            return set()
+        current = {}
+        for group in cluster.workers:
+            joined = [report.workers[p.name] for p in pods
+                      if p.node_type == c.NODE_TYPE_WORKER and p.group == group.name and p.alive
+                      and p.name in report.workers]
+            current[group.name] = autoscaler.GroupState(len(joined), joined[0] if joined else None)
+        plan = autoscaler.plan_scale_up(cluster, report.demand, current, waiting=report.waiting, free=report.free)
+        self._report_unschedulable(cluster, body, plan)
+        if plan.deferred:
+            logger.info("%s/%s: upscalingMode Conservative holds back %d pod(s) until the pending ones join",
+                        cluster.namespace, cluster.name, plan.deferred)
+        raised = set()
+        for change in plan.scale:
+            if self._patch_replicas(cluster, body, change.group, change.new_replicas):
+                raised.add(change.group)
+                what = "; ".join(_shape_text(shape) for shape in change.shapes)
+                self.event(body, "Normal", "ScaledUp",
+                           f"worker group {change.group}: {change.replicas} -> {change.new_replicas} replicas "
+                           f"for pending work ({what})")
+        return raised
+
+    def _report_unschedulable(self, cluster: ClusterSpec, body: Mapping[str, Any],
+                              plan: autoscaler.ScaleUpPlan) -> None:
+        warnings: list[tuple[str, str, str]] = []  # reason, what it is about, message
+        for unfit in plan.unfit:
+            if unfit.largest_group is None:
+                where = "the cluster has no worker groups"
+            else:
+                where = (f"the largest, {unfit.largest_group}, offers {_shape_text(unfit.largest or {})} "
+                         "per pod")
+            warnings.append((
+                "UnschedulableDemand", _shape_text(unfit.resources),
+                f"{unfit.count} pending task(s)/actor(s) need {_shape_text(unfit.resources)}, which no "
+                f"worker group's pods fit ({where}): add a worker group whose pods have that much "
+                f"(num-cpus/num-gpus/resources in startParams, or container limits), or ask for less"))
+        for name in plan.at_max:
+            warnings.append(("AtMaxReplicas", name,
+                             f"worker group {name} is at maxReplicas and pending work that fits its pods "
+                             f"waits: raise its maxReplicas to let the autoscaler add pods"))
+        key = (cluster.namespace, cluster.name)
+        with self._guard:
+            before = self._warned.get(key, set())
+            self._warned[key] = {f"{reason} {about}" for reason, about, _ in warnings}
+        for reason, about, message in warnings:
+            if f"{reason} {about}" not in before:
+                self.event(body, "Warning", reason, message)
+
+    def _patch_replicas(self, cluster: ClusterSpec, body: Mapping[str, Any], name: str, new: int) -> bool:
+        # guarded like the scale-down patch: a spec changed meanwhile is left for the next pass
+        groups = (body.get("spec") or {}).get("workerGroupSpecs") or []
+        index = next((i for i, raw in enumerate(groups) if raw.get("groupName") == name), None)
+        if index is None:
+            return False
+        path = f"/spec/workerGroupSpecs/{index}"
+        operations: list[Mapping[str, Any]] = [{"op": "test", "path": f"{path}/groupName", "value": name}]
+        if "replicas" in groups[index]:
+            operations.append({"op": "test", "path": f"{path}/replicas", "value": groups[index]["replicas"]})
+        operations.append({"op": "add", "path": f"{path}/replicas", "value": new})
+        self._check_leader()
+        try:
+            self.kube.json_patch_cluster(cluster.namespace, cluster.name, operations)
+        except ApiError as exc:
+            logger.info("Scaling up %s/%s group %s left for the next pass: %s",
+                        cluster.namespace, cluster.name, name, exc)
+            return False
+        return True
+
     def _clear_workers_to_delete(self, cluster: ClusterSpec, body: Mapping[str, Any], group: GroupSpec) -> None:
         # Done with the list: empty it (as KubeRay does), guarded so that a spec changed
         # meanwhile (groups reordered, the list rewritten) is left alone for the next pass.
@@ -308,8 +412,11 @@ class Reconciler:
             if (pod.node_type, pod.group) not in known and not pod.deleting:
                 self._delete(cluster, body, planner.Deletion(pod.name, "group-removed"))
         pods = [pod for pod in pods if (pod.node_type, pod.group) in known]
+        raised = self._autoscale_up(cluster, body, pods)
         for group in cluster.groups:
             mine = [p for p in pods if p.node_type == group.node_type and p.group == group.name]
+            if group.node_type == c.NODE_TYPE_WORKER and group.name in raised:
+                continue  # the spec changed: the pass its update triggers creates the pods
             if group.node_type == c.NODE_TYPE_WORKER and self._autoscale_down(cluster, body, group, mine):
                 continue  # the spec changed: the pass its update triggers deletes the idle pods
             plan = self._plan(cluster, body, group, mine)

@@ -24,11 +24,12 @@ from dataclasses import dataclass, field
 import kubernetes
 
 from ember_operator import constants as c
+from ember_operator.demand import HeadDemand
 from ember_operator.idleness import HeadIdleness
 from ember_operator.kube import KubeClient, load_configuration
 from ember_operator.leader import LeaderElector, LeaseConfig
 from ember_operator.metrics import MetricsServer, OperatorMetrics
-from ember_operator.reconciler import Reconciler, ReconcilerOptions, no_idleness
+from ember_operator.reconciler import Reconciler, ReconcilerOptions, no_demand, no_idleness
 
 __all__ = ["OperatorConfig", "Operator"]
 
@@ -45,8 +46,9 @@ class OperatorConfig:
     workers: int = 8  # threads running the (blocking) handlers and resyncs
     kube_configuration: Callable[[], kubernetes.client.Configuration] = load_configuration
     reconciler: ReconcilerOptions = field(default_factory=ReconcilerOptions)
-    #: ask each cluster's head which workers are idlest before scaling down (needs the head
-    #: reachable from the operator; tests without a head leave it off)
+    #: ask each cluster's head which workers are idlest before scaling down, and (with
+    #: in-tree autoscaling) what work is pending (needs the head reachable from the
+    #: operator; tests without a head leave it off)
     head_idleness: bool = False
     #: leader election on this Lease (None: act alone, as a single replica must)
     leader_election: LeaseConfig | None = None
@@ -108,10 +110,16 @@ class Operator:
         self._executor = ThreadPoolExecutor(self.config.workers, thread_name_prefix="ember-operator")
         self._kube = KubeClient(self.config.kube_configuration())
         options = self.config.reconciler
-        if self.config.head_idleness and options.idleness is no_idleness:
+        if self.config.head_idleness:
             kube = self._kube
-            options = dataclasses.replace(
-                options, idleness=HeadIdleness(lambda ns, name: kube.get(ns, "secrets", name)))
+
+            def read_secret(namespace: str, name: str) -> dict | None:
+                return kube.get(namespace, "secrets", name)
+
+            if options.idleness is no_idleness:
+                options = dataclasses.replace(options, idleness=HeadIdleness(read_secret))
+            if options.demand is no_demand:
+                options = dataclasses.replace(options, demand=HeadDemand(read_secret))
         may_act: Callable[[], bool] = _always
         if self.config.leader_election is not None:
             self._elector = LeaderElector(self._kube, self.config.leader_election)

@@ -30,6 +30,8 @@ __all__ = [
 
 MAX_REPLICAS = 2**31 - 1
 SERVICE_TYPES = ("ClusterIP", "NodePort", "LoadBalancer")
+#: autoscalerOptions.upscalingMode, as KubeRay takes it (see ember_operator.autoscaler)
+UPSCALING_MODES = ("Conservative", "Default", "Aggressive")
 UPGRADE_TYPES = (c.UPGRADE_RECREATE, c.UPGRADE_NONE)
 
 # Flags the operator sets itself: letting startParams override them would break the
@@ -117,6 +119,7 @@ class ClusterSpec:
     keep_container_command: bool = False
     autoscaling: bool = False  # enableInTreeAutoscaling
     autoscaler_idle_timeout_seconds: int | None = None  # autoscalerOptions.idleTimeoutSeconds
+    upscaling_mode: str = "Default"  # autoscalerOptions.upscalingMode (see UPSCALING_MODES)
 
     @property
     def head_address(self) -> str:
@@ -285,6 +288,11 @@ def spec_problems(name: str, spec: Any) -> list[str]:
     suspend = spec.get("suspend")
     if suspend is not None and not isinstance(suspend, bool):
         problems.append(f"spec.suspend must be true or false, not {suspend!r}")
+    options = spec.get("autoscalerOptions")
+    if options is not None and not isinstance(options, Mapping):
+        problems.append("spec.autoscalerOptions must be an object")
+    elif (mode := (options or {}).get("upscalingMode")) is not None and mode not in UPSCALING_MODES:
+        problems.append(f"spec.autoscalerOptions.upscalingMode {mode!r} must be one of " + ", ".join(UPSCALING_MODES))
     upgrade = spec.get("upgradeStrategy") or {}
     kind = upgrade.get("type") if isinstance(upgrade, Mapping) else upgrade
     if kind is not None and kind not in UPGRADE_TYPES:
@@ -368,6 +376,7 @@ def parse_cluster(body: Mapping[str, Any]) -> ClusterSpec:
         service_annotations=dict(spec.get("headServiceAnnotations") or {}),
         autoscaling=bool(spec.get("enableInTreeAutoscaling")),
         autoscaler_idle_timeout_seconds=(spec.get("autoscalerOptions") or {}).get("idleTimeoutSeconds"),
+        upscaling_mode=(spec.get("autoscalerOptions") or {}).get("upscalingMode") or "Default",
         keep_container_command=any(
             str((meta.get("annotations") or {}).get(key, "")).lower() == "true"
             for key in c.ANNOTATIONS_OVERWRITE_CMD),

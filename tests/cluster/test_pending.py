@@ -16,9 +16,41 @@ import sys
 import textwrap
 
 import ember
+import grpc
 import pytest
+from ember._proto import node_pb2 as pb
+from ember._proto import node_pb2_grpc as pb_grpc
 
 from .helpers import query, start_head, start_worker_node, wait_until
+
+
+def _demand(head, field: str = "demand") -> dict[tuple, int]:
+    """The head's pending demand over its token-checked gRPC port: {shape: count}.
+
+    ``demand``: work no node fits; ``waiting``: work some node fits, waiting for room."""
+    with grpc.insecure_channel(head.address) as channel:
+        reply = pb_grpc.NodeStub(channel).ClusterInfo(
+            pb.ClusterInfoRequest(), metadata=[("authorization", f"Bearer {head.token}")], timeout=10)
+    return {tuple(sorted(d.resources.items())): d.count for d in getattr(reply, field)}
+
+
+def test_work_waiting_for_room_is_reported_apart_from_work_no_node_fits(procs, tmp_short, connect):
+    head = start_head(procs, tmp_short, num_cpus=1)
+    connect(head)
+
+    @ember.remote
+    def hold(seconds: float) -> int:
+        import time
+
+        time.sleep(seconds)
+        return 1
+
+    refs = [hold.remote(3) for _ in range(3)]  # one runs on the 1-CPU head, two wait for it
+    assert wait_until(lambda: _demand(head, "waiting") == {(("CPU", 1.0),): 2}, 30, 0.05), \
+        _demand(head, "waiting")
+    assert _demand(head) == {}
+    assert ember.get(refs, timeout=60) == [1, 1, 1]
+    assert _demand(head, "waiting") == {}
 
 
 def test_infeasible_task_runs_when_a_node_that_fits_joins(procs, tmp_short, connect, caplog):
@@ -45,8 +77,10 @@ def test_infeasible_task_runs_when_a_node_that_fits_joins(procs, tmp_short, conn
     assert mine and "big" in mine[0]["pending_reason"], tasks
     ready, _ = ember.wait([ref], timeout=0.5)
     assert not ready
+    assert _demand(head) == {(("CPU", 1.0), ("big", 1.0)): 1}  # what the autoscaler reads
     start_worker_node(procs, head, tmp_short, "bignode", num_cpus=1, resources={"big": 1})
     assert ember.get(ref, timeout=60) == "bignode"
+    assert _demand(head) == {}
 
 
 DRIVER = r"""

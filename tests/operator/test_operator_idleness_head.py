@@ -1,5 +1,5 @@
-"""The operator's idleness probe against a real head and worker node (real agents, real gRPC
-on loopback). Only the Kubernetes Secret read is a stand-in (a function returning the
+"""The operator's idleness and demand probes against a real head and worker node (real
+agents, real gRPC on loopback). Only the Kubernetes Secret read is a stand-in (a function returning the
 object), since there is no API server on these machines."""
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ import time
 
 import ember
 import pytest
+from ember_operator.autoscaler import PendingShape
+from ember_operator.demand import HeadDemand
 from ember_operator.idleness import HeadIdleness
 
 POD = "demo-workers-worker-abcde"
@@ -83,8 +85,11 @@ def _wait_for(fn, timeout: float = 20.0):
 
 def test_idle_worker_pod_reports_idle_seconds_and_busy_reports_zero(cluster):
     probe = _probe(cluster)
-    idle = _wait_for(lambda: (probe(CLUSTER, "workers", [POD, "other-pod"]) or {}).get(POD, 0) > 0.2
-                     and probe(CLUSTER, "workers", [POD, "other-pod"]))
+    def idle_long_enough():  # one answer, checked as a whole (a worker starting resets idleness)
+        answer = probe(CLUSTER, "workers", [POD, "other-pod"]) or {}
+        return answer if answer.get(POD, 0) > 0.2 else None
+
+    idle = _wait_for(idle_long_enough)
     assert set(idle) == {POD}, idle  # only pods the head knows, and never the head itself
     assert idle[POD] > 0.2
 
@@ -107,3 +112,32 @@ def test_wrong_token_or_missing_secret_means_unknown(cluster):
     assert _probe(cluster, token="wrong")(CLUSTER, "workers", [POD]) is None
     no_secret = HeadIdleness(lambda ns, name: None, address=lambda name, ns: cluster)
     assert no_secret(CLUSTER, "workers", [POD]) is None
+
+
+def _demand_probe(address: str, token: str = TOKEN) -> HeadDemand:
+    secret = {"data": {"token": base64.b64encode(token.encode()).decode()}}
+    return HeadDemand(lambda ns, name: secret if name == "demo-token" else None, address=lambda name, ns: address)
+
+
+def test_demand_probe_reports_joined_pods_and_work_no_node_fits(cluster):
+    report = _demand_probe(cluster)(CLUSTER)
+    assert report is not None and set(report.workers) == {POD}  # the head itself is not listed
+    assert report.workers[POD]["on_pod"] == 1.0 and report.workers[POD]["CPU"] == 1.0
+    assert report.demand == ()
+
+    ember.init(cluster, token=TOKEN)
+    try:
+        @ember.remote(resources={"on_pod": 2})
+        def too_big():
+            return None
+
+        refs = [too_big.remote() for _ in range(3)]
+        expected = (PendingShape({"CPU": 1.0, "on_pod": 2.0}, 3),)
+        assert _wait_for(lambda: (_demand_probe(cluster)(CLUSTER) or report).demand == expected, timeout=60), \
+            _demand_probe(cluster)(CLUSTER)
+        for ref in refs:
+            ember.cancel(ref)
+        assert _wait_for(lambda: (_demand_probe(cluster)(CLUSTER) or report).demand == (), timeout=60)
+    finally:
+        ember.shutdown()
+    assert _demand_probe(cluster, token="wrong")(CLUSTER) is None

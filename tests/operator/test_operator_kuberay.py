@@ -58,13 +58,13 @@ def test_fields_not_acted_on_are_named_with_the_reason() -> None:
     worker = group(groupName="w", idleTimeoutSeconds=30, labels={"zone": "a"})
     found = unsupported_fields(spec(
         enableInTreeAutoscaling=True,
-        autoscalerOptions={"upscalingMode": "Default", "idleTimeoutSeconds": 60, "env": [], "securityContext": {}},
+        autoscalerOptions={"upscalingMode": "Default", "idleTimeoutSeconds": 60, "env": [{"name": "A", "value": "1"}],
+                           "securityContext": {}},
         gcsFaultToleranceOptions={"redisAddress": "redis:6379"}, authOptions={"mode": "disabled"},
         workerGroupSpecs=[worker]))
     paths = [entry.split(" (")[0] for entry in found]
     assert paths == [
-        "spec.enableInTreeAutoscaling",
-        "spec.autoscalerOptions.{upscalingMode}",
+        "spec.autoscalerOptions.{env}",
         "spec.gcsFaultToleranceOptions",
         "spec.authOptions.mode=disabled",
         "spec.workerGroupSpecs[0].labels",
@@ -72,6 +72,8 @@ def test_fields_not_acted_on_are_named_with_the_reason() -> None:
     # without autoscaling an idle timeout means nothing
     plain = unsupported_fields(spec(workerGroupSpecs=[group(groupName="w", idleTimeoutSeconds=30)]))
     assert [entry.split(" (")[0] for entry in plain] == ["spec.workerGroupSpecs[0].idleTimeoutSeconds"]
+    plain = unsupported_fields(spec(autoscalerOptions={"upscalingMode": "Conservative"}))
+    assert [entry.split(" (")[0] for entry in plain] == ["spec.autoscalerOptions.{upscalingMode}"]
     assert all(entry.endswith(")") for entry in found)
 
 

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\nnode.proto\x12\x08\x65mber.v1\"\r\n\x0bPingRequest\"-\n\tPingReply\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\"\x14\n\x12\x43lusterInfoRequest\"\xb2\x02\n\x08NodeInfo\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\r\n\x05\x61live\x18\x03 \x01(\x08\x12\x34\n\tresources\x18\x04 \x03(\x0b\x32!.ember.v1.NodeInfo.ResourcesEntry\x12\x34\n\tavailable\x18\x05 \x03(\x0b\x32!.ember.v1.NodeInfo.AvailableEntry\x12\x0f\n\x07is_head\x18\x06 \x01(\x08\x12\x14\n\x0cidle_seconds\x18\x07 \x01(\x01\x1a\x30\n\x0eResourcesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1a\x30\n\x0e\x41vailableEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"5\n\x10\x43lusterInfoReply\x12!\n\x05nodes\x18\x01 \x03(\x0b\x32\x12.ember.v1.NodeInfo\"\x16\n\x06\x46rames\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"*\n\nWriteChunk\x12\x0e\n\x06offset\x18\x01 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"\x1d\n\nWriteReply\x12\x0f\n\x07written\x18\x01 \x01(\x04\"+\n\x0bReadRequest\x12\x0e\n\x06offset\x18\x01 \x01(\x04\x12\x0c\n\x04size\x18\x02 \x01(\x04\"\x19\n\tReadChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\" \n\x0b\x43opyRequest\x12\x11\n\tobject_id\x18\x01 \x01(\x0c\x32\xe9\x02\n\x04Node\x12\x32\n\x04Ping\x12\x15.ember.v1.PingRequest\x1a\x13.ember.v1.PingReply\x12G\n\x0b\x43lusterInfo\x12\x1c.ember.v1.ClusterInfoRequest\x1a\x1a.ember.v1.ClusterInfoReply\x12\x31\n\x07Session\x12\x10.ember.v1.Frames\x1a\x10.ember.v1.Frames(\x01\x30\x01\x12;\n\x0bWriteObject\x12\x14.ember.v1.WriteChunk\x1a\x14.ember.v1.WriteReply(\x01\x12:\n\nReadObject\x12\x15.ember.v1.ReadRequest\x1a\x13.ember.v1.ReadChunk0\x01\x12\x38\n\x08ReadCopy\x12\x15.ember.v1.CopyRequest\x1a\x13.ember.v1.ReadChunk0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\nnode.proto\x12\x08\x65mber.v1\"\r\n\x0bPingRequest\"-\n\tPingReply\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\"\x14\n\x12\x43lusterInfoRequest\"\xb2\x02\n\x08NodeInfo\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\r\n\x05\x61live\x18\x03 \x01(\x08\x12\x34\n\tresources\x18\x04 \x03(\x0b\x32!.ember.v1.NodeInfo.ResourcesEntry\x12\x34\n\tavailable\x18\x05 \x03(\x0b\x32!.ember.v1.NodeInfo.AvailableEntry\x12\x0f\n\x07is_head\x18\x06 \x01(\x08\x12\x14\n\x0cidle_seconds\x18\x07 \x01(\x01\x1a\x30\n\x0eResourcesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1a\x30\n\x0e\x41vailableEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\x8b\x01\n\rPendingDemand\x12\x39\n\tresources\x18\x01 \x03(\x0b\x32&.ember.v1.PendingDemand.ResourcesEntry\x12\r\n\x05\x63ount\x18\x02 \x01(\r\x1a\x30\n\x0eResourcesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\x88\x01\n\x10\x43lusterInfoReply\x12!\n\x05nodes\x18\x01 \x03(\x0b\x32\x12.ember.v1.NodeInfo\x12\'\n\x06\x64\x65mand\x18\x02 \x03(\x0b\x32\x17.ember.v1.PendingDemand\x12(\n\x07waiting\x18\x03 \x03(\x0b\x32\x17.ember.v1.PendingDemand\"\x16\n\x06\x46rames\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"*\n\nWriteChunk\x12\x0e\n\x06offset\x18\x01 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"\x1d\n\nWriteReply\x12\x0f\n\x07written\x18\x01 \x01(\x04\"+\n\x0bReadRequest\x12\x0e\n\x06offset\x18\x01 \x01(\x04\x12\x0c\n\x04size\x18\x02 \x01(\x04\"\x19\n\tReadChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\" \n\x0b\x43opyRequest\x12\x11\n\tobject_id\x18\x01 \x01(\x0c\x32\xe9\x02\n\x04Node\x12\x32\n\x04Ping\x12\x15.ember.v1.PingRequest\x1a\x13.ember.v1.PingReply\x12G\n\x0b\x43lusterInfo\x12\x1c.ember.v1.ClusterInfoRequest\x1a\x1a.ember.v1.ClusterInfoReply\x12\x31\n\x07Session\x12\x10.ember.v1.Frames\x1a\x10.ember.v1.Frames(\x01\x30\x01\x12;\n\x0bWriteObject\x12\x14.ember.v1.WriteChunk\x1a\x14.ember.v1.WriteReply(\x01\x12:\n\nReadObject\x12\x15.ember.v1.ReadRequest\x1a\x13.ember.v1.ReadChunk0\x01\x12\x38\n\x08ReadCopy\x12\x15.ember.v1.CopyRequest\x1a\x13.ember.v1.ReadChunk0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,6 +35,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_NODEINFO_RESOURCESENTRY']._serialized_options = b'8\001'
   _globals['_NODEINFO_AVAILABLEENTRY']._loaded_options = None
   _globals['_NODEINFO_AVAILABLEENTRY']._serialized_options = b'8\001'
+  _globals['_PENDINGDEMAND_RESOURCESENTRY']._loaded_options = None
+  _globals['_PENDINGDEMAND_RESOURCESENTRY']._serialized_options = b'8\001'
   _globals['_PINGREQUEST']._serialized_start=24
   _globals['_PINGREQUEST']._serialized_end=37
   _globals['_PINGREPLY']._serialized_start=39
@@ -47,20 +49,24 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_NODEINFO_RESOURCESENTRY']._serialized_end=365
   _globals['_NODEINFO_AVAILABLEENTRY']._serialized_start=367
   _globals['_NODEINFO_AVAILABLEENTRY']._serialized_end=415
-  _globals['_CLUSTERINFOREPLY']._serialized_start=417
-  _globals['_CLUSTERINFOREPLY']._serialized_end=470
-  _globals['_FRAMES']._serialized_start=472
-  _globals['_FRAMES']._serialized_end=494
-  _globals['_WRITECHUNK']._serialized_start=496
-  _globals['_WRITECHUNK']._serialized_end=538
-  _globals['_WRITEREPLY']._serialized_start=540
-  _globals['_WRITEREPLY']._serialized_end=569
-  _globals['_READREQUEST']._serialized_start=571
-  _globals['_READREQUEST']._serialized_end=614
-  _globals['_READCHUNK']._serialized_start=616
-  _globals['_READCHUNK']._serialized_end=641
-  _globals['_COPYREQUEST']._serialized_start=643
-  _globals['_COPYREQUEST']._serialized_end=675
-  _globals['_NODE']._serialized_start=678
-  _globals['_NODE']._serialized_end=1039
+  _globals['_PENDINGDEMAND']._serialized_start=418
+  _globals['_PENDINGDEMAND']._serialized_end=557
+  _globals['_PENDINGDEMAND_RESOURCESENTRY']._serialized_start=317
+  _globals['_PENDINGDEMAND_RESOURCESENTRY']._serialized_end=365
+  _globals['_CLUSTERINFOREPLY']._serialized_start=560
+  _globals['_CLUSTERINFOREPLY']._serialized_end=696
+  _globals['_FRAMES']._serialized_start=698
+  _globals['_FRAMES']._serialized_end=720
+  _globals['_WRITECHUNK']._serialized_start=722
+  _globals['_WRITECHUNK']._serialized_end=764
+  _globals['_WRITEREPLY']._serialized_start=766
+  _globals['_WRITEREPLY']._serialized_end=795
+  _globals['_READREQUEST']._serialized_start=797
+  _globals['_READREQUEST']._serialized_end=840
+  _globals['_READCHUNK']._serialized_start=842
+  _globals['_READCHUNK']._serialized_end=867
+  _globals['_COPYREQUEST']._serialized_start=869
+  _globals['_COPYREQUEST']._serialized_end=901
+  _globals['_NODE']._serialized_start=904
+  _globals['_NODE']._serialized_end=1265
 # @@protoc_insertion_point(module_scope)

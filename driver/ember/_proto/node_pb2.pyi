@@ -54,11 +54,30 @@ class NodeInfo(_message.Message):
     idle_seconds: float
     def __init__(self, node_id: _Optional[str] = ..., address: _Optional[str] = ..., alive: _Optional[bool] = ..., resources: _Optional[_Mapping[str, float]] = ..., available: _Optional[_Mapping[str, float]] = ..., is_head: _Optional[bool] = ..., idle_seconds: _Optional[float] = ...) -> None: ...
 
+class PendingDemand(_message.Message):
+    __slots__ = ("resources", "count")
+    class ResourcesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    RESOURCES_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    resources: _containers.ScalarMap[str, float]
+    count: int
+    def __init__(self, resources: _Optional[_Mapping[str, float]] = ..., count: _Optional[int] = ...) -> None: ...
+
 class ClusterInfoReply(_message.Message):
-    __slots__ = ("nodes",)
+    __slots__ = ("nodes", "demand", "waiting")
     NODES_FIELD_NUMBER: _ClassVar[int]
+    DEMAND_FIELD_NUMBER: _ClassVar[int]
+    WAITING_FIELD_NUMBER: _ClassVar[int]
     nodes: _containers.RepeatedCompositeFieldContainer[NodeInfo]
-    def __init__(self, nodes: _Optional[_Iterable[_Union[NodeInfo, _Mapping]]] = ...) -> None: ...
+    demand: _containers.RepeatedCompositeFieldContainer[PendingDemand]
+    waiting: _containers.RepeatedCompositeFieldContainer[PendingDemand]
+    def __init__(self, nodes: _Optional[_Iterable[_Union[NodeInfo, _Mapping]]] = ..., demand: _Optional[_Iterable[_Union[PendingDemand, _Mapping]]] = ..., waiting: _Optional[_Iterable[_Union[PendingDemand, _Mapping]]] = ...) -> None: ...
 
 class Frames(_message.Message):
     __slots__ = ("data",)
