@@ -13,6 +13,7 @@ nonzero). Ended jobs never change again; only they may be deleted.
 from __future__ import annotations
 
 import re
+import shlex
 import signal
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -62,6 +63,22 @@ class JobRecord:
     driver_exit_code: int | None = None
     driver_pid: int = 0
     stop_requested: bool = False
+
+
+_SHELL_SYNTAX = frozenset("|&;<>()$`\\*?[]{}#~=!\n")
+
+
+def entrypoint_argv(entrypoint: str) -> list[str]:
+    """How to run an entrypoint command: a plain one (words and quotes only) directly, so its
+    exit status and signals are the program's own; anything else through ``/bin/sh -c``."""
+    if not _SHELL_SYNTAX.intersection(entrypoint):
+        try:
+            words = shlex.split(entrypoint)
+        except ValueError:
+            words = []
+        if words:
+            return words
+    return ["/bin/sh", "-c", entrypoint]
 
 
 def exit_description(returncode: int) -> str:

@@ -6,13 +6,14 @@ Where things go, under the session directory:
 ``jobs/<submission id>/``      the uploaded working directory, unpacked (gone with the session)
 ``logs/job-<id>.log``          the entrypoint's stdout and stderr (kept with the session's logs)
 
-The entrypoint runs through ``/bin/sh -c`` in a session (and process group) of its own,
+The entrypoint runs (through ``/bin/sh -c`` when it needs a shell: ``job_state.entrypoint_argv``)
+in a session (and process group) of its own,
 with ``EMBER_ADDRESS`` naming this agent's local socket, so ``ember.init()`` (or
 ``ray.init()`` under ``ember run``) inside it joins this cluster. One thread per job waits
 for it; the job's state lives in a ``job_state.JobTable`` behind one lock. ``stop`` sends
 SIGTERM to the process group, then SIGKILL after a grace period; once the driver is gone,
 the agent ends its tasks and actors as for any driver that disconnects. Whatever is left of
-the group when the entrypoint exits is killed too.
+the group when the entrypoint exits gets SIGTERM, then SIGKILL after the grace period.
 """
 
 from __future__ import annotations
@@ -31,7 +32,14 @@ from collections.abc import Callable, Iterator
 from ember._job_package import MAX_UPLOAD_BYTES, size_text, unpack
 from ember.runtime_env import JOB_ENV_VAR
 
-from ember_node.job_state import JobConflict, JobRecord, JobTable, new_submission_id, output_tail
+from ember_node.job_state import (
+    JobConflict,
+    JobRecord,
+    JobTable,
+    entrypoint_argv,
+    new_submission_id,
+    output_tail,
+)
 
 log = logging.getLogger("ember.jobs")
 
@@ -42,6 +50,22 @@ LOG_CHUNK = 64 << 10
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live processes (not zombies) in process group ``pgid`` other than its leader."""
+    out = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) == pgid:
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if len(fields) > 2 and fields[0] != b"Z" and int(fields[2]) == pgid:
+            out.append(int(name))
+    return out
 
 
 class JobManager:
@@ -132,7 +156,7 @@ class JobManager:
         env.setdefault("PYTHONUNBUFFERED", "1")  # the log shows output as it is printed
         fd = os.open(self.log_path(sid), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         try:
-            return subprocess.Popen(["/bin/sh", "-c", entrypoint], cwd=cwd, env=env, stdin=subprocess.DEVNULL,
+            return subprocess.Popen(entrypoint_argv(entrypoint), cwd=cwd, env=env, stdin=subprocess.DEVNULL,
                                     stdout=fd, stderr=fd, start_new_session=True)
         finally:
             os.close(fd)
@@ -140,9 +164,14 @@ class JobManager:
     def _wait(self, sid: str, proc: subprocess.Popen) -> None:
         try:
             os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)  # exited, not yet reaped:
-        except ChildProcessError:  # its group id cannot be reused while we kill what is left
+        except ChildProcessError:  # its group id cannot be reused while we end what is left
             pass
-        self._signal_group(proc, signal.SIGKILL)
+        if group_members(proc.pid):  # what it started and left running: SIGTERM, then SIGKILL
+            self._signal_group(proc, signal.SIGTERM)
+            deadline = time.monotonic() + self.stop_grace_s
+            while group_members(proc.pid) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            self._signal_group(proc, signal.SIGKILL)
         tail = output_tail(self._read_tail(sid))
         with self._lock:  # reaped under the lock: _signal_group never signals a reused id
             code = proc.wait()

@@ -183,6 +183,31 @@ def test_stop_ends_the_job_and_its_tasks_and_actors(head, workdir):
             [p for p in (driver_pid, task_pid, actor_pid) if pid_alive(p)]
 
 
+def test_stop_kills_an_entrypoint_that_ignores_sigterm_after_the_grace_period(head, workdir):
+    (workdir / "stubborn.py").write_text("import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+                                         "print('ignoring SIGTERM', flush=True)\ntime.sleep(600)\n")
+    with head.client() as client:
+        sid = client.submit_job(entrypoint="python stubborn.py", runtime_env={"working_dir": str(workdir)})
+        wait_until(lambda: "ignoring SIGTERM" in client.get_job_logs(sid), 60, 0.1)
+        assert client.stop_job(sid) is True
+        assert wait_status(client, sid) == JobStatus.STOPPED
+        assert client.get_job_info(sid).driver_exit_code == -9  # SIGKILL, after the grace period
+
+
+def test_shell_entrypoints_and_what_they_leave_behind(head, workdir):
+    """A command with shell syntax runs through /bin/sh; a process it leaves running is
+    ended when it exits; a command that does not exist fails the job, saying so."""
+    with head.client() as client:
+        sid = client.submit_job(entrypoint=f"sleep 600 & echo $! > {workdir}/bg && echo started")
+        assert wait_status(client, sid) == JobStatus.SUCCEEDED
+        assert client.get_job_logs(sid) == "started\n"
+        bg = int((workdir / "bg").read_text())
+        assert wait_until(lambda: not pid_alive(bg), 30, 0.1)
+        sid = client.submit_job(entrypoint="no-such-program-here --flag")
+        assert wait_status(client, sid) == JobStatus.FAILED
+        assert "no-such-program-here" in client.get_job_info(sid).message
+
+
 def test_list_tail_and_delete(head, workdir):
     (workdir / "count.py").write_text("import time\nfor i in range(5):\n    print('tick', i, flush=True)\n"
                                       "    time.sleep(0.2)\n")

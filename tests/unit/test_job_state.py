@@ -16,6 +16,7 @@ from ember_node.job_state import (
     JobRecord,
     JobTable,
     check_submission_id,
+    entrypoint_argv,
     exit_description,
     new_submission_id,
     output_tail,
@@ -176,3 +177,11 @@ def test_unpack_refuses_names_outside_the_directory(tmp_path):
     with pytest.raises(ValueError, match="outside"):
         unpack(buf.getvalue(), str(tmp_path))
     assert not (tmp_path.parent / "evil.py").exists()
+
+
+def test_plain_entrypoints_run_directly_the_rest_through_a_shell():
+    assert entrypoint_argv("python script.py --n 3") == ["python", "script.py", "--n", "3"]
+    assert entrypoint_argv("python script.py 'two words'") == ["python", "script.py", "two words"]
+    for cmd in ("python a.py && echo done", "A=1 python a.py", "python a.py > out", "echo $HOME",
+                "python *.py", "python 'unclosed"):
+        assert entrypoint_argv(cmd) == ["/bin/sh", "-c", cmd], cmd
