@@ -96,6 +96,10 @@ def init(
             )
         if address is None:
             address = os.environ.get("EMBER_ADDRESS") or None
+        if os.environ.get("EMBER_JOB_WORKING_DIR"):  # a submitted job: its modules go with its tasks
+            from ember._job_modules import install
+
+            install(os.environ["EMBER_JOB_WORKING_DIR"])
         if address not in (None, "local"):
             if (num_cpus is not None or num_gpus is not None or resources or object_store_memory
                     or metrics_port is not None):

@@ -113,7 +113,7 @@ class JobManager:
             self._table.add(record)
         try:
             cwd = self._prepare(sid, package)
-            proc = self._spawn(sid, entrypoint, cwd, env_vars)
+            proc = self._spawn(sid, entrypoint, cwd, env_vars, bool(package))
         except (OSError, ValueError) as exc:
             log.warning("job %s could not be started: %s", sid, exc)
             with self._lock:
@@ -144,11 +144,16 @@ class JobManager:
                 raise ValueError(f"the uploaded working directory cannot be unpacked: {exc}") from None
         return cwd
 
-    def _spawn(self, sid: str, entrypoint: str, cwd: str, env_vars: dict[str, str]) -> subprocess.Popen:
+    def _spawn(self, sid: str, entrypoint: str, cwd: str, env_vars: dict[str, str],
+               package: bool) -> subprocess.Popen:
         env = {k: v for k, v in os.environ.items() if k not in ("EMBER_TOKEN", "EMBER_TLS_CA")}
         env.update(env_vars)
         env["EMBER_ADDRESS"] = self.driver_address
         env["EMBER_JOB_SUBMISSION_ID"] = sid
+        if package:  # its modules are pickled by value (ember._job_modules): workers lack the dir
+            env["EMBER_JOB_WORKING_DIR"] = cwd
+        else:
+            env.pop("EMBER_JOB_WORKING_DIR", None)
         env[JOB_ENV_VAR] = json.dumps(env_vars)  # for its tasks and actors
         env["PYTHONPATH"] = os.pathsep.join(p for p in (cwd, env.get("PYTHONPATH")) if p)
         # `python` in the entrypoint is the head's own interpreter (the one with ember)

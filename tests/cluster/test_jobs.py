@@ -25,6 +25,7 @@ from .helpers import cli_records, ember_cli, free_port, pid_alive, short_tmpdir,
 SCRIPT = """
 import os, ember, helper
 ember.init()
+import pkg.mod  # imported after init()
 
 @ember.remote
 def square(x):
@@ -34,8 +35,13 @@ def square(x):
 def color():
     return os.environ.get("COLOR")
 
+@ember.remote
+def shout():  # runs in a worker, which has no working dir: helper travels by value
+    return helper.GREETING.upper() + " " + helper.Tool().name() + " " + pkg.mod.VALUE
+
 print(helper.GREETING, sum(ember.get([square.remote(i) for i in range(10)])), os.environ.get("COLOR"),
       ember.get(color.remote()))
+print(ember.get(shout.remote()), ember.get(ember.remote(helper.twice).remote(21)))
 """
 
 LONG = """
@@ -121,7 +127,12 @@ def wait_status(client: JobSubmissionClient, sid: str, timeout: float = 60) -> J
 
 
 def test_submit_runs_a_driver_in_the_uploaded_working_dir_and_follows_its_logs(head, workdir):
-    (workdir / "helper.py").write_text('GREETING = "hello from the working dir"\n')
+    (workdir / "helper.py").write_text('GREETING = "hello from the working dir"\n'
+                                       'class Tool:\n    def name(self):\n        return "tool"\n'
+                                       'def twice(x):\n    return 2 * x\n')
+    (workdir / "pkg").mkdir()
+    (workdir / "pkg" / "__init__.py").write_text("")
+    (workdir / "pkg" / "mod.py").write_text('VALUE = "from pkg"\n')
     (workdir / "script.py").write_text(textwrap.dedent(SCRIPT))
     (workdir / "notes.log").write_text("left out\n")
     env = json.dumps({"env_vars": {"COLOR": "teal"}, "excludes": ["*.log"]})
@@ -130,6 +141,7 @@ def test_submit_runs_a_driver_in_the_uploaded_working_dir_and_follows_its_logs(h
     assert r.returncode == 0, r.stdout + r.stderr
     # the logs were followed until the end: the script's line, then the final status
     assert "hello from the working dir 285 teal teal" in r.stdout, r.stdout
+    assert "HELLO FROM THE WORKING DIR tool from pkg 42" in r.stdout, r.stdout
     assert "SUCCEEDED" in r.stdout.splitlines()[-1], r.stdout
     sid = submission_id(r.stdout)
     status = head.ok("job", "status", sid)  # the address and token of the head started here
