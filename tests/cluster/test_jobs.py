@@ -20,7 +20,17 @@ from pathlib import Path
 import pytest
 from ember.job_submission import JobStatus, JobSubmissionClient
 
-from .helpers import cli_records, ember_cli, free_port, pid_alive, short_tmpdir, wait_until
+from .helpers import (
+    cli_records,
+    ember_cli,
+    free_port,
+    pid_alive,
+    short_tmpdir,
+    start_head,
+    start_worker_node,
+    wait_cluster,
+    wait_until,
+)
 
 SCRIPT = """
 import os, ember, helper
@@ -277,3 +287,32 @@ def test_stopping_the_head_ends_its_running_jobs(module_procs, workdir):
         assert wait_until(lambda: not pid_alive(pid), 30, 0.1)
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+ON_NODE_A = """
+import os, ember, helper
+ember.init()
+
+@ember.remote(resources={"node_a": 1})
+def where():
+    import sys
+    return os.environ.get("EMBER_TEST_NODE"), helper.tag(), any("embersubmit_" in p for p in sys.path)
+
+print(ember.get(where.remote()))
+"""
+
+
+def test_a_jobs_tasks_on_a_worker_node_use_its_working_dir_modules(procs, tmp_short, workdir):
+    """The worker node's workers do not have the uploaded directory on their path: helper
+    travels by value."""
+    head = start_head(procs, tmp_short, num_cpus=1)
+    start_worker_node(procs, head, tmp_short, "a", num_cpus=1, resources={"node_a": 1},
+                      extra_args=["--host", "127.0.0.1"])
+    wait_cluster(head, alive_nodes=2)
+    (workdir / "helper.py").write_text("def tag():\n    return 'helper-on-a'\n")
+    (workdir / "main.py").write_text(textwrap.dedent(ON_NODE_A))
+    with JobSubmissionClient(head.address, token=head.token) as client:
+        sid = client.submit_job(entrypoint="python main.py", runtime_env={"working_dir": str(workdir)})
+        assert wait_status(client, sid, 90) == JobStatus.SUCCEEDED, client.get_job_logs(sid)
+        # ran on node a, whose workers do not have the job's directory on their path
+        assert "('a', 'helper-on-a', False)" in client.get_job_logs(sid), client.get_job_logs(sid)
