@@ -258,7 +258,9 @@ def _error(exc: Any, address: str) -> Exception:
         return ConnectionError(f"the head at {address} refused the token: pass the right one with "
                                "token=... or EMBER_TOKEN")
     if code == grpc.StatusCode.UNAVAILABLE:
-        return ConnectionError(f"cannot reach the head at {address}: {details}")
+        hint = (" (8265 is Ray's dashboard port: ember's jobs go through the head's gRPC port, "
+                "6380 unless `ember start --port` said otherwise)" if address.endswith(":8265") else "")
+        return ConnectionError(f"cannot reach the head at {address}: {details}{hint}")
     if code == grpc.StatusCode.UNIMPLEMENTED:
         return ConnectionError(f"{address} takes no jobs ({details}); give the head's address")
     if code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.RESOURCE_EXHAUSTED):

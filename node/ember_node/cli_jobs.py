@@ -1,6 +1,6 @@
 """``ember job``: submit a command to run on the cluster's head, and follow, stop, list jobs.
 
-    ember job submit [--address HOST:PORT] [--working-dir DIR] [--runtime-env-json JSON]
+    ember job submit [--address HOST:PORT] [--working-dir DIR] [--runtime-env-json JSON | --runtime-env FILE]
                      [--submission-id ID] [--metadata-json JSON] [--no-wait] -- python script.py args
     ember job status ID          ember job logs ID [--follow]
     ember job stop ID [--no-wait]    ember job list [--json]    ember job delete ID
@@ -34,6 +34,11 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--working-dir", default=None, help="upload this directory; the command runs in it")
     p.add_argument("--runtime-env-json", default=None,
                    help='runtime_env as JSON, e.g. \'{"env_vars": {"A": "1"}, "excludes": ["*.log"]}\'')
+    p.add_argument("--runtime-env", default=None, metavar="FILE",
+                   help="runtime_env from a YAML or JSON file (--runtime-env-json wins where both say)")
+    for flag in ("--entrypoint-num-cpus", "--entrypoint-num-gpus", "--entrypoint-memory"):
+        p.add_argument(flag, type=float, default=None, help="not supported yet (refused when set)")
+    p.add_argument("--entrypoint-resources", default=None, help="not supported yet (refused when set)")
     p.add_argument("--submission-id", default=None, help="the job's id (default: a new one)")
     p.add_argument("--metadata-json", default=None, help='metadata as JSON, e.g. \'{"owner": "me"}\'')
     p.add_argument("--no-wait", action="store_true", help="return once submitted; do not follow the logs")
@@ -72,6 +77,26 @@ def _json_arg(text: str | None, flag: str) -> dict:
     return value
 
 
+def _env_file(path: str | None) -> dict:
+    """A runtime_env from a YAML (or, named ``.json``, JSON) file."""
+    if path is None:
+        return {}
+    with open(path) as f:
+        text = f.read()
+    if path.endswith(".json"):
+        env = _json_arg(text, f"--runtime-env {path}")
+    else:
+        try:
+            import yaml
+        except ImportError:
+            raise ValueError(f"--runtime-env {path}: reading YAML needs pyyaml (pip install pyyaml); "
+                             f"or give a .json file or --runtime-env-json") from None
+        env = yaml.safe_load(text) or {}
+        if not isinstance(env, dict):
+            raise ValueError(f"--runtime-env {path} must hold a mapping, e.g. env_vars: {{A: '1'}}")
+    return env
+
+
 def _submit(client: JobSubmissionClient, args: argparse.Namespace) -> int:
     words = list(args.entrypoint)
     if words and words[0] == "--":
@@ -80,12 +105,16 @@ def _submit(client: JobSubmissionClient, args: argparse.Namespace) -> int:
         print("ember job submit: give the command after --, e.g. `ember job submit -- python script.py`",
               file=sys.stderr)
         return 2
-    runtime_env = _json_arg(args.runtime_env_json, "--runtime-env-json")
+    runtime_env = {**_env_file(args.runtime_env), **_json_arg(args.runtime_env_json, "--runtime-env-json")}
     if args.working_dir is not None:
         runtime_env["working_dir"] = args.working_dir
     sid = client.submit_job(entrypoint=" ".join(words), runtime_env=runtime_env or None,
                             submission_id=args.submission_id,
-                            metadata=_json_arg(args.metadata_json, "--metadata-json") or None)
+                            metadata=_json_arg(args.metadata_json, "--metadata-json") or None,
+                            entrypoint_num_cpus=args.entrypoint_num_cpus,
+                            entrypoint_num_gpus=args.entrypoint_num_gpus,
+                            entrypoint_memory=args.entrypoint_memory,
+                            entrypoint_resources=_json_arg(args.entrypoint_resources, "--entrypoint-resources"))
     print(f"job {sid} submitted")
     if args.no_wait:
         print(f"  its logs:   ember job logs {sid} --follow\n  its status: ember job status {sid}\n"

@@ -14,6 +14,7 @@ import asyncio
 import json
 import os
 import shutil
+import socket
 import textwrap
 from pathlib import Path
 
@@ -272,6 +273,20 @@ def test_working_dir_size_limit_and_wrong_token(head, workdir):
     assert r.returncode == 0 and "small" in r.stdout, r.stdout + r.stderr
     with pytest.raises(ConnectionError, match="refused the token"):
         JobSubmissionClient(head.address, token="wrong").list_jobs()
+
+
+def test_runtime_env_from_a_yaml_file_and_refused_ray_flags(head, workdir):
+    (workdir / "env.py").write_text("import os\nprint('shape', os.environ['SHAPE'])\n")
+    (workdir / "env.yaml").write_text(f"working_dir: {workdir}\nenv_vars:\n  SHAPE: hexagon\n")
+    out = head.ok("job", "submit", "--runtime-env", str(workdir / "env.yaml"), "--", "python", "env.py")
+    assert "shape hexagon" in out, out
+    r = head("job", "submit", "--entrypoint-num-cpus", "1", "--", "python", "env.py")
+    assert r.returncode == 1 and "entrypoint_num_cpus is not supported" in r.stderr, r.stderr
+    with socket.socket() as probe:
+        dashboard_port_free = probe.connect_ex(("127.0.0.1", 8265)) != 0
+    if dashboard_port_free:  # Ray's habit of naming the dashboard port gets a hint
+        r = head("job", "submit", "--address", "127.0.0.1:8265", "--", "true", env={"EMBER_TOKEN": "x"})
+        assert r.returncode == 1 and "gRPC port" in r.stderr, r.stderr
 
 
 def test_stopping_the_head_ends_its_running_jobs(module_procs, workdir):
