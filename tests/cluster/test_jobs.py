@@ -275,6 +275,34 @@ def test_working_dir_size_limit_and_wrong_token(head, workdir):
         JobSubmissionClient(head.address, token="wrong").list_jobs()
 
 
+def test_job_calls_refuse_bad_requests_and_missing_tokens(head):
+    """Straight to the gRPC methods: no token, no job; bad fields are INVALID_ARGUMENT."""
+    import grpc
+    from ember._proto import node_pb2 as pb
+    from ember._proto import node_pb2_grpc as pb_grpc
+
+    with grpc.insecure_channel(head.address) as chan:
+        stub = pb_grpc.NodeStub(chan)
+        before = len(head.client().list_jobs())
+        with pytest.raises(grpc.RpcError) as err:
+            stub.SubmitJob(pb.SubmitJobRequest(entrypoint="touch /tmp/should-not-run"), timeout=30)
+        assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        auth = [("authorization", f"Bearer {head.token}")]
+        for bad in (pb.SubmitJobRequest(entrypoint="true", runtime_env_json="{not json"),
+                    pb.SubmitJobRequest(entrypoint="true", runtime_env_json='{"env_vars": {"A": 1}}'),
+                    pb.SubmitJobRequest(entrypoint="   "),
+                    pb.SubmitJobRequest(entrypoint="true", submission_id="../../escape"),
+                    pb.SubmitJobRequest(entrypoint="true", working_dir_zip=b"PK not a zip")):
+            try:
+                reply = stub.SubmitJob(bad, metadata=auth, timeout=30)
+            except grpc.RpcError as exc:
+                assert exc.code() == grpc.StatusCode.INVALID_ARGUMENT, (bad, exc)
+            else:  # an archive that does not unpack: the job exists, FAILED, saying why
+                info = head.client().get_job_info(reply.submission_id)
+                assert info.status == JobStatus.FAILED and "cannot be unpacked" in info.message, info
+        assert len(head.client().list_jobs()) == before + 1
+
+
 def test_runtime_env_from_a_yaml_file_and_refused_ray_flags(head, workdir):
     (workdir / "env.py").write_text("import os\nprint('shape', os.environ['SHAPE'])\n")
     (workdir / "env.yaml").write_text(f"working_dir: {workdir}\nenv_vars:\n  SHAPE: hexagon\n")
