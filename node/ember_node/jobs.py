@@ -7,8 +7,8 @@ Where things go, under the session directory:
 ``logs/job-<id>.log``          the entrypoint's stdout and stderr (kept with the session's logs)
 
 The entrypoint runs (through ``/bin/sh -c`` when it needs a shell: ``job_state.entrypoint_argv``)
-in a session (and process group) of its own,
-with ``EMBER_ADDRESS`` naming this agent's local socket, so ``ember.init()`` (or
+in a session (and process group) of its own, started by ``job_launcher`` (which ties it to
+this process's life), with ``EMBER_ADDRESS`` naming this agent's local socket, so ``ember.init()`` (or
 ``ray.init()`` under ``ember run``) inside it joins this cluster. One thread per job waits
 for it; the job's state lives in a ``job_state.JobTable`` behind one lock. ``stop`` sends
 SIGTERM to the process group, then SIGKILL after a grace period; once the driver is gone,
@@ -161,7 +161,8 @@ class JobManager:
         env.setdefault("PYTHONUNBUFFERED", "1")  # the log shows output as it is printed
         fd = os.open(self.log_path(sid), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         try:
-            return subprocess.Popen(entrypoint_argv(entrypoint), cwd=cwd, env=env, stdin=subprocess.DEVNULL,
+            launcher = [sys.executable, "-I", "-m", "ember_node.job_launcher", str(os.getpid())]
+            return subprocess.Popen([*launcher, *entrypoint_argv(entrypoint)], cwd=cwd, env=env, stdin=subprocess.DEVNULL,
                                     stdout=fd, stderr=fd, start_new_session=True)
         finally:
             os.close(fd)

@@ -14,6 +14,7 @@ import asyncio
 import json
 import os
 import shutil
+import signal
 import socket
 import textwrap
 from pathlib import Path
@@ -317,10 +318,10 @@ def test_runtime_env_from_a_yaml_file_and_refused_ray_flags(head, workdir):
         assert r.returncode == 1 and "gRPC port" in r.stderr, r.stderr
 
 
-def test_stopping_the_head_ends_its_running_jobs(module_procs, workdir):
+def test_stopping_the_head_ends_its_running_jobs(procs, workdir):
     root = short_tmpdir()
     try:
-        h = Head(module_procs, root)
+        h = Head(procs, root)
         (workdir / "sleep.py").write_text("import time\nprint('up', flush=True)\ntime.sleep(600)\n")
         with h.client() as client:
             sid = client.submit_job(entrypoint="python sleep.py", runtime_env={"working_dir": str(workdir)})
@@ -359,3 +360,22 @@ def test_a_jobs_tasks_on_a_worker_node_use_its_working_dir_modules(procs, tmp_sh
         assert wait_status(client, sid, 90) == JobStatus.SUCCEEDED, client.get_job_logs(sid)
         # ran on node a, whose workers do not have the job's directory on their path
         assert "('a', 'helper-on-a', False)" in client.get_job_logs(sid), client.get_job_logs(sid)
+
+
+def test_a_job_does_not_outlive_a_killed_head(procs, workdir):
+    """SIGKILL leaves the head no chance to stop its jobs: the kernel ends the entrypoint."""
+    root = short_tmpdir()
+    try:
+        h = Head(procs, root)
+        (workdir / "sleep.py").write_text("import time\nprint('up', flush=True)\ntime.sleep(600)\n")
+        with h.client() as client:
+            sid = client.submit_job(entrypoint="python sleep.py", runtime_env={"working_dir": str(workdir)})
+            wait_until(lambda: "up" in client.get_job_logs(sid), 60, 0.1)
+            pid = client.get_job_info(sid).driver_pid
+        procs.remember_tree(int(h.record["pid"]))  # its workers are cleaned up by pid
+        os.kill(int(h.record["pid"]), signal.SIGKILL)
+        assert wait_until(lambda: not pid_alive(pid), 30, 0.1)
+        h.ok("stop", timeout=60)  # removes what the dead head left (record, shared memory)
+        procs.cleanup()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
