@@ -8,6 +8,7 @@
     ember timeline [--output FILE]                              Chrome trace of finished tasks
     ember run script.py [args]                                  run a Ray program unchanged (ray -> ember)
     ember job submit|status|logs|stop|list|delete               jobs run on the head (see cli_jobs)
+    ember list jobs [--address HOST:PORT] [--json]              the same as `ember job list`
 """
 
 from __future__ import annotations
@@ -94,6 +95,8 @@ def _normalize(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:2] == ["list", "jobs"]:  # the jobs live with the head's job runner: `ember job list`
+        argv = ["job", "list", *argv[2:]]
     if argv and argv[0] == "run":  # everything after `run` belongs to the program
         from ember.run import main as run_main
 

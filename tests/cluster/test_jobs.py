@@ -251,6 +251,7 @@ def test_list_tail_and_delete(head, workdir):
         assert "counting-job" in [j.submission_id for j in client.list_jobs()]
         listed = head.ok("job", "list")
         assert "counting-job" in listed and "SUCCEEDED" in listed, listed
+        assert head.ok("list", "jobs") == listed
         as_json = json.loads(head.ok("job", "list", "--json"))
         assert {"submission_id": "counting-job", "status": "SUCCEEDED"}.items() <= \
             next(j for j in as_json if j["submission_id"] == "counting-job").items()
