@@ -84,7 +84,8 @@ def init(
         raise TypeError(f"init() got unexpected keyword arguments: {', '.join(sorted(unknown))}")
     from ember import runtime_env
 
-    job_env = runtime_env.check(kwargs.get("runtime_env"))  # every task and actor of the job
+    # every task and actor of the job (a submitted job's env_vars first: ember_node.jobs)
+    job_env = {**runtime_env.submitted_job_env(), **runtime_env.check(kwargs.get("runtime_env"))}
     with _init_lock:
         if _context.current_runtime() is not None:
             if ignore_reinit_error:
@@ -95,6 +96,10 @@ def init(
             )
         if address is None:
             address = os.environ.get("EMBER_ADDRESS") or None
+        if os.environ.get("EMBER_JOB_WORKING_DIR"):  # a submitted job: its modules go with its tasks
+            from ember._job_modules import install
+
+            install(os.environ["EMBER_JOB_WORKING_DIR"])
         if address not in (None, "local"):
             if (num_cpus is not None or num_gpus is not None or resources or object_store_memory
                     or metrics_port is not None):
@@ -168,20 +173,29 @@ def _open_printer(open_conn: Any, job: str) -> OutputPrinter | None:
 
 
 def _connect(address: str, token: str | None, tls_ca: str | None, job: str) -> tuple[CoreRuntime, Any]:
-    """Join a running cluster: "auto" (started here by `ember start`) or "host:port".
+    """Join a running cluster: "auto" (started here by `ember start`), "unix:<agent socket>"
+    or "host:port".
 
     Returns the runtime and a function that opens another connection (for the output of
     ``job``'s tasks)."""
-    if address == "auto":
-        rec = read_record()
-        if rec is None:
-            raise ConnectionError(
-                "no ember cluster is running on this machine: start one with `ember start --head`, "
-                "or call ember.init() without an address for a private local cluster"
-            )
-        conn: Any = ClientConnection.connect(rec["socket"])
+    local = address == "auto" or address.startswith("unix:")
+    if local:
+        if address == "auto":
+            rec = read_record()
+            if rec is None:
+                raise ConnectionError(
+                    "no ember cluster is running on this machine: start one with `ember start --head`, "
+                    "or call ember.init() without an address for a private local cluster"
+                )
+            path = rec["socket"]
+        else:  # "unix:<agent socket>": what a job's entrypoint is given (ember_node.jobs)
+            path = address[len("unix:"):]
+            from ember import _private_dir
+
+            _private_dir.check(os.path.dirname(path), "dir")
+            _private_dir.check(path, "socket")
+        conn: Any = ClientConnection.connect(path)
         rt = CoreRuntime(conn, None, "driver")
-        path = rec["socket"]
 
         def open_conn() -> Any:
             return ClientConnection.connect(path)
@@ -205,10 +219,7 @@ def _connect(address: str, token: str | None, tls_ca: str | None, job: str) -> t
 
         def open_conn() -> Any:
             return GrpcConnection(address, token, tls_ca)
-    if address == "auto":
-        inbox = rt.open_inbox(os.path.dirname(rec["socket"]))
-    else:
-        inbox = None
+    inbox = rt.open_inbox(os.path.dirname(path)) if local else None
     rt.send((M.HELLO, "driver", _pid(), None, {"direct": inbox, "job": job}))
     rt.session = SessionInfo(rt.request(M.REQUEST, "session", None, timeout=30))
     return rt, open_conn

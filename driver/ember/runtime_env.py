@@ -10,6 +10,7 @@ Ray knows raises ``ValueError`` naming it.
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any
 
@@ -55,6 +56,22 @@ def check(runtime_env: Any) -> dict[str, str]:
     if not isinstance(env, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in env.items()):
         raise TypeError("runtime_env['env_vars'] must be a dict of str to str, e.g. {'OMP_NUM_THREADS': '1'}")
     return dict(env)
+
+
+JOB_ENV_VAR = "EMBER_JOB_ENV_VARS"  # set by the head for a submitted job's entrypoint
+
+
+def submitted_job_env() -> dict[str, str]:
+    """The ``env_vars`` of the submitted job this process is the entrypoint of (none for
+    other drivers), for every task and actor it starts."""
+    raw = os.environ.get(JOB_ENV_VAR)
+    if not raw:
+        return {}
+    try:
+        env = json.loads(raw)
+    except ValueError:
+        return {}
+    return {str(k): str(v) for k, v in env.items()} if isinstance(env, dict) else {}
 
 
 def effective(own: dict[str, str] | None) -> dict[str, str]:

@@ -7,6 +7,8 @@
     ember summary tasks|actors|objects [--json]                 counts by state and name
     ember timeline [--output FILE]                              Chrome trace of finished tasks
     ember run script.py [args]                                  run a Ray program unchanged (ray -> ember)
+    ember job submit|status|logs|stop|list|delete               jobs run on the head (see cli_jobs)
+    ember list jobs [--address HOST:PORT] [--json]              the same as `ember job list`
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from ember._local_cluster import (
     write_record,
 )
 
-from ember_node import cli_state
+from ember_node import cli_jobs, cli_state
 from ember_node.start_flags import RAY_IGNORED, parse_bool, parse_resources
 
 
@@ -93,6 +95,8 @@ def _normalize(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:2] == ["list", "jobs"]:  # the jobs live with the head's job runner: `ember job list`
+        argv = ["job", "list", *argv[2:]]
     if argv and argv[0] == "run":  # everything after `run` belongs to the program
         from ember.run import main as run_main
 
@@ -104,11 +108,12 @@ def main(argv: list[str] | None = None) -> int:
     st = sub.add_parser("status", help="show nodes, resources and work")
     st.add_argument("--json", action="store_true")
     cli_state.add_parsers(sub)
+    cli_jobs.add_parsers(sub)
     sub.add_parser("run", help="run a Ray program unchanged: ember run script.py [args]")
     args = parser.parse_args(argv)
     try:
         return {"start": start, "stop": stop, "status": status, "list": list_cmd,
-                "summary": summary_cmd, "timeline": timeline_cmd}[args.command](args)
+                "summary": summary_cmd, "timeline": timeline_cmd, "job": cli_jobs.job_cmd}[args.command](args)
     except (ConnectionError, ValueError, OSError) as exc:
         print(f"ember {args.command}: {exc}", file=sys.stderr)
         return 1

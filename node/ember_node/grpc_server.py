@@ -27,6 +27,7 @@ from ember._remote import OBJECT_METADATA, encode_read_chunk, keep_chunks_in_hea
 from ember._wire import MAX_FRAME, encode, loads_data_only
 
 from ember_node.fd_limit import open_file_limit
+from ember_node.grpc_jobs import JobServicer
 
 log = logging.getLogger("ember.grpc")
 
@@ -84,11 +85,13 @@ class TokenInterceptor(grpc.ServerInterceptor):
         return self._deny_stream if details.method.endswith("/Session") else self._deny_unary
 
 
-class NodeServicer(pb_grpc.NodeServicer):
-    """Ping, ClusterInfo and Session, backed by the local agent."""
+class NodeServicer(JobServicer, pb_grpc.NodeServicer):
+    """Ping, ClusterInfo, Session, the object calls and (with ``jobs``) the job calls,
+    backed by the local agent."""
 
-    def __init__(self, agent: Any) -> None:
+    def __init__(self, agent: Any, jobs: Any = None) -> None:
         self.agent = agent
+        self.jobs = jobs
 
     def Ping(self, request: pb.PingRequest, context: grpc.ServicerContext) -> pb.PingReply:
         from ember import __version__
@@ -388,8 +391,9 @@ def serve_peer(node_id: str, store: Any, host: str, port: int, token: str) -> tu
 
 
 def serve(agent: Any, host: str, port: int, token: str, on_auth_failure: Callable[[str], None],
-          tls: tuple[bytes, bytes] | None = None) -> tuple[grpc.Server, int]:
-    """Start the gRPC server (TLS with ``tls=(cert_pem, key_pem)``); returns it and the bound port."""
+          tls: tuple[bytes, bytes] | None = None, jobs: Any = None) -> tuple[grpc.Server, int]:
+    """Start the gRPC server (TLS with ``tls=(cert_pem, key_pem)``; the job calls with
+    ``jobs``, an ``ember_node.jobs.JobManager``); returns it and the bound port."""
     keep_chunks_in_heap()
     # the metrics interceptor goes first, so calls the token check refuses are counted too
     counting = [agent.metrics.grpc_interceptor()] if getattr(agent, "metrics", None) is not None else []
@@ -400,7 +404,7 @@ def serve(agent: Any, host: str, port: int, token: str, on_auth_failure: Callabl
         interceptors=[*counting, TokenInterceptor(token, on_auth_failure)],
         options=_server_options(),
     )
-    _add_servicer(NodeServicer(agent), server)
+    _add_servicer(NodeServicer(agent, jobs), server)
     if tls is not None:
         cert, key = tls
         bound = server.add_secure_port(f"{host}:{port}", grpc.ssl_server_credentials([(key, cert)]))

@@ -82,6 +82,7 @@ def main(argv: list[str] | None = None) -> None:
         raise
     agent.heartbeat_timeout = args.heartbeat_timeout
     server = None
+    jobs = None
     try:
         if args.port is not None:
             from ember_node.grpc_server import serve
@@ -96,7 +97,10 @@ def main(argv: list[str] | None = None) -> None:
                     raise SystemExit("TLS needs both --tls-cert and --tls-key")
                 with open(args.tls_cert, "rb") as c, open(args.tls_key, "rb") as k:
                     tls = (c.read(), k.read())
-            server, bound = serve(agent, args.host, args.port, token, agent.metrics.auth_failure, tls)
+            from ember_node.jobs import JobManager
+
+            jobs = JobManager(args.session_dir, f"unix:{agent.socket_path}")
+            server, bound = serve(agent, args.host, args.port, token, agent.metrics.auth_failure, tls, jobs)
             host = args.host
             if host in ("0.0.0.0", "::", ""):  # bound everywhere: advertise a reachable address
                 host = os.environ.get("EMBER_POD_IP") or socket.gethostname()
@@ -122,6 +126,8 @@ def main(argv: list[str] | None = None) -> None:
         raise
     finally:
         try:
+            if jobs is not None:  # the entrypoints end first (SIGTERM, then SIGKILL), like drivers
+                jobs.close()
             if server is not None and not server.stop(grace=0).wait(5):
                 log.warning("the gRPC server did not stop within 5 s; exiting anyway")
             agent.metrics.close()

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\nnode.proto\x12\x08\x65mber.v1\"\r\n\x0bPingRequest\"-\n\tPingReply\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\"\x14\n\x12\x43lusterInfoRequest\"\xb2\x02\n\x08NodeInfo\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\r\n\x05\x61live\x18\x03 \x01(\x08\x12\x34\n\tresources\x18\x04 \x03(\x0b\x32!.ember.v1.NodeInfo.ResourcesEntry\x12\x34\n\tavailable\x18\x05 \x03(\x0b\x32!.ember.v1.NodeInfo.AvailableEntry\x12\x0f\n\x07is_head\x18\x06 \x01(\x08\x12\x14\n\x0cidle_seconds\x18\x07 \x01(\x01\x1a\x30\n\x0eResourcesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1a\x30\n\x0e\x41vailableEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\x8b\x01\n\rPendingDemand\x12\x39\n\tresources\x18\x01 \x03(\x0b\x32&.ember.v1.PendingDemand.ResourcesEntry\x12\r\n\x05\x63ount\x18\x02 \x01(\r\x1a\x30\n\x0eResourcesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\x88\x01\n\x10\x43lusterInfoReply\x12!\n\x05nodes\x18\x01 \x03(\x0b\x32\x12.ember.v1.NodeInfo\x12\'\n\x06\x64\x65mand\x18\x02 \x03(\x0b\x32\x17.ember.v1.PendingDemand\x12(\n\x07waiting\x18\x03 \x03(\x0b\x32\x17.ember.v1.PendingDemand\"\x16\n\x06\x46rames\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"*\n\nWriteChunk\x12\x0e\n\x06offset\x18\x01 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"\x1d\n\nWriteReply\x12\x0f\n\x07written\x18\x01 \x01(\x04\"+\n\x0bReadRequest\x12\x0e\n\x06offset\x18\x01 \x01(\x04\x12\x0c\n\x04size\x18\x02 \x01(\x04\"\x19\n\tReadChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\" \n\x0b\x43opyRequest\x12\x11\n\tobject_id\x18\x01 \x01(\x0c\x32\xe9\x02\n\x04Node\x12\x32\n\x04Ping\x12\x15.ember.v1.PingRequest\x1a\x13.ember.v1.PingReply\x12G\n\x0b\x43lusterInfo\x12\x1c.ember.v1.ClusterInfoRequest\x1a\x1a.ember.v1.ClusterInfoReply\x12\x31\n\x07Session\x12\x10.ember.v1.Frames\x1a\x10.ember.v1.Frames(\x01\x30\x01\x12;\n\x0bWriteObject\x12\x14.ember.v1.WriteChunk\x1a\x14.ember.v1.WriteReply(\x01\x12:\n\nReadObject\x12\x15.ember.v1.ReadRequest\x1a\x13.ember.v1.ReadChunk0\x01\x12\x38\n\x08ReadCopy\x12\x15.ember.v1.CopyRequest\x1a\x13.ember.v1.ReadChunk0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\nnode.proto\x12\x08\x65mber.v1\"\r\n\x0bPingRequest\"-\n\tPingReply\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\"\x14\n\x12\x43lusterInfoRequest\"\xb2\x02\n\x08NodeInfo\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\r\n\x05\x61live\x18\x03 \x01(\x08\x12\x34\n\tresources\x18\x04 \x03(\x0b\x32!.ember.v1.NodeInfo.ResourcesEntry\x12\x34\n\tavailable\x18\x05 \x03(\x0b\x32!.ember.v1.NodeInfo.AvailableEntry\x12\x0f\n\x07is_head\x18\x06 \x01(\x08\x12\x14\n\x0cidle_seconds\x18\x07 \x01(\x01\x1a\x30\n\x0eResourcesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1a\x30\n\x0e\x41vailableEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\x8b\x01\n\rPendingDemand\x12\x39\n\tresources\x18\x01 \x03(\x0b\x32&.ember.v1.PendingDemand.ResourcesEntry\x12\r\n\x05\x63ount\x18\x02 \x01(\r\x1a\x30\n\x0eResourcesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\x88\x01\n\x10\x43lusterInfoReply\x12!\n\x05nodes\x18\x01 \x03(\x0b\x32\x12.ember.v1.NodeInfo\x12\'\n\x06\x64\x65mand\x18\x02 \x03(\x0b\x32\x17.ember.v1.PendingDemand\x12(\n\x07waiting\x18\x03 \x03(\x0b\x32\x17.ember.v1.PendingDemand\"\x16\n\x06\x46rames\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"*\n\nWriteChunk\x12\x0e\n\x06offset\x18\x01 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"\x1d\n\nWriteReply\x12\x0f\n\x07written\x18\x01 \x01(\x04\"+\n\x0bReadRequest\x12\x0e\n\x06offset\x18\x01 \x01(\x04\x12\x0c\n\x04size\x18\x02 \x01(\x04\"\x19\n\tReadChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\" \n\x0b\x43opyRequest\x12\x11\n\tobject_id\x18\x01 \x01(\x0c\"\xdd\x01\n\x10SubmitJobRequest\x12\x12\n\nentrypoint\x18\x01 \x01(\t\x12\x15\n\rsubmission_id\x18\x02 \x01(\t\x12\x18\n\x10runtime_env_json\x18\x03 \x01(\t\x12:\n\x08metadata\x18\x04 \x03(\x0b\x32(.ember.v1.SubmitJobRequest.MetadataEntry\x12\x17\n\x0fworking_dir_zip\x18\x05 \x01(\x0c\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\'\n\x0eSubmitJobReply\x12\x15\n\rsubmission_id\x18\x01 \x01(\t\"#\n\nJobRequest\x12\x15\n\rsubmission_id\x18\x01 \x01(\t\"\xdb\x02\n\x07JobInfo\x12\x15\n\rsubmission_id\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\x12\x12\n\nentrypoint\x18\x03 \x01(\t\x12\x0f\n\x07message\x18\x04 \x01(\t\x12\x12\n\nerror_type\x18\x05 \x01(\t\x12\x15\n\rstart_time_ms\x18\x06 \x01(\x04\x12\x13\n\x0b\x65nd_time_ms\x18\x07 \x01(\x04\x12\x31\n\x08metadata\x18\x08 \x03(\x0b\x32\x1f.ember.v1.JobInfo.MetadataEntry\x12\x18\n\x10runtime_env_json\x18\t \x01(\t\x12\x1d\n\x10\x64river_exit_code\x18\n \x01(\x05H\x00\x88\x01\x01\x12\x12\n\ndriver_pid\x18\x0b \x01(\r\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x13\n\x11_driver_exit_code\"\x11\n\x0fListJobsRequest\"0\n\rListJobsReply\x12\x1f\n\x04jobs\x18\x01 \x03(\x0b\x32\x11.ember.v1.JobInfo\"\x1f\n\x0cStopJobReply\x12\x0f\n\x07stopped\x18\x01 \x01(\x08\"!\n\x0e\x44\x65leteJobReply\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\x08\"G\n\x0eJobLogsRequest\x12\x15\n\rsubmission_id\x18\x01 \x01(\t\x12\x0e\n\x06\x66ollow\x18\x02 \x01(\x08\x12\x0e\n\x06offset\x18\x03 \x01(\x04\"\x1b\n\x0bJobLogChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x32\xd3\x05\n\x04Node\x12\x32\n\x04Ping\x12\x15.ember.v1.PingRequest\x1a\x13.ember.v1.PingReply\x12G\n\x0b\x43lusterInfo\x12\x1c.ember.v1.ClusterInfoRequest\x1a\x1a.ember.v1.ClusterInfoReply\x12\x31\n\x07Session\x12\x10.ember.v1.Frames\x1a\x10.ember.v1.Frames(\x01\x30\x01\x12;\n\x0bWriteObject\x12\x14.ember.v1.WriteChunk\x1a\x14.ember.v1.WriteReply(\x01\x12:\n\nReadObject\x12\x15.ember.v1.ReadRequest\x1a\x13.ember.v1.ReadChunk0\x01\x12\x38\n\x08ReadCopy\x12\x15.ember.v1.CopyRequest\x1a\x13.ember.v1.ReadChunk0\x01\x12\x41\n\tSubmitJob\x12\x1a.ember.v1.SubmitJobRequest\x1a\x18.ember.v1.SubmitJobReply\x12\x31\n\x06GetJob\x12\x14.ember.v1.JobRequest\x1a\x11.ember.v1.JobInfo\x12>\n\x08ListJobs\x12\x19.ember.v1.ListJobsRequest\x1a\x17.ember.v1.ListJobsReply\x12\x37\n\x07StopJob\x12\x14.ember.v1.JobRequest\x1a\x16.ember.v1.StopJobReply\x12;\n\tDeleteJob\x12\x14.ember.v1.JobRequest\x1a\x18.ember.v1.DeleteJobReply\x12<\n\x07JobLogs\x12\x18.ember.v1.JobLogsRequest\x1a\x15.ember.v1.JobLogChunk0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,6 +37,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_NODEINFO_AVAILABLEENTRY']._serialized_options = b'8\001'
   _globals['_PENDINGDEMAND_RESOURCESENTRY']._loaded_options = None
   _globals['_PENDINGDEMAND_RESOURCESENTRY']._serialized_options = b'8\001'
+  _globals['_SUBMITJOBREQUEST_METADATAENTRY']._loaded_options = None
+  _globals['_SUBMITJOBREQUEST_METADATAENTRY']._serialized_options = b'8\001'
+  _globals['_JOBINFO_METADATAENTRY']._loaded_options = None
+  _globals['_JOBINFO_METADATAENTRY']._serialized_options = b'8\001'
   _globals['_PINGREQUEST']._serialized_start=24
   _globals['_PINGREQUEST']._serialized_end=37
   _globals['_PINGREPLY']._serialized_start=39
@@ -67,6 +71,30 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_READCHUNK']._serialized_end=867
   _globals['_COPYREQUEST']._serialized_start=869
   _globals['_COPYREQUEST']._serialized_end=901
-  _globals['_NODE']._serialized_start=904
-  _globals['_NODE']._serialized_end=1265
+  _globals['_SUBMITJOBREQUEST']._serialized_start=904
+  _globals['_SUBMITJOBREQUEST']._serialized_end=1125
+  _globals['_SUBMITJOBREQUEST_METADATAENTRY']._serialized_start=1078
+  _globals['_SUBMITJOBREQUEST_METADATAENTRY']._serialized_end=1125
+  _globals['_SUBMITJOBREPLY']._serialized_start=1127
+  _globals['_SUBMITJOBREPLY']._serialized_end=1166
+  _globals['_JOBREQUEST']._serialized_start=1168
+  _globals['_JOBREQUEST']._serialized_end=1203
+  _globals['_JOBINFO']._serialized_start=1206
+  _globals['_JOBINFO']._serialized_end=1553
+  _globals['_JOBINFO_METADATAENTRY']._serialized_start=1078
+  _globals['_JOBINFO_METADATAENTRY']._serialized_end=1125
+  _globals['_LISTJOBSREQUEST']._serialized_start=1555
+  _globals['_LISTJOBSREQUEST']._serialized_end=1572
+  _globals['_LISTJOBSREPLY']._serialized_start=1574
+  _globals['_LISTJOBSREPLY']._serialized_end=1622
+  _globals['_STOPJOBREPLY']._serialized_start=1624
+  _globals['_STOPJOBREPLY']._serialized_end=1655
+  _globals['_DELETEJOBREPLY']._serialized_start=1657
+  _globals['_DELETEJOBREPLY']._serialized_end=1690
+  _globals['_JOBLOGSREQUEST']._serialized_start=1692
+  _globals['_JOBLOGSREQUEST']._serialized_end=1763
+  _globals['_JOBLOGCHUNK']._serialized_start=1765
+  _globals['_JOBLOGCHUNK']._serialized_end=1792
+  _globals['_NODE']._serialized_start=1795
+  _globals['_NODE']._serialized_end=2518
 # @@protoc_insertion_point(module_scope)

@@ -118,3 +118,107 @@ class CopyRequest(_message.Message):
     OBJECT_ID_FIELD_NUMBER: _ClassVar[int]
     object_id: bytes
     def __init__(self, object_id: _Optional[bytes] = ...) -> None: ...
+
+class SubmitJobRequest(_message.Message):
+    __slots__ = ("entrypoint", "submission_id", "runtime_env_json", "metadata", "working_dir_zip")
+    class MetadataEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    ENTRYPOINT_FIELD_NUMBER: _ClassVar[int]
+    SUBMISSION_ID_FIELD_NUMBER: _ClassVar[int]
+    RUNTIME_ENV_JSON_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    WORKING_DIR_ZIP_FIELD_NUMBER: _ClassVar[int]
+    entrypoint: str
+    submission_id: str
+    runtime_env_json: str
+    metadata: _containers.ScalarMap[str, str]
+    working_dir_zip: bytes
+    def __init__(self, entrypoint: _Optional[str] = ..., submission_id: _Optional[str] = ..., runtime_env_json: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., working_dir_zip: _Optional[bytes] = ...) -> None: ...
+
+class SubmitJobReply(_message.Message):
+    __slots__ = ("submission_id",)
+    SUBMISSION_ID_FIELD_NUMBER: _ClassVar[int]
+    submission_id: str
+    def __init__(self, submission_id: _Optional[str] = ...) -> None: ...
+
+class JobRequest(_message.Message):
+    __slots__ = ("submission_id",)
+    SUBMISSION_ID_FIELD_NUMBER: _ClassVar[int]
+    submission_id: str
+    def __init__(self, submission_id: _Optional[str] = ...) -> None: ...
+
+class JobInfo(_message.Message):
+    __slots__ = ("submission_id", "status", "entrypoint", "message", "error_type", "start_time_ms", "end_time_ms", "metadata", "runtime_env_json", "driver_exit_code", "driver_pid")
+    class MetadataEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    SUBMISSION_ID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    ENTRYPOINT_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_TYPE_FIELD_NUMBER: _ClassVar[int]
+    START_TIME_MS_FIELD_NUMBER: _ClassVar[int]
+    END_TIME_MS_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    RUNTIME_ENV_JSON_FIELD_NUMBER: _ClassVar[int]
+    DRIVER_EXIT_CODE_FIELD_NUMBER: _ClassVar[int]
+    DRIVER_PID_FIELD_NUMBER: _ClassVar[int]
+    submission_id: str
+    status: str
+    entrypoint: str
+    message: str
+    error_type: str
+    start_time_ms: int
+    end_time_ms: int
+    metadata: _containers.ScalarMap[str, str]
+    runtime_env_json: str
+    driver_exit_code: int
+    driver_pid: int
+    def __init__(self, submission_id: _Optional[str] = ..., status: _Optional[str] = ..., entrypoint: _Optional[str] = ..., message: _Optional[str] = ..., error_type: _Optional[str] = ..., start_time_ms: _Optional[int] = ..., end_time_ms: _Optional[int] = ..., metadata: _Optional[_Mapping[str, str]] = ..., runtime_env_json: _Optional[str] = ..., driver_exit_code: _Optional[int] = ..., driver_pid: _Optional[int] = ...) -> None: ...
+
+class ListJobsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListJobsReply(_message.Message):
+    __slots__ = ("jobs",)
+    JOBS_FIELD_NUMBER: _ClassVar[int]
+    jobs: _containers.RepeatedCompositeFieldContainer[JobInfo]
+    def __init__(self, jobs: _Optional[_Iterable[_Union[JobInfo, _Mapping]]] = ...) -> None: ...
+
+class StopJobReply(_message.Message):
+    __slots__ = ("stopped",)
+    STOPPED_FIELD_NUMBER: _ClassVar[int]
+    stopped: bool
+    def __init__(self, stopped: _Optional[bool] = ...) -> None: ...
+
+class DeleteJobReply(_message.Message):
+    __slots__ = ("deleted",)
+    DELETED_FIELD_NUMBER: _ClassVar[int]
+    deleted: bool
+    def __init__(self, deleted: _Optional[bool] = ...) -> None: ...
+
+class JobLogsRequest(_message.Message):
+    __slots__ = ("submission_id", "follow", "offset")
+    SUBMISSION_ID_FIELD_NUMBER: _ClassVar[int]
+    FOLLOW_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    submission_id: str
+    follow: bool
+    offset: int
+    def __init__(self, submission_id: _Optional[str] = ..., follow: _Optional[bool] = ..., offset: _Optional[int] = ...) -> None: ...
+
+class JobLogChunk(_message.Message):
+    __slots__ = ("data",)
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    data: bytes
+    def __init__(self, data: _Optional[bytes] = ...) -> None: ...

@@ -64,6 +64,36 @@ class NodeStub:
                 request_serializer=node__pb2.CopyRequest.SerializeToString,
                 response_deserializer=node__pb2.ReadChunk.FromString,
                 _registered_method=True)
+        self.SubmitJob = channel.unary_unary(
+                '/ember.v1.Node/SubmitJob',
+                request_serializer=node__pb2.SubmitJobRequest.SerializeToString,
+                response_deserializer=node__pb2.SubmitJobReply.FromString,
+                _registered_method=True)
+        self.GetJob = channel.unary_unary(
+                '/ember.v1.Node/GetJob',
+                request_serializer=node__pb2.JobRequest.SerializeToString,
+                response_deserializer=node__pb2.JobInfo.FromString,
+                _registered_method=True)
+        self.ListJobs = channel.unary_unary(
+                '/ember.v1.Node/ListJobs',
+                request_serializer=node__pb2.ListJobsRequest.SerializeToString,
+                response_deserializer=node__pb2.ListJobsReply.FromString,
+                _registered_method=True)
+        self.StopJob = channel.unary_unary(
+                '/ember.v1.Node/StopJob',
+                request_serializer=node__pb2.JobRequest.SerializeToString,
+                response_deserializer=node__pb2.StopJobReply.FromString,
+                _registered_method=True)
+        self.DeleteJob = channel.unary_unary(
+                '/ember.v1.Node/DeleteJob',
+                request_serializer=node__pb2.JobRequest.SerializeToString,
+                response_deserializer=node__pb2.DeleteJobReply.FromString,
+                _registered_method=True)
+        self.JobLogs = channel.unary_stream(
+                '/ember.v1.Node/JobLogs',
+                request_serializer=node__pb2.JobLogsRequest.SerializeToString,
+                response_deserializer=node__pb2.JobLogChunk.FromString,
+                _registered_method=True)
 
 
 class NodeServicer:
@@ -112,6 +142,43 @@ class NodeServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SubmitJob(self, request, context):
+        """The head only: submit a job, and see, stop, delete and read the logs of jobs.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetJob(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListJobs(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StopJob(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteJob(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def JobLogs(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_NodeServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -144,6 +211,36 @@ def add_NodeServicer_to_server(servicer, server):
                     servicer.ReadCopy,
                     request_deserializer=node__pb2.CopyRequest.FromString,
                     response_serializer=node__pb2.ReadChunk.SerializeToString,
+            ),
+            'SubmitJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.SubmitJob,
+                    request_deserializer=node__pb2.SubmitJobRequest.FromString,
+                    response_serializer=node__pb2.SubmitJobReply.SerializeToString,
+            ),
+            'GetJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetJob,
+                    request_deserializer=node__pb2.JobRequest.FromString,
+                    response_serializer=node__pb2.JobInfo.SerializeToString,
+            ),
+            'ListJobs': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListJobs,
+                    request_deserializer=node__pb2.ListJobsRequest.FromString,
+                    response_serializer=node__pb2.ListJobsReply.SerializeToString,
+            ),
+            'StopJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.StopJob,
+                    request_deserializer=node__pb2.JobRequest.FromString,
+                    response_serializer=node__pb2.StopJobReply.SerializeToString,
+            ),
+            'DeleteJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteJob,
+                    request_deserializer=node__pb2.JobRequest.FromString,
+                    response_serializer=node__pb2.DeleteJobReply.SerializeToString,
+            ),
+            'JobLogs': grpc.unary_stream_rpc_method_handler(
+                    servicer.JobLogs,
+                    request_deserializer=node__pb2.JobLogsRequest.FromString,
+                    response_serializer=node__pb2.JobLogChunk.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -308,6 +405,168 @@ class Node:
             '/ember.v1.Node/ReadCopy',
             node__pb2.CopyRequest.SerializeToString,
             node__pb2.ReadChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SubmitJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ember.v1.Node/SubmitJob',
+            node__pb2.SubmitJobRequest.SerializeToString,
+            node__pb2.SubmitJobReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ember.v1.Node/GetJob',
+            node__pb2.JobRequest.SerializeToString,
+            node__pb2.JobInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListJobs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ember.v1.Node/ListJobs',
+            node__pb2.ListJobsRequest.SerializeToString,
+            node__pb2.ListJobsReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StopJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ember.v1.Node/StopJob',
+            node__pb2.JobRequest.SerializeToString,
+            node__pb2.StopJobReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ember.v1.Node/DeleteJob',
+            node__pb2.JobRequest.SerializeToString,
+            node__pb2.DeleteJobReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def JobLogs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/ember.v1.Node/JobLogs',
+            node__pb2.JobLogsRequest.SerializeToString,
+            node__pb2.JobLogChunk.FromString,
             options,
             channel_credentials,
             insecure,
