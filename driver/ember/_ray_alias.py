@@ -34,7 +34,7 @@ BOOT_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_alias_boot
 # they import as placeholders. Names relative to ``ray``.
 RAY_ONLY_MODULES = frozenset({
     "air", "autoscaler", "client_builder", "cluster_utils", "cross_language", "dag", "dashboard",
-    "data", "experimental", "job_config", "job_submission", "llm", "rllib",
+    "data", "experimental", "job_config", "llm", "rllib",
     "serve", "train", "tune", "widgets", "workflow",
     "util.accelerators", "util.annotations", "util.check_serialize", "util.client",
     "util.collective", "util.dask", "util.debug", "util.iter", "util.joblib", "util.metrics",
