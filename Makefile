@@ -26,6 +26,7 @@ lint: $(STAMP)
 
 test: $(STAMP) k8s-tools
 	$(PY) tools/protos.py --check
+	$(PY) tools/grafana_dashboards.py --check
 	$(VENV)/bin/ruff check driver node operator tests bench examples tools
 	$(PY) -m pytest -q -p no:cacheprovider tests
 
