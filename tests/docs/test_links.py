@@ -117,3 +117,22 @@ def test_readme_points_at_no_file_outside_a_clone():
     text = (REPO / "README.md").read_text()
     assert "../shared" not in text and "DESIGN.md" not in text
     assert "docs/design.md" in text
+
+
+def test_troubleshooting_names_every_error_ember_raises():
+    """Each ember.exceptions class the driver or the agent constructs has an entry (a heading
+    or text) in docs/troubleshooting.md; RayError, the base class, is the exception."""
+    import ember.exceptions as exceptions
+
+    names = {name for name, value in vars(exceptions).items()
+             if isinstance(value, type) and issubclass(value, BaseException)
+             and value.__module__ == exceptions.__name__}
+    sources = [path for root in ("driver/ember", "node/ember_node")
+               for path in (REPO / root).rglob("*.py")
+               if "_proto" not in path.parts and path.name != "exceptions.py"]
+    code = "\n".join(path.read_text() for path in sources)
+    raised = {name for name in names if re.search(rf"\b{name}\(", code)} - {"RayError"}
+    page = (REPO / "docs" / "troubleshooting.md").read_text()
+    seen_as = {"ActorCreationError": "RayActorError"}  # what it unpickles to at the caller
+    missing = sorted(name for name in raised if seen_as.get(name, name) not in page)
+    assert not missing, f"docs/troubleshooting.md does not mention {missing}"
