@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -369,6 +370,70 @@ def render(d: Dashboard) -> dict:
         "templating": {"list": [ds_var, *(_variable(v) for v in d.variables)]},
         "panels": panels,
     }
+
+
+@dataclass(frozen=True)
+class MetricUse:
+    """A metric a dashboard reads, with the label names it selects or groups by."""
+
+    metric: str
+    labels: frozenset[str]
+    where: str  # dashboard and panel (or variable) title, for messages
+
+
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_GROUPING = re.compile(r"\b(?:by|without)\s*\(([^)]*)\)")
+_SELECTOR = re.compile(r"\{([^}]*)\}")
+_RANGE = re.compile(r"\[[^\]]*\]")
+_IDENT = re.compile(r"(?<![\w.$])([A-Za-z_:][\w:]*)(\s*\()?")
+_LABEL_KEY = re.compile(r"([A-Za-z_]\w*)\s*(?:=~|!~|!=|=)")
+# PromQL words that are neither functions (those are followed by "(") nor metrics.
+_KEYWORDS = frozenset({"by", "without", "on", "ignoring", "group_left", "group_right", "bool",
+                       "offset", "and", "or", "unless", "inf", "nan"})
+
+
+def metric_uses(expr: str, where: str = "") -> list[MetricUse]:
+    """The metrics a PromQL expression reads, each with the label names of its selector and of
+    the ``by``/``without`` groupings around it (a pure parse, good enough for our dashboards:
+    no nested selectors, no subqueries)."""
+    grouping: set[str] = set()
+    for m in _GROUPING.finditer(expr):
+        grouping |= {x.strip() for x in m.group(1).split(",") if x.strip()}
+    bare = _GROUPING.sub(" ", expr)
+    uses: list[MetricUse] = []
+    # Selectors first: each belongs to the identifier right before it.
+    pos, parts = 0, []
+    for m in _SELECTOR.finditer(bare):
+        parts.append((bare[pos:m.start()], m.group(1)))
+        pos = m.end()
+    parts.append((bare[pos:], None))
+    for text, selector in parts:
+        text = _RANGE.sub(" ", _STRING.sub(" ", text))
+        names = [m.group(1) for m in _IDENT.finditer(text)
+                 if not m.group(2) and m.group(1).lower() not in _KEYWORDS]
+        for i, name in enumerate(names):
+            keys: set[str] = set()
+            if selector is not None and i == len(names) - 1 and text.rstrip().endswith(name):
+                keys = set(_LABEL_KEY.findall(_STRING.sub('""', selector)))
+            uses.append(MetricUse(name, frozenset(keys | grouping), where))
+    return uses
+
+
+def dashboard_metric_uses(model: dict) -> list[MetricUse]:
+    """Every metric a rendered dashboard model reads: its panels' queries and its variables'."""
+    title = model.get("title", "")
+    uses: list[MetricUse] = []
+    for panel in model.get("panels", []):
+        for target in panel.get("targets", []):
+            uses += metric_uses(target["expr"], f"{title} / {panel['title']}")
+    for var in model.get("templating", {}).get("list", []):
+        query = var.get("query")
+        if isinstance(query, dict):
+            found = re.fullmatch(r"label_values\((\w+),\s*(\w+)\)", query["query"].strip())
+            if found:
+                uses.append(MetricUse(found.group(1), frozenset({found.group(2)}),
+                                      f"{title} / variable {var['name']}"))
+    return uses
 
 
 def files() -> dict[str, str]:

@@ -69,14 +69,43 @@ def init(
     metrics_port: int | None = None,
     **kwargs: Any,
 ) -> RuntimeInfo:
-    """Start an embedded cluster on this machine (no address) and connect to it.
+    """Start an embedded cluster on this machine (no address), or connect to a running one.
 
-    ``num_cpus`` defaults to the machine's cores; tasks that sleep or wait on I/O do not need
-    physical cores, so ``num_cpus`` may exceed them. ``object_store_memory`` caps the
-    shared-memory object store (bytes; default 30% of RAM, at most half of /dev/shm).
-    ``metrics_port``: the node agent serves Prometheus ``/metrics`` and ``/healthz`` on
-    ``127.0.0.1:metrics_port`` (docs/monitoring.md). What tasks and actors print reaches
-    this driver's stdout and stderr as ``(name pid=N) line``, unless ``log_to_driver=False``.
+    What tasks and actors print reaches this driver's stdout and stderr as
+    ``(name pid=N) line``, unless ``log_to_driver=False``. Without a call to ``init``, the
+    first ``.remote()``, ``put`` or ``get`` starts an embedded cluster, as Ray does.
+
+    Args:
+        address: None (or ``EMBER_ADDRESS`` unset): start an embedded cluster, a node agent
+            and its workers as child processes, stopped by ``shutdown()``. ``"auto"``: join
+            the cluster ``ember start`` runs on this machine. ``"host:port"`` (also
+            ``"ray://host:port"``): join a running cluster through that one port; nothing
+            connects back to this process.
+        num_cpus: CPUs of the embedded cluster; the machine's cores by default. Tasks that
+            sleep or wait on I/O do not need physical cores, so this may exceed them.
+        num_gpus: GPUs of the embedded cluster (declared, not detected); 0 by default.
+        resources: custom resources of the embedded cluster, name -> amount.
+        object_store_memory: bytes of the shared-memory object store; by default 30% of RAM,
+            at most half of /dev/shm.
+        token: the cluster token for ``"host:port"`` (else ``EMBER_TOKEN``).
+        tls_ca: a PEM CA file to verify a TLS head (else ``EMBER_TLS_CA``).
+        ignore_reinit_error: return the current connection instead of raising when ``init``
+            was already called.
+        metrics_port: the embedded cluster's agent serves Prometheus ``/metrics`` and
+            ``/healthz`` on ``127.0.0.1:metrics_port``.
+        **kwargs: Ray's ``namespace`` (for named actors), ``runtime_env`` (the job's
+            ``env_vars``) and ``log_to_driver``; Ray's other ``init`` arguments are accepted
+            and ignored, an unknown one raises ``TypeError``.
+
+    Returns:
+        What was started or joined, read like Ray's (``info["node_id"]``,
+            ``info["session_dir"]``, ``info.address_info``), and a context manager that
+            calls ``shutdown()`` at its end.
+
+    Raises:
+        RuntimeError: ``init`` was already called (and not ``ignore_reinit_error``).
+        ValueError: sizes given with an address, or a bad size or port.
+        ConnectionError: the cluster at ``address`` cannot be reached or refused the token.
     """
     global _cluster, _atexit_registered, _printer
     unknown = set(kwargs) - _ACCEPTED_INIT_KWARGS
@@ -268,7 +297,25 @@ def is_initialized() -> bool:
 
 
 def remote(*args: Any, **options: Any) -> Any:
-    """Make a function a task, or a class an actor: ``@ember.remote`` or ``@ember.remote(num_cpus=2)``."""
+    """Make a function a task, or a class an actor: ``@ember.remote`` or ``@ember.remote(num_cpus=2)``.
+
+    ``f.remote(*args)`` then submits the task and returns an ``ObjectRef`` (a list of them for
+    ``num_returns > 1``, None for 0); ``Cls.remote(*args)`` creates an actor and returns its
+    handle, whose ``handle.method.remote(...)`` calls run in order per caller.
+    ``f.options(...)``/``Cls.options(...)`` change options for one call. Arguments are
+    checked against the signature at ``.remote()``; a top-level ``ObjectRef`` argument arrives
+    as its value, refs nested in containers arrive as refs.
+
+    Options of tasks and actors: ``num_cpus`` (by default 1 for a task, 0 for an
+    actor), ``num_gpus``, ``resources`` (``{"name": amount}``), ``memory`` (bytes),
+    ``runtime_env`` (``{"env_vars": {...}}``), ``name``. Of tasks: ``num_returns``,
+    ``max_retries`` (3; -1 forever; retried when the worker dies), ``retry_exceptions``
+    (True or a list of exception types: also retry when the task raises). Of actors:
+    ``max_restarts``, ``max_task_retries``, ``max_concurrency`` (threads, or concurrent
+    coroutines for async actors), ``max_pending_calls``, ``name``, ``namespace``,
+    ``get_if_exists``, ``lifetime="detached"``. Ray's placement and scheduling options are
+    accepted and have no effect.
+    """
     if len(args) == 1 and not options and (inspect.isfunction(args[0]) or inspect.isclass(args[0])
                                            or callable(args[0])):
         return _make_remote(args[0], {})
@@ -312,14 +359,21 @@ def method(*args: Any, **options: Any) -> Any:
 
 
 def kill(actor: Any, *, no_restart: bool = True) -> None:
-    """End an actor now; its pending and later calls raise ActorDiedError."""
+    """End an actor now; its pending and later calls raise ActorDiedError.
+
+    With ``no_restart=False`` an actor with ``max_restarts`` left is restarted instead.
+    """
     from ember.actor import kill as _kill
 
     _kill(actor, no_restart=no_restart)
 
 
 def get_actor(name: str, namespace: str | None = None) -> Any:
-    """The handle of a live named actor; ValueError when there is none by that name."""
+    """The handle of a live named actor (``@remote(name=...)``, ``.options(name=...)``).
+
+    Raises ``ValueError`` when no live actor has that name in ``namespace`` (the job's, else
+    ``default``).
+    """
     from ember.actor import get_actor as _get_actor
 
     return _get_actor(name, namespace)
@@ -333,7 +387,11 @@ def get_gpu_ids() -> list[int]:
 
 
 def put(value: Any, *, _owner: Any = None) -> ObjectRef:
-    """Store ``value`` in the cluster; returns an ObjectRef to it."""
+    """Store ``value`` in the cluster; returns an ObjectRef to it.
+
+    Values above 100 KiB go to the node's shared-memory store (numpy arrays come back
+    zero-copy and read-only); the value is freed when the last reference is gone.
+    """
     return _context.require_runtime().put(value)
 
 

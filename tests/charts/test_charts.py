@@ -24,6 +24,7 @@ names another helm binary to use instead (the tier passes with Helm 3.17 and 4.1
 from __future__ import annotations
 
 import copy
+import json
 import os
 import subprocess
 import sys
@@ -185,6 +186,14 @@ OPERATOR_SCENARIOS = {
         "--set",
         "serviceAccount.annotations.a=b",
     ],
+    "grafana-dashboards": [
+        "--set",
+        "grafanaDashboards.enabled=true",
+        "--set",
+        "grafanaDashboards.namespace=monitoring",
+        "--set",
+        "grafanaDashboards.annotations.grafana_folder=ember",
+    ],
     "kuberay-watch-namespace": ["--set", "watchNamespace={team-a,team-b}"],
     "kuberay-single-namespace": ["--set", "singleNamespaceInstall=true"],
     "one-replica-no-election": ["--set", "replicaCount=1", "--set", "leaderElection.enabled=false"],
@@ -272,6 +281,21 @@ def test_cluster_chart_objects_are_valid(helm, scenario):
     assert [doc["kind"] for doc in docs] == ["RayCluster"]
     for doc in docs:
         check_object(doc)
+
+
+def test_operator_chart_ships_the_dashboards_as_they_are(helm):
+    """Each dashboards/*.json lands, unchanged and still JSON, in its own sidecar ConfigMap."""
+    docs = render(helm, OPERATOR_CHART, "--set", "grafanaDashboards.enabled=true")
+    shipped = {}
+    for doc in by_kind(docs, "ConfigMap"):
+        assert doc["metadata"]["labels"]["grafana_dashboard"] == "1"
+        shipped.update(doc["data"])
+    files = sorted((OPERATOR_CHART / "dashboards").glob("*.json"))
+    assert sorted(shipped) == [f.name for f in files]
+    for f in files:
+        assert shipped[f.name] == f.read_text().rstrip("\n")
+        assert json.loads(shipped[f.name])["uid"] == f.stem
+        assert len(shipped[f.name].encode()) < 1 << 20  # a ConfigMap holds at most 1 MiB
 
 
 def test_cluster_chart_worker_replicas_shortcut(helm):

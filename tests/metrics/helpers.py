@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
 
+import psutil
 from prometheus_client.parser import text_string_to_metric_families
 
 
@@ -66,3 +69,20 @@ def wait_for(port: int, predicate: Callable[[Scrape], bool], timeout: float = 60
                                  + "\n".join(line for line in scrape.text.splitlines()
                                              if line.startswith("ember_")))
         time.sleep(0.1)
+
+
+def ember_cli(env: dict, *args: str) -> subprocess.CompletedProcess:
+    """Run the `ember` command (`ember start`, `ember stop`, ...) with ``env``."""
+    return subprocess.run([sys.executable, "-m", "ember_node.cli", *args], env=env,
+                          capture_output=True, text=True, timeout=60)
+
+
+def kill_started_under(tmp_path) -> None:
+    """Belt and braces: no detached agent whose session lives under tmp_path survives."""
+    for proc in psutil.process_iter(["cmdline"]):
+        cmd = " ".join(proc.info["cmdline"] or ())
+        if "ember_node" in cmd and str(tmp_path) in cmd:
+            try:
+                proc.kill()
+            except psutil.Error:
+                pass

@@ -11,15 +11,11 @@ import subprocess
 import sys
 import time
 
-import psutil
 import pytest
 
 from .helpers import Scrape, free_port, get, wait_for
-
-
-def _ember(env: dict, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "ember_node.cli", *args], env=env,
-                          capture_output=True, text=True, timeout=60)
+from .helpers import ember_cli as _ember
+from .helpers import kill_started_under as _kill_started_under
 
 
 @pytest.fixture
@@ -36,17 +32,6 @@ def head(tmp_path):
     finally:
         _ember(env, "stop")
         _kill_started_under(tmp_path)
-
-
-def _kill_started_under(tmp_path) -> None:
-    """Belt and braces: no detached agent whose session lives under tmp_path survives."""
-    for proc in psutil.process_iter(["cmdline"]):
-        cmd = " ".join(proc.info["cmdline"] or ())
-        if "ember_node" in cmd and str(tmp_path) in cmd:
-            try:
-                proc.kill()
-            except psutil.Error:
-                pass
 
 
 def test_head_serves_metrics_and_counts_auth_failures(head):
