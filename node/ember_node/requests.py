@@ -56,6 +56,11 @@ class Requests:
         self._forward_output(self.output.poll())
         return True
 
+    def _req_user_metrics(self, client: Client, records: Any) -> bool:
+        """A batch of what a process's ember.util.metrics recorded (see ember_node.user_metrics)."""
+        self.metrics.user.merge(records)
+        return True
+
     def _req_session(self, client: Client, arg: Any) -> dict:
         return self.session
 

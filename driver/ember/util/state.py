@@ -14,6 +14,7 @@ from typing import Any
 from ember import _context
 from ember import _messages as M
 from ember._state_query import DEFAULT_LIMIT, check_filters
+from ember._unsupported import module_getattr
 
 __all__ = [
     "get_actor", "get_task", "list_actors", "list_nodes", "list_objects", "list_tasks",
@@ -89,3 +90,13 @@ def get_task(id: str, **_ignored: Any) -> dict[str, Any] | None:  # noqa: A002 -
 def get_actor(id: str, **_ignored: Any) -> dict[str, Any] | None:  # noqa: A002 - Ray's name
     """The actor with this hex id (with details), or None if unknown."""
     return _one("actors", "actor_id", id)
+
+
+# Ray's ray.util.state names ember does not implement: they resolve, and raise
+# NotImplementedError naming themselves when used (never AttributeError).
+_RAY_ONLY_NAMES = frozenset({
+    "StateApiClient", "get_job", "get_log", "get_node", "get_objects", "get_placement_group",
+    "get_worker", "list_cluster_events", "list_jobs", "list_logs", "list_placement_groups",
+    "list_runtime_envs", "list_workers",
+})
+__getattr__ = module_getattr("ray.util.state", _RAY_ONLY_NAMES)
