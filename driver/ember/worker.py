@@ -29,6 +29,7 @@ from typing import Any
 
 from ember import _context
 from ember import _messages as M
+from ember._call_limit import take_retire
 from ember._claims import ClaimSlot, claim_path
 from ember._direct import DirectSender
 from ember._oom import make_worker_first
@@ -252,6 +253,22 @@ class Worker:
         # Only now may refs inside the value go: their release must not reach the agent
         # before the result that names them (and pins them) is queued to go out first.
         del value
+        if take_retire():  # a max_calls function's last call here (ember._call_limit)
+            self._retire()
+
+    def _retire(self) -> None:
+        """Exit once this worker's results are out, handing the tasks queued here back to the
+        agent (which gives them to other workers and starts fresh ones as needed)."""
+        rt = self.rt
+        metrics = sys.modules.get("ember.util.metrics")
+        if metrics is not None:
+            metrics.flush(rt)
+        try:
+            rt.request(M.REQUEST, "retire", None, timeout=60)  # goes after the held results
+        except Exception:  # noqa: BLE001 - the agent is gone: so is everything queued here
+            pass
+        rt.task_queue.clear()
+        rt.exit_requested = True
 
     def _send_direct(self, path: str | None, results: list) -> bool:
         """Send small results straight to the waiting driver (see ember._direct).
