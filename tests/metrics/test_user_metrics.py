@@ -82,3 +82,20 @@ def test_a_metric_defined_on_the_driver_is_used_in_tasks(metrics_cluster):
 
     assert ember.get([work.remote(i) for i in range(6)], timeout=60) == list(range(6))
     wait_for(port, lambda s: s.value("ray_user_shipped_done_total", kind="shipped") == 6)
+
+
+def test_a_worker_that_retires_after_max_calls_sends_what_it_recorded(metrics_cluster):
+    """Each call runs in a fresh process that exits right after it: nothing may be lost."""
+    port, _ = metrics_cluster
+
+    @ember.remote(max_calls=1)
+    def once(i):
+        import os
+
+        Counter("user_once_calls").inc()
+        return os.getpid()
+
+    pids = ember.get([once.remote(i) for i in range(5)], timeout=120)
+    assert len(set(pids)) == 5
+    wait_for(port, lambda s: s.value("ray_user_once_calls_total") == 5)
+

@@ -14,6 +14,8 @@ import threading
 import ember
 import pytest
 
+from tests.rayapi.helpers import output_lines, run_ray_program
+
 CLUSTER_ARGS = {"num_cpus": 2}
 
 
@@ -146,3 +148,39 @@ def test_group_definitions_are_checked(cluster):
 
     with pytest.raises(ValueError, match="concurrency group 'disk', which the actor does not define"):
         Undefined.remote()
+
+
+PROGRAM = """
+import asyncio
+import ray
+
+@ray.remote(concurrency_groups={"io": 2, "compute": 4})
+class AsyncIOActor:
+    def __init__(self):
+        self.gate = None
+
+    @ray.method(concurrency_group="io")
+    async def f1(self):
+        while self.gate is None:  # held until f3 (another group) opens it
+            await asyncio.sleep(0.01)
+        return "f1"
+
+    @ray.method(concurrency_group="compute")
+    async def f3(self):
+        self.gate = True
+        return "f3"
+
+    async def f5(self):
+        return "f5"
+
+a = AsyncIOActor.remote()
+held = a.f1.remote()
+print(ray.get(a.f5.remote()))
+print(ray.get(a.f3.remote()))
+print(ray.get(held))
+print(ray.get(a.f5.options(concurrency_group="compute").remote()))
+"""
+
+
+def test_concurrency_group_program_runs_under_ember_run(tmp_path):
+    assert output_lines(run_ray_program(tmp_path, PROGRAM)) == ["f5", "f3", "f1", "f5"]

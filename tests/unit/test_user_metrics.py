@@ -152,3 +152,10 @@ def test_the_agent_bounds_series_and_keeps_the_first_definition():
     assert len(fams["ray_g"]) == 3
     [dropped] = fams["ember_user_metrics_dropped"]
     assert dropped.value == 3.0 and dropped.labels == {"node_id": "n1"}
+
+
+def test_a_forked_child_starts_with_nothing_recorded(fresh_buffer, monkeypatch):
+    monkeypatch.setattr(um, "_flusher", object())  # the parent's thread (gone in a child)
+    um.Counter("n").inc()
+    um._after_fork_in_child()
+    assert not um._buffer and um._flusher is None  # the parent's values are the parent's to send

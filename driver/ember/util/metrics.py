@@ -16,6 +16,7 @@ histograms add up, a gauge keeps the last value set (see ``ember_node.user_metri
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 import warnings
@@ -157,6 +158,18 @@ def _ensure_flusher() -> None:
             if _flusher is None:
                 _flusher = threading.Thread(target=_flush_loop, name="ember-metrics-flusher", daemon=True)
                 _flusher.start()
+
+
+def _after_fork_in_child() -> None:
+    """A forked child starts with nothing recorded and no flusher thread (its parent's did
+    not survive the fork): what the parent recorded is the parent's to send."""
+    global _buffer, _flusher, _flusher_lock
+    _buffer = _Buffer()
+    _flusher = None
+    _flusher_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _check_tag_keys(tag_keys: Any) -> tuple[str, ...]:
