@@ -1,5 +1,5 @@
 """Ray API breadth across nodes (a head, a worker node, a remote driver over the head's gRPC
-port). ``ember.util.metrics``: What a task records on the worker node (its workers talk to
+port). ``ember.util.metrics``: what a task records on the worker node (its workers talk to
 the head's agent over gRPC) and what the remote driver records are merged and served by the
 head's endpoint with their tags; the batches cross gRPC as plain data (the agent unpickles
 nothing). ``max_calls``: a worker node's workers retire and are replaced."""
