@@ -22,6 +22,8 @@ How a line gets from ``print()`` in a task to the driver that submitted the task
    ``init(log_to_driver=False)`` opens no such connection. A worker node tails its own
    workers' files and passes the lines to the head (NODE_OUTPUT), which routes them the
    same way. The files stay in the session's log directory after the cluster stops.
+4. A line that carries a progress bar's state (``ember.experimental.tqdm_ray``) is not
+   printed: the printer hands it to the driver's bars (``ember._progress``), which draw it.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from ember import _messages as M
+from ember._progress import ProgressBars, driver_bars, route
 
 MARK = b"\x00\x1fember-task "  # starts a mark line: MARK job SP name LF
 MAX_LINE = 64 * 1024  # a longer run of bytes without a newline is passed on as one line
@@ -156,8 +159,10 @@ class OutputPrinter:
     """A driver's receiver of its workers' output: one connection of its own to the agent
     (``conn``: a ``ClientConnection`` or a ``GrpcConnection``), read by a daemon thread."""
 
-    def __init__(self, conn: Any, job: str, stdout: TextIO | None = None, stderr: TextIO | None = None) -> None:
+    def __init__(self, conn: Any, job: str, stdout: TextIO | None = None, stderr: TextIO | None = None,
+                 bars: ProgressBars | None = None) -> None:
         self.conn = conn
+        self.bars = bars if bars is not None else driver_bars()  # where tasks' progress bars are drawn
         self._out = stdout
         self._err = stderr
         self._drained = threading.Event()
@@ -188,11 +193,16 @@ class OutputPrinter:
             self._drained.set()  # nothing more will come: close() need not wait
 
     def _print(self, batch: list) -> None:
+        bars = self.bars
         for pid, is_err, name, lines in batch:
             stream = (self._err or sys.stderr) if is_err else (self._out or sys.stdout)
+            lines, states = route(lines)  # a task's progress bar updates (ember._progress)
+            for state in states:
+                bars.update(pid, state, f"{name} pid={pid}" if name else f"pid={pid}")
+            if not lines:
+                continue
             try:
-                stream.write(format_lines(name, pid, lines))
-                stream.flush()
+                bars.write(stream, format_lines(name, pid, lines))
             except (OSError, ValueError):
                 pass
 

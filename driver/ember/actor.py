@@ -13,6 +13,7 @@ import inspect
 from typing import Any
 
 from ember import _context, runtime_env
+from ember._concurrency_groups import check_groups, check_method_groups, method_groups
 from ember._resources import validate_request
 from ember._serialization import dumps_function, serialize
 from ember._signature import CallShape, check, shape_of
@@ -31,18 +32,20 @@ ACTOR_OPTIONS = {
 class ActorMeta:
     """What a handle needs to know about its actor's class (travels with the handle)."""
 
-    __slots__ = ("class_name", "methods", "is_async", "max_task_retries", "shapes")
+    __slots__ = ("class_name", "methods", "is_async", "max_task_retries", "shapes", "groups")
 
     def __init__(self, class_name: str, methods: dict[str, int], is_async: bool, max_task_retries: int,
-                 shapes: dict[str, CallShape | None] | None = None) -> None:
+                 shapes: dict[str, CallShape | None] | None = None, groups: tuple[str, ...] = ()) -> None:
         self.class_name = class_name
         self.methods = methods  # name -> default num_returns
         self.is_async = is_async
         self.max_task_retries = max_task_retries
         self.shapes = shapes or {}  # name -> parameters, checked at .remote()
+        self.groups = groups  # the concurrency groups the actor defines
 
     def __reduce__(self):
-        return (ActorMeta, (self.class_name, self.methods, self.is_async, self.max_task_retries, self.shapes))
+        return (ActorMeta, (self.class_name, self.methods, self.is_async, self.max_task_retries, self.shapes,
+                            self.groups))
 
 
 def method_table(cls: type) -> tuple[dict[str, int], bool, dict[str, CallShape | None]]:
@@ -132,6 +135,8 @@ class ActorClass:
             concurrency = 1000 if self._is_async else 1
         if not isinstance(concurrency, int) or concurrency < 1:
             raise ValueError(f"max_concurrency must be a positive integer, got {concurrency!r}")
+        groups = check_groups(options.get("concurrency_groups"))
+        check_method_groups(self._name, method_groups(self._cls), groups)
         explicit_cpus = options.get("num_cpus")
         held = validate_request(explicit_cpus, options.get("num_gpus"), options.get("resources"),
                                 options.get("memory"), default_cpus=0.0)
@@ -157,7 +162,7 @@ class ActorClass:
                     raise TypeError(f"cannot pickle actor class {self._name}: {exc}") from exc
             fn_id = rt.register_function(self._blob, self._contained)
         meta = ActorMeta(self._name, self._methods, self._is_async, max_task_retries,
-                         {k: v for k, v in self._shapes.items() if k != "__init__"})
+                         {k: v for k, v in self._shapes.items() if k != "__init__"}, tuple(groups))
         spec = {
             "name": name,
             "namespace": namespace,
@@ -171,6 +176,7 @@ class ActorClass:
             "cpu_node": explicit_cpus is None,
             "meta": serialize(meta).to_bytes(),
             "get_if_exists": bool(options.get("get_if_exists")),
+            "concurrency_groups": groups,
         }
         refs = rt.submit(fn_id, f"{self._name}.__init__", args, kwargs, 1, held, 0, False,
                          extra=("create", spec))
@@ -248,13 +254,15 @@ class ActorHandle:
 class ActorMethod:
     """``handle.method``: call it with ``.remote(...)``."""
 
-    __slots__ = ("_handle", "_name", "_num_returns", "_retries")
+    __slots__ = ("_handle", "_name", "_num_returns", "_retries", "_group")
 
-    def __init__(self, handle: ActorHandle, name: str, num_returns: int, retries: int | None = None) -> None:
+    def __init__(self, handle: ActorHandle, name: str, num_returns: int, retries: int | None = None,
+                 group: str | None = None) -> None:
         self._handle = handle
         self._name = name
         self._num_returns = num_returns
         self._retries = retries
+        self._group = group  # the concurrency group chosen for these calls (None: the method's)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         raise TypeError(
@@ -262,13 +270,19 @@ class ActorMethod:
         )
 
     def options(self, **options: Any) -> ActorMethod:
-        bad = set(options) - {"num_returns", "max_task_retries", "name", "retry_exceptions"}
+        bad = set(options) - {"num_returns", "max_task_retries", "name", "retry_exceptions", "concurrency_group"}
         if bad:
             raise ValueError(f"invalid option(s) {sorted(bad)} for an actor method call")
         n = options.get("num_returns", self._num_returns)
         if not isinstance(n, int) or n < 0:
             raise ValueError(f"num_returns must be a non-negative integer, got {n!r}")
-        return ActorMethod(self._handle, self._name, n, options.get("max_task_retries", self._retries))
+        group = options.get("concurrency_group", self._group)
+        if group is not None:
+            meta = self._handle._ember_meta
+            if group not in meta.groups:
+                raise ValueError(f"actor {meta.class_name} has no concurrency group {group!r}; it defines "
+                                 f"{list(meta.groups) or 'none'}")
+        return ActorMethod(self._handle, self._name, n, options.get("max_task_retries", self._retries), group)
 
     def bind(self, *args: Any, **kwargs: Any) -> Any:
         """A lazy call of this actor's method for a DAG (ember.dag)."""
@@ -286,8 +300,11 @@ class ActorMethod:
         check(meta.shapes.get(self._name), args, kwargs)
         retries = meta.max_task_retries if self._retries is None else self._retries
         n = self._num_returns
+        extra = ("call", handle._actor_id, self._name)
+        if self._group is not None:
+            extra += (self._group,)
         refs = rt.submit(b"", f"{meta.class_name}.{self._name}", args, kwargs, n, {}, retries, False,
-                         extra=("call", handle._actor_id, self._name))
+                         extra=extra)
         if n == 1:
             return refs[0]
         if n == 0:

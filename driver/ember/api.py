@@ -8,6 +8,7 @@ import json
 import logging
 import operator
 import os
+import sys
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -150,6 +151,8 @@ def init(
                 atexit.register(shutdown)
                 _atexit_registered = True
             return RuntimeInfo(rt.session)
+        if metrics_port is None and kwargs.get("_metrics_export_port") is not None:
+            metrics_port = kwargs["_metrics_export_port"]  # Ray's name for the same port
         _check_amount("num_cpus", num_cpus)
         _check_amount("num_gpus", num_gpus)
         if resources is not None:
@@ -277,6 +280,9 @@ def shutdown() -> None:
         if rt is None:
             return
         _context.set_runtime(None)
+        user_metrics = sys.modules.get("ember.util.metrics")
+        if user_metrics is not None:  # what this driver recorded last reaches the agent
+            user_metrics.flush(rt)
         if _printer is not None:  # what the work printed until now is shown first
             _printer.close()
             _printer = None

@@ -7,6 +7,7 @@ import weakref
 from typing import Any
 
 from ember import _context, runtime_env
+from ember._call_limit import CallLimit, default_max_calls
 from ember._resources import validate_request
 from ember._serialization import dumps_function, serialize
 from ember._signature import check, shape_of
@@ -15,7 +16,7 @@ TASK_OPTIONS = {
     "num_cpus", "num_gpus", "resources", "memory", "num_returns", "max_retries", "retry_exceptions",
     "name", "scheduling_strategy", "runtime_env", "accelerator_type", "label_selector",
     "placement_group", "placement_group_bundle_index", "placement_group_capture_child_tasks",
-    "_metadata", "enable_task_events",
+    "_metadata", "enable_task_events", "max_calls",
 }
 _IGNORED = {"scheduling_strategy", "accelerator_type", "label_selector", "placement_group",
             "placement_group_bundle_index", "placement_group_capture_child_tasks", "_metadata",
@@ -37,6 +38,8 @@ def check_options(options: dict[str, Any], valid: set[str], what: str) -> None:
     if rex is not None and not isinstance(rex, bool):
         if not isinstance(rex, list | tuple) or not all(isinstance(t, type) and issubclass(t, BaseException) for t in rex):
             raise ValueError("retry_exceptions must be True, False, or a list of exception types")
+    if options.get("max_calls") is not None:
+        default_max_calls(options["max_calls"], None)  # raises for a bad value
     runtime_env.check(options.get("runtime_env"))  # refuses what ember cannot do, by name
     res = options.get("resources")
     if res is not None and not isinstance(res, dict):
@@ -54,7 +57,8 @@ class RemoteFunction:
         self._blob: bytes | None = None
         self._contained: list[bytes] = []
         self._registered: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-        self._with_env: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # rt -> {env: fn_id}
+        # rt -> {(env items, max_calls): fn_id}, for calls with environment variables or a call limit
+        self._with_env: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         functools.update_wrapper(self, fn)
         self._resolved = self._resolve(options)
         self._shape = shape_of(fn, self._name)
@@ -66,7 +70,8 @@ class RemoteFunction:
         if isinstance(rex, list | tuple):
             rex = serialize(list(rex)).to_bytes()
         return (options.get("num_returns", 1), resources, options.get("max_retries", 3), rex,
-                options.get("name") or self._name, runtime_env.check(options.get("runtime_env")))
+                options.get("name") or self._name, runtime_env.check(options.get("runtime_env")),
+                default_max_calls(options.get("max_calls"), resources.get("GPU")))
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         raise TypeError(
@@ -89,13 +94,18 @@ class RemoteFunction:
             self._registered[rt] = fn_id
         return fn_id
 
-    def _env_fn_id(self, rt: Any, env: dict[str, str]) -> bytes:
-        """The function registered wrapped in its environment variables (runtime_env)."""
+    def _env_fn_id(self, rt: Any, env: dict[str, str] | None, max_calls: int) -> bytes:
+        """The function registered wrapped in its environment variables (runtime_env) and
+        its call limit (max_calls)."""
         table = self._with_env.setdefault(rt, {})
-        key = tuple(sorted(env.items()))
+        key = (tuple(sorted(env.items())) if env else (), max_calls)
         fn_id = table.get(key)
         if fn_id is None:
-            blob, contained = dumps_function(runtime_env.EnvCall(self._function, env))
+            fn = CallLimit(self._function, max_calls) if max_calls else self._function
+            try:
+                blob, contained = dumps_function(runtime_env.EnvCall(fn, env) if env else fn)
+            except Exception as exc:
+                raise TypeError(f"cannot pickle remote function {self._name}: {exc}") from exc
             fn_id = table[key] = rt.register_function(blob, contained)
         return fn_id
 
@@ -106,9 +116,9 @@ class RemoteFunction:
     def _submit(self, args: tuple, kwargs: dict, resolved: tuple) -> Any:
         check(self._shape, args, kwargs)
         rt = _context.require_runtime()
-        num_returns, resources, max_retries, rex, name, own_env = resolved
+        num_returns, resources, max_retries, rex, name, own_env, max_calls = resolved
         env = runtime_env.effective(own_env) if (own_env or rt.env_vars) else None
-        fn_id = self._env_fn_id(rt, env) if env else self._fn_id(rt)
+        fn_id = self._env_fn_id(rt, env, max_calls) if env or max_calls else self._fn_id(rt)
         refs = rt.submit(fn_id, name, args, kwargs, num_returns, resources, max_retries, rex)
         if num_returns == 1:
             return refs[0]

@@ -24,12 +24,13 @@ import sys
 import threading
 import time
 import traceback
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from ember import _context
 from ember import _messages as M
+from ember._call_limit import take_retire
 from ember._claims import ClaimSlot, claim_path
+from ember._concurrency_groups import GroupExecutors, method_groups
 from ember._direct import DirectSender
 from ember._oom import make_worker_first
 from ember._output import OutputMarks, redirect_stdio
@@ -75,8 +76,8 @@ class Worker:
         self.direct = DirectSender()
         self.instance: Any = None
         self.aloop: asyncio.AbstractEventLoop | None = None
-        self.semaphore: asyncio.Semaphore | None = None
-        self.pool: ThreadPoolExecutor | None = None
+        # an async or threaded actor's loops or thread pools, by concurrency group
+        self.executors: GroupExecutors | None = None
         self.async_running: dict[bytes, asyncio.Task] = {}  # an async actor's calls in progress
         rt.message_hook = self._on_message
 
@@ -101,7 +102,7 @@ class Worker:
                 self.cancelled.add(tid)
                 running = self.async_running.get(tid)
                 if running is not None:  # an async actor's call: cancelled at its next await
-                    self.aloop.call_soon_threadsafe(running.cancel)
+                    running.get_loop().call_soon_threadsafe(running.cancel)
             return True
         if t == M.EXIT:
             rt.exit_requested = True
@@ -156,13 +157,15 @@ class Worker:
     def execute(self, task: tuple) -> None:
         """Run one task, actor constructor or actor call sent by the agent."""
         actor = task[10]
-        if actor is not None and actor[0] == "call":
-            if self.aloop is not None:
-                asyncio.run_coroutine_threadsafe(self._run_async(task), self.aloop)
+        ex = self.executors
+        if ex is not None and actor is not None and actor[0] == "call":
+            group = ex.group_of(actor[1], actor[2] if len(actor) > 2 else None)
+            if ex.loops:
+                loop, semaphore = ex.loop_for(group)
+                asyncio.run_coroutine_threadsafe(self._run_async(task, semaphore), loop)
                 return
-            if self.pool is not None:
-                self.pool.submit(self._run, task)
-                return
+            ex.pool_for(group).submit(self._run, task)
+            return
         self._run(task)
 
     def _target(self, fn_id: bytes, fn_blob: bytes | None, actor: tuple | None) -> Any:
@@ -252,6 +255,22 @@ class Worker:
         # Only now may refs inside the value go: their release must not reach the agent
         # before the result that names them (and pins them) is queued to go out first.
         del value
+        if take_retire():  # a max_calls function's last call here (ember._call_limit)
+            self._retire()
+
+    def _retire(self) -> None:
+        """Exit once this worker's results are out, handing the tasks queued here back to the
+        agent (which gives them to other workers and starts fresh ones as needed)."""
+        rt = self.rt
+        metrics = sys.modules.get("ember.util.metrics")
+        if metrics is not None:
+            metrics.flush(rt)
+        try:
+            rt.request(M.REQUEST, "retire", None, timeout=60)  # goes after the held results
+        except Exception:  # noqa: BLE001 - the agent is gone: so is everything queued here
+            pass
+        rt.task_queue.clear()
+        rt.exit_requested = True
 
     def _send_direct(self, path: str | None, results: list) -> bool:
         """Send small results straight to the waiting driver (see ember._direct).
@@ -280,6 +299,7 @@ class Worker:
 
     def _become_actor(self, instance: Any, actor: tuple, actor_id: bytes, env: dict | None) -> None:
         _, concurrency, is_async, *more = actor
+        groups = more[1] if len(more) > 1 else {}
         from ember.actor import method_table
 
         methods, _, _ = method_table(type(instance))
@@ -287,11 +307,12 @@ class Worker:
                                   more[0] if more else 0, dict(env.get("resources", {})) if env else {})
         self.instance = instance
         self.rt.no_block = True  # an actor keeps its resources while it waits
-        if is_async:
-            self._start_loop()
-            self.semaphore = asyncio.Semaphore(concurrency)
-        elif concurrency > 1:
-            self.pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="ember-actor")
+        if is_async or concurrency > 1 or groups:
+            self.executors = GroupExecutors(groups, method_groups(type(instance)))
+            if is_async:
+                self.executors.start_async(self._start_loop(), concurrency)
+            else:  # a threaded actor (with groups, even its default group has a thread of its own)
+                self.executors.start_threaded(concurrency)
         # As in Ray, a running actor call is never interrupted (the actor has state): the
         # cancel signal only notes the call as cancelled (the message may wait behind a busy
         # main thread); an async call's asyncio task is cancelled, a sync or threaded call
@@ -312,7 +333,7 @@ class Worker:
         asyncio.run_coroutine_threadsafe(instance.__init__(*args, **kwargs), self._start_loop()).result()
         return instance
 
-    async def _run_async(self, task: tuple) -> None:
+    async def _run_async(self, task: tuple, semaphore: asyncio.Semaphore) -> None:
         (task_id, fn_id, fn_blob, name, args_blob, deps, rids, retry_exc, retries_left, env, actor, _) = task
         rt = self.rt
         start = time.perf_counter()
@@ -321,7 +342,7 @@ class Worker:
         try:
             if task_id in self.cancelled:
                 raise asyncio.CancelledError
-            async with self.semaphore:
+            async with semaphore:
                 set_current_task(TaskInfo(task_id, name, {}))  # (this coroutine's own context)
                 try:
                     target = self._target(fn_id, fn_blob, actor)

@@ -85,7 +85,7 @@ class ActorManager:
         spec = actor.spec
         rec.shape = None  # (the agent gave it the actor's resources: Agent._hold)
         self.agent._send_exec(rec, actor.create_task, ("create", spec["max_concurrency"], spec["is_async"],
-                                                         actor.restarts))
+                                                         actor.restarts, spec.get("concurrency_groups", {})))
 
     def on_created(self, actor: Actor, task: Task, results: list) -> None:
         failed = any(kind == M.ERROR for _, kind, _, _ in results)
@@ -145,7 +145,7 @@ class ActorManager:
                 if task.missing or task.state != QUEUED or task.failed_dep is not None:
                     break
                 q.popleft()
-                agent._send_exec(rec, task, ("call", task.extra[2]))
+                agent._send_exec(rec, task, ("call", *task.extra[2:]))  # method[, group]
             if not q:
                 del actor.queues[client]
 

@@ -38,6 +38,8 @@ from prometheus_client.metrics_core import (
     Metric,
 )
 
+from ember_node.user_metrics import UserMetrics
+
 log = logging.getLogger("ember.agent")
 
 MAX_NAMES = 200  # distinct function-name label values; the rest are reported as OTHER
@@ -124,6 +126,8 @@ class NodeMetrics(_Endpoint):
         self.heartbeats_missed = 0
         self.loop_alive_at = time.monotonic()  # the agent loop stamps this every iteration
         self.registry.register(_Collector(self))
+        self.user = UserMetrics(self.node_id)  # what user code records with ember.util.metrics
+        self.registry.register(self.user)
         ProcessCollector(registry=self.registry)
         table = getattr(agent, "table", None)
         if table is not None:

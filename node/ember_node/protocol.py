@@ -87,8 +87,9 @@ def _extra_problem(extra: Any) -> str | None:
     if not isinstance(extra, tuple) or not extra:
         return "a task spec's extra must be None or a ('create' | 'call', ...) tuple"
     if extra[0] == "call":
-        if len(extra) != 3 or not _is_id(extra[1]) or not isinstance(extra[2], str):
-            return "an actor call's extra needs ('call', actor id, method name)"
+        if (len(extra) not in (3, 4) or not _is_id(extra[1]) or not isinstance(extra[2], str)
+                or (len(extra) == 4 and not isinstance(extra[3], str))):
+            return "an actor call's extra needs ('call', actor id, method name[, concurrency group])"
         return None
     if extra[0] == "create":
         spec = extra[1] if len(extra) == 2 else None
@@ -99,6 +100,10 @@ def _extra_problem(extra: Any) -> str | None:
                 return f"an actor creation's spec needs {key!r} of type {' or '.join(t.__name__ for t in types)}"
         if not all(isinstance(k, str) and isinstance(v, Real) and v >= 0 for k, v in spec["held"].items()):
             return "an actor creation's held resources must map names to non-negative numbers"
+        groups = spec.get("concurrency_groups", {})
+        if not isinstance(groups, dict) or not all(
+                isinstance(k, str) and _int(v) and v > 0 for k, v in groups.items()):
+            return "an actor creation's concurrency groups must map names to positive integers"
         return None
     return "a task spec's extra must be None or a ('create' | 'call', ...) tuple"
 

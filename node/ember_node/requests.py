@@ -11,10 +11,12 @@ from ember._state_query import DEFAULT_LIMIT, KINDS, check_filters, chrome_trace
 from ember.exceptions import (
     ObjectLostError,
     RayError,
+    TaskCancelledError,
 )
 
 from ember_node.history import TASK_TYPES
 from ember_node.tasks import FINISHED, QUEUED
+from ember_node.workers import RETIRING
 
 if TYPE_CHECKING:
     from ember_node.agent import Client
@@ -54,6 +56,37 @@ class Requests:
         """A driver's output connection asks for what workers printed until now (its reply
         comes after those lines)."""
         self._forward_output(self.output.poll())
+        return True
+
+    def _req_user_metrics(self, client: Client, records: Any) -> bool:
+        """A batch of what a process's ember.util.metrics recorded (see ember_node.user_metrics)."""
+        self.metrics.user.merge(records)
+        return True
+
+    def _req_retire(self, client: Client, arg: Any) -> bool:
+        """A worker exits after this reply (its max_calls function's last call is done):
+        nothing more is sent to it, and the tasks queued on it, none started (it waits for
+        this answer), go back to the front of their queues."""
+        rec = client.worker
+        if rec is None or rec.actor is not None:
+            return False
+        back = list(rec.inflight)
+        rec.inflight.clear()
+        self.backlogged.discard(rec)
+        if rec in rec.node.idle:
+            rec.node.idle.remove(rec)
+        self._release_held(rec)
+        rec.state = RETIRING
+        for task in reversed(back):
+            task.worker = None
+            for d in task.deps:  # the worker never mapped them
+                obj = self.table.objs.get(d)
+                if obj is not None and obj.kind == M.STORE:
+                    self.table.read_unpin(d, client.refs)
+            if task.cancelled:
+                self._fail(task, TaskCancelledError(f"task {task.name} was cancelled before it ran"))
+            else:
+                self._requeue(task, front=True)
         return True
 
     def _req_session(self, client: Client, arg: Any) -> dict:

@@ -1,4 +1,4 @@
-"""``ember.util`` (Ray's ``ray.util``): ActorPool, queue, multiprocessing, and placeholders for
+"""``ember.util`` (Ray's ``ray.util``): ActorPool, queue, multiprocessing, metrics, and placeholders for
 the parts ember does not implement yet."""
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ from ember.util.actor_pool import ActorPool
 
 __all__ = ["ActorPool"]
 
-_SUBMODULES = frozenset({"actor_pool", "multiprocessing", "queue", "state"})
+_SUBMODULES = frozenset({"actor_pool", "metrics", "multiprocessing", "queue", "state"})
 # Ray's ray.util submodules ember lacks (placeholders, see ember._ray_alias)
 _RAY_ONLY_SUBMODULES = frozenset({
     "accelerators", "annotations", "check_serialize", "client", "collective", "dask", "debug",
-    "iter", "joblib", "metrics", "placement_group", "scheduling_strategies", "serialization",
+    "iter", "joblib", "placement_group", "scheduling_strategies", "serialization",
     "spark", "tracing",
 })
 # Ray's ray.util names ember lacks: they resolve, and raise NotImplementedError when used.

@@ -22,11 +22,6 @@ __all__ = [
 ]
 
 
-# Ray's other state names (list_logs, get_log, StateApiClient, ...) resolve, and raise
-# NotImplementedError naming themselves when used
-__getattr__ = module_getattr("ray.util.state", None)
-
-
 def _ask(what: str, filters: Any, limit: int | None, detail: bool,
          summary: bool = False) -> Any:
     rt = _context.current_runtime()
@@ -95,3 +90,13 @@ def get_task(id: str, **_ignored: Any) -> dict[str, Any] | None:  # noqa: A002 -
 def get_actor(id: str, **_ignored: Any) -> dict[str, Any] | None:  # noqa: A002 - Ray's name
     """The actor with this hex id (with details), or None if unknown."""
     return _one("actors", "actor_id", id)
+
+
+# Ray's ray.util.state names ember does not implement: they resolve, and raise
+# NotImplementedError naming themselves when used (never AttributeError).
+_RAY_ONLY_NAMES = frozenset({
+    "StateApiClient", "get_job", "get_log", "get_node", "get_objects", "get_placement_group",
+    "get_worker", "list_cluster_events", "list_jobs", "list_logs", "list_placement_groups",
+    "list_runtime_envs", "list_workers",
+})
+__getattr__ = module_getattr("ray.util.state", _RAY_ONLY_NAMES)
