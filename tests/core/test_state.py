@@ -117,8 +117,13 @@ def test_timeline_writes_a_chrome_trace(new_cluster, tmp_path):
         return i * 2
 
     ember.get([work.remote(i) for i in range(20)])
-    events = ember.timeline()
-    complete = [e for e in events if e["ph"] == "X"]
+
+    def complete_events():
+        return [e for e in ember.timeline() if e["ph"] == "X"]
+
+    # results travel straight from the worker: the head records the last tasks a moment later
+    assert wait_until(lambda: len(complete_events()) == 20, 60, 0.05)
+    complete = complete_events()
     assert len(complete) == 20 and all(e["name"].endswith(".work") for e in complete)
     for e in complete:
         assert e["dur"] >= 0 and e["ts"] > 0 and e["tid"] > 0 and e["pid"] >= 1
