@@ -12,7 +12,7 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-from ember import _context, runtime_env
+from ember import _context, generators, runtime_env
 from ember._resources import validate_request
 from ember._serialization import dumps_function, serialize
 from ember._signature import CallShape, check, shape_of
@@ -60,7 +60,7 @@ def method_table(cls: type) -> tuple[dict[str, int], bool, dict[str, CallShape |
         if name == "__init__":
             continue
         opts = getattr(member, "__ember_method_options__", {})
-        methods[name] = opts.get("num_returns", 1)
+        methods[name] = generators.returns_of(member, opts)  # a count, or how a generator streams
         if inspect.iscoroutinefunction(member) or inspect.isasyncgenfunction(member):
             is_async = True
     if inspect.iscoroutinefunction(getattr(cls, "__init__", None)):
@@ -262,12 +262,11 @@ class ActorMethod:
         )
 
     def options(self, **options: Any) -> ActorMethod:
-        bad = set(options) - {"num_returns", "max_task_retries", "name", "retry_exceptions"}
+        bad = set(options) - {"num_returns", "max_task_retries", "name", "retry_exceptions",
+                              generators.BACKPRESSURE_OPTION}
         if bad:
             raise ValueError(f"invalid option(s) {sorted(bad)} for an actor method call")
-        n = options.get("num_returns", self._num_returns)
-        if not isinstance(n, int) or n < 0:
-            raise ValueError(f"num_returns must be a non-negative integer, got {n!r}")
+        n = generators.with_options(self._num_returns, options)
         return ActorMethod(self._handle, self._name, n, options.get("max_task_retries", self._retries))
 
     def bind(self, *args: Any, **kwargs: Any) -> Any:
@@ -286,6 +285,9 @@ class ActorMethod:
         check(meta.shapes.get(self._name), args, kwargs)
         retries = meta.max_task_retries if self._retries is None else self._retries
         n = self._num_returns
+        if type(n) is not int:  # a generator method (ember.generators)
+            return generators.submit(rt, n, b"", f"{meta.class_name}.{self._name}", args, kwargs, {}, retries,
+                                     False, extra=("call", handle._actor_id, self._name))
         refs = rt.submit(b"", f"{meta.class_name}.{self._name}", args, kwargs, n, {}, retries, False,
                          extra=("call", handle._actor_id, self._name))
         if n == 1:

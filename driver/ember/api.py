@@ -19,6 +19,7 @@ from ember._local_cluster import read_record
 from ember._output import OutputPrinter
 from ember._runtime import CoreRuntime, SessionInfo
 from ember._wire import ClientConnection
+from ember.generators import ObjectRefGenerator, wait_with_generators
 from ember.object_ref import ObjectRef
 from ember.remote_function import RemoteFunction
 
@@ -284,7 +285,7 @@ def method(*args: Any, **options: Any) -> Any:
     """Options for an actor method: ``@ember.method(num_returns=2)``."""
     # enable_task_events only changes what is recorded for observability tools
     valid = {"num_returns", "concurrency_group", "max_task_retries", "retry_exceptions",
-             "enable_task_events"}
+             "enable_task_events", "_generator_backpressure_num_objects"}
 
     def decorator(fn: Any) -> Any:
         bad = set(options) - valid
@@ -369,6 +370,8 @@ def wait(
     if not isinstance(object_refs, list | tuple):
         raise TypeError(f"wait() expects a list of ObjectRefs, got {type(object_refs).__name__}")
     if not set(map(type, object_refs)) <= {ObjectRef}:  # (checked in C: wait is called in loops)
+        if any(isinstance(r, ObjectRefGenerator) for r in object_refs):
+            return wait_with_generators(_context.require_runtime(), list(object_refs), num_returns, timeout)
         for r in object_refs:
             if not isinstance(r, ObjectRef):
                 raise TypeError(f"wait() expects a list of ObjectRefs, but the list holds a {type(r).__name__}")
@@ -394,8 +397,10 @@ def cancel(object_ref: ObjectRef, *, force: bool = False, recursive: bool = True
 
     A queued task is dropped; a running one is interrupted (``force=True`` kills its worker).
     """
+    if isinstance(object_ref, ObjectRefGenerator):  # a generator task: it stops where it is
+        object_ref = object_ref.completed()
     if not isinstance(object_ref, ObjectRef):
-        raise TypeError(f"cancel() expects an ObjectRef, got {type(object_ref).__name__}")
+        raise TypeError(f"cancel() expects an ObjectRef or an ObjectRefGenerator, got {type(object_ref).__name__}")
     _context.require_runtime().cancel(object_ref, force, recursive)
 
 
