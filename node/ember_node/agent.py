@@ -144,7 +144,8 @@ class Agent(Membership, Requests):
         # worker nodes holding a copy (or that held one: see NodeRec.dropped), told when freed
         self.remote_readers: dict[bytes, set[NodeRec]] = {}
         # an actor whose every handle is dropped before it was created never starts
-        self.table.on_orphan = lambda oid: self.actors.on_freed(oid) if oid in actor_table else None
+        self.table.on_orphan = lambda oid: (self.actors.on_freed(oid) if oid in actor_table
+                                            else self.streams.on_abandoned(oid))
         self.functions: dict[bytes, bytes] = {}
         self.tasks: dict[bytes, Task] = {}
         self.streams = Streams(self.tasks, self.table, self._send, self._note_copy)

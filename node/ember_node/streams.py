@@ -16,6 +16,9 @@ from collections.abc import Callable
 from typing import Any
 
 from ember import _messages as M
+from ember._ids import STREAM_ID_LEN, generator_mode, task_of
+
+UNLIMITED = 1 << 62  # what a caller that dropped its generator has "consumed"
 
 
 class Streams:
@@ -55,6 +58,8 @@ class Streams:
             return
         value = obj.size if obj.kind == M.STORE else obj.payload
         self.send(owner, (M.ITEM, tid, index, oid, obj.kind, value))
+        if index == 0 and getattr(task, "consumed", 0):  # abandoned before it ran
+            self.send(client, (M.CREDIT, tid, task.consumed))
 
     def on_consumed(self, client: Any, msg: tuple) -> None:
         _, tid, count = msg
@@ -65,6 +70,19 @@ class Streams:
         rec = task.worker
         if rec is not None and rec.client is not None:
             self.send(rec.client, (M.CREDIT, tid, count))
+
+    def on_abandoned(self, oid: bytes) -> None:
+        """Nobody holds a generator task's end any more (its caller dropped the generator, or
+        is gone): a generator paused by backpressure runs on to its end, its values dropped."""
+        if len(oid) != STREAM_ID_LEN or not generator_mode(oid)[1]:
+            return
+        task = self.tasks.get(task_of(oid))
+        if task is None:
+            return
+        task.consumed = UNLIMITED
+        rec = task.worker
+        if rec is not None and rec.client is not None:
+            self.send(rec.client, (M.CREDIT, task.tid, UNLIMITED))
 
     def _drop(self, client: Any, oid: bytes, kind: int, payload: Any) -> None:
         if kind == M.STORE:

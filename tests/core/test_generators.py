@@ -179,6 +179,23 @@ def test_backpressure_pauses_the_generator_until_values_are_consumed(cluster, tm
     assert taken == list(range(6))
 
 
+def test_dropping_a_paused_generator_lets_its_task_finish(cluster, tmp_path):
+    log = str(tmp_path / "produced")
+
+    @ember.remote(_generator_backpressure_num_objects=1)
+    def producer(log, n):
+        for i in range(n):
+            with open(log, "a") as f:
+                f.write(f"{i}\n")
+            yield i
+
+    gen = producer.remote(log, 5)
+    assert ember.get(next(gen), timeout=60) == 0
+    del gen  # nobody will consume the rest: the task must not hold its CPU forever
+    assert wait_until(lambda: _count_lines(log) == 5, 60)
+    assert wait_until(lambda: ember.available_resources().get("CPU") == CLUSTER_ARGS["num_cpus"], 60)
+
+
 def test_dynamic_returns_one_ref_to_a_dynamic_generator(cluster):
     @ember.remote(num_returns="dynamic")
     def split(n):
@@ -236,10 +253,11 @@ def test_actor_generator_methods_sync_and_async(cluster):
     assert [ember.get(r) for r in dyn] == [0, 1]
 
 
-def test_retry_reruns_the_generator_without_repeating_values(cluster, tmp_path):
+@pytest.mark.parametrize("backpressure", [None, 1])
+def test_retry_reruns_the_generator_without_repeating_values(cluster, tmp_path, backpressure):
     attempts = str(tmp_path / "attempts")
 
-    @ember.remote(max_retries=2, retry_exceptions=True)
+    @ember.remote(max_retries=2, retry_exceptions=True, _generator_backpressure_num_objects=backpressure)
     def flaky(attempts):
         with open(attempts, "a") as f:
             f.write("x\n")
