@@ -85,6 +85,7 @@ class Streams:
             self.send(rec.client, (M.CREDIT, task.tid, UNLIMITED))
 
     def _drop(self, client: Any, oid: bytes, kind: int, payload: Any) -> None:
-        if kind == M.STORE:
-            client.refs.creating.pop(oid, None)
-            self.table.arena.free(*payload)
+        if kind == M.STORE:  # free only what this peer reserved for it
+            span = client.refs.creating.pop(oid, None)
+            if span is not None:
+                self.table.arena.free(*span)
