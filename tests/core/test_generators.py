@@ -345,3 +345,70 @@ def test_generator_cannot_be_passed_to_a_task(cluster):
     with pytest.raises(TypeError, match="ObjectRefGenerator"):
         take.remote(gen)
     assert [ember.get(r) for r in gen] == [1]
+
+
+def test_a_task_consumes_a_generator_task_and_threaded_actors_stream(cluster):
+    @ember.remote
+    def inner(n):
+        yield from range(n)
+
+    @ember.remote
+    def outer(n):  # runs in a worker, which waits for the inner values (giving its CPU back)
+        return sum(ember.get(r) for r in inner.remote(n))
+
+    assert ember.get([outer.remote(5) for _ in range(3)], timeout=60) == [10, 10, 10]
+
+    @ember.remote(max_concurrency=2)
+    class Pool:
+        def chunks(self, tag, n):
+            for i in range(n):
+                yield f"{tag}{i}"
+
+    p = Pool.remote()
+    a, b = p.chunks.remote("a", 3), p.chunks.remote("b", 2)
+    assert [ember.get(r, timeout=60) for r in a] == ["a0", "a1", "a2"]
+    assert [ember.get(r, timeout=60) for r in b] == ["b0", "b1"]
+
+
+def test_cancel_a_generator_paused_by_backpressure_or_not_started(cluster, tmp_path):
+    log = str(tmp_path / "produced")
+
+    @ember.remote(_generator_backpressure_num_objects=1)
+    def producer(log):
+        i = 0
+        while True:
+            with open(log, "a") as f:
+                f.write(f"{i}\n")
+            yield i
+            i += 1
+
+    gen = producer.remote(log)
+    ready, _ = ember.wait([gen], timeout=60)  # its first value is here: it is paused after it
+    assert ready == [gen] and _count_lines(log) == 1
+    ember.cancel(gen)
+    assert ember.get(next(gen), timeout=60) == 0
+    with pytest.raises(exc.TaskCancelledError):
+        ember.get(next(gen), timeout=60)
+    assert wait_until(lambda: ember.available_resources().get("CPU") == CLUSTER_ARGS["num_cpus"], 60)
+
+    @ember.remote(num_cpus=CLUSTER_ARGS["num_cpus"])
+    def hog(gate):
+        import os
+        import time
+
+        open(gate + ".started", "w").close()
+        while not os.path.exists(gate):
+            time.sleep(0.01)
+        return True
+
+    gate = str(tmp_path / "go")
+    busy = hog.remote(gate)
+    assert wait_until(lambda: os.path.exists(gate + ".started"), 60)
+    queued = producer.remote(log)  # cannot start while hog holds every CPU
+    ember.cancel(queued)
+    with pytest.raises(exc.TaskCancelledError):
+        ember.get(next(queued), timeout=60)
+    with pytest.raises(StopIteration):
+        next(queued)
+    open(gate, "w").close()
+    assert ember.get(busy, timeout=60)
