@@ -345,6 +345,9 @@ def get(object_refs: ObjectRef | Sequence[ObjectRef], *, timeout: float | None =
                     f"get() expects a list of ObjectRefs, but the list holds a {type(r).__name__}"
                 )
         return rt.get(list(object_refs), timeout)
+    if isinstance(object_refs, ObjectRefGenerator):
+        raise TypeError("get() cannot take an ObjectRefGenerator: iterate it (for ref in gen) and get "
+                        "each ObjectRef it gives")
     raise TypeError(
         f"get() expects an ObjectRef or a list of ObjectRefs, got {type(object_refs).__name__}"
     )

@@ -344,6 +344,8 @@ def test_generator_cannot_be_passed_to_a_task(cluster):
     gen = one.remote()
     with pytest.raises(TypeError, match="ObjectRefGenerator"):
         take.remote(gen)
+    with pytest.raises(TypeError, match="iterate it"):
+        ember.get(gen)
     assert [ember.get(r) for r in gen] == [1]
 
 
@@ -412,3 +414,26 @@ def test_cancel_a_generator_paused_by_backpressure_or_not_started(cluster, tmp_p
         next(queued)
     open(gate, "w").close()
     assert ember.get(busy, timeout=60)
+
+
+def test_async_generator_task_and_actor_restart_midway(cluster, tmp_path):
+    @ember.remote
+    async def ticks(n):
+        for i in range(n):
+            await asyncio.sleep(0)
+            yield i
+
+    assert [ember.get(r, timeout=60) for r in ticks.remote(3)] == [0, 1, 2]
+
+    @ember.remote(max_restarts=1, max_task_retries=1)
+    class Fragile:
+        def values(self, marker):
+            first = not os.path.exists(marker)
+            open(marker, "a").close()
+            for i in range(3):
+                if first and i == 1:
+                    os._exit(1)  # the actor dies midway; restarted, the call runs again
+                yield i
+
+    f = Fragile.remote()
+    assert [ember.get(r, timeout=60) for r in f.values.remote(str(tmp_path / "died"))] == [0, 1, 2]
