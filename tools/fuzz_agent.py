@@ -92,7 +92,7 @@ def plausible_message(rng: random.Random, ids: list[bytes]) -> tuple:
 
     t = rng.choice([M.SUBMIT, M.SUBMIT, M.PUT, M.SEAL, M.FETCH, M.ADDREF, M.RELEASE, M.UNPIN, M.DONE,
                     M.BOUNCE, M.CANCEL, M.REQUEST, M.REQUEST, M.BLOCKED, M.UNBLOCKED, M.HEARTBEAT,
-                    M.NODE_EVENT, M.REGISTER_FN])
+                    M.NODE_EVENT, M.REGISTER_FN, M.YIELDED, M.CONSUMED])
     if t == M.SUBMIT:
         rid = uuid.uuid4().bytes + rng.randbytes(4)
         ids.append(rid)
@@ -123,6 +123,12 @@ def plausible_message(rng: random.Random, ids: list[bytes]) -> tuple:
         return (t, rng.choice(["P", "X"]), rng.randrange(100), rng.randrange(100))
     if t == M.REGISTER_FN:
         return (t, oid(), rng.randbytes(20), [])
+    if t == M.YIELDED:  # a task id taken from a return id another connection made
+        o = oid()
+        kind, payload = rng.choice([(M.INLINE, b"x"), (M.STORE, (rng.randrange(0, 1 << 27, 4096), 4096))])
+        return (t, o[:16], rng.randrange(3), o[:16] + rng.randbytes(4), kind, payload, [])
+    if t == M.CONSUMED:
+        return (t, oid()[:16], rng.randrange(1 << 40))
     return (t,)
 
 

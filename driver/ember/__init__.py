@@ -30,6 +30,7 @@ from ember.api import (
     timeline,
     wait,
 )
+from ember.generators import DynamicObjectRefGenerator, ObjectRefGenerator
 from ember.object_ref import ObjectRef
 from ember.runtime_context import get_runtime_context
 
@@ -38,8 +39,8 @@ __version__ = "0.1.0"
 # Ray's top-level names that ember does not implement: they resolve (so ``import ember as ray``
 # programs import), and raise NotImplementedError naming the feature when used.
 _RAY_ONLY_NAMES = frozenset({
-    "ActorClassID", "ActorID", "ClientBuilder", "DynamicObjectRefGenerator", "FunctionID", "JobID",
-    "Language", "LoggingConfig", "NodeID", "ObjectID", "ObjectRefGenerator", "PlacementGroupID",
+    "ActorClassID", "ActorID", "ClientBuilder", "FunctionID", "JobID",
+    "Language", "LoggingConfig", "NodeID", "ObjectID", "PlacementGroupID",
     "TaskID", "UniqueID", "WorkerID", "client", "cpp_function", "java_actor_class",
     "java_function", "show_in_dashboard",
 })
@@ -66,7 +67,9 @@ def __getattr__(name: str):
 __all__ = [
     "ActorClass",
     "ActorHandle",
+    "DynamicObjectRefGenerator",
     "ObjectRef",
+    "ObjectRefGenerator",
     "available_resources",
     "cancel",
     "cluster_resources",

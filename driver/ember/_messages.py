@@ -21,6 +21,12 @@ Client (driver or worker) to agent:
                                                and memory usage (used, total, where read) or None
   NODE_EVENT(kind, a, b)                       a worker node's zygote event: ('P', wid, pid), ('X', pid, status)
   NODE_OUTPUT([(job, pid, is_stderr, name, lines)])  what a worker node's workers printed
+  YIELDED(task_id, index, obj_id, kind, payload, contained)
+                                               a generator task yielded its index-th value
+                                               (kind/payload as in DONE's results); the
+                                               agent makes it an object its caller holds
+  CONSUMED(task_id, count)                     the caller of a generator task with
+                                               backpressure has taken ``count`` of its values
 
 Agent to client:
   OBJ(obj_id, kind, payload)                   a value: kind INLINE, STORE (offset, size) or ERROR
@@ -35,6 +41,10 @@ Agent to client:
                                                the connection (the last message on it)
   OUTPUT([(pid, is_stderr, name, lines)])      what workers printed, to a driver's output connection
                                                (HELLO kind "output"; see ember._output)
+  ITEM(task_id, index, obj_id, kind, payload)  to the caller of a generator task: its index-th
+                                               value is ready (kind/payload as in OBJ)
+  CREDIT(task_id, count)                       to the worker running a generator task: its
+                                               caller has taken ``count`` values (backpressure)
 """
 
 HELLO = 1
@@ -57,6 +67,8 @@ SHUTDOWN = 17
 HEARTBEAT = 18
 NODE_EVENT = 19
 NODE_OUTPUT = 20
+YIELDED = 21
+CONSUMED = 22
 
 OBJ = 30
 REPLY = 31
@@ -68,6 +80,8 @@ EVICT = 36
 WARN = 37
 GOODBYE = 38
 OUTPUT = 39
+ITEM = 40
+CREDIT = 41
 
 # object payload kinds
 INLINE = 0

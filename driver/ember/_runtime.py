@@ -120,6 +120,9 @@ class CoreRuntime:
         self.on_deferred_signal: Callable[[], None] = lambda: None
         self.message_hook: Callable[[tuple], bool] | None = None
         self.inbox: Any = None  # a driver's DirectInbox, when it has one
+        # streaming generator tasks submitted from here: task id -> {index: ref} of the values
+        # that came and were not taken yet (ember.generators)
+        self.streams: dict[bytes, dict[int, ObjectRef]] = {}
         # A worker on a worker node reads large objects through its node's store, which
         # fetches each from the head once for all of the node's workers (ember._node_store).
         self._node_store: NodeStoreClient | None = None
@@ -275,6 +278,8 @@ class CoreRuntime:
             self._replies[msg[1]] = msg[2]
         elif t == M.WARN:
             logging.getLogger("ember").warning("%s", msg[1])
+        elif t == M.ITEM:
+            self._on_item(msg)
         elif self.message_hook is not None and self.message_hook(msg):
             pass
         elif t == M.GOODBYE:
@@ -282,6 +287,36 @@ class CoreRuntime:
             raise RaySystemError(f"the node agent closed the connection: {msg[1]}")
         else:
             raise RaySystemError(f"unexpected message from the node agent: {msg[0]!r}")
+
+    def _on_item(self, msg: tuple) -> None:
+        """A generator task yielded a value: the agent counts this process as holding it."""
+        _, tid, index, oid, kind, payload = msg
+        ref = self._owned_ref(oid)
+        self.objects[oid] = (kind, payload)
+        stream = self.streams.get(tid)
+        if stream is not None:
+            stream[index] = ref
+        # else its generator was dropped: the ref goes now, and with it the value
+
+    def local_error_ref(self, oid: bytes, blob: bytes) -> ObjectRef:
+        """A ref that only this process knows, whose ``get`` raises the pickled error ``blob``
+        (a generator's end error, given as its next ref)."""
+        ref = self._owned_ref(oid)
+        self.objects[oid] = (M.ERROR, blob)
+        return ref
+
+    def wait_for(self, ready: Callable[[], bool], timeout: float | None) -> bool:
+        """Read messages until ``ready()`` (True) or ``timeout`` seconds pass (False); a worker
+        gives its CPU back meanwhile, as in ``get``."""
+        if ready():
+            return True
+        deadline = None if timeout is None else time.monotonic() + timeout
+        blocked = self._blocking()
+        try:
+            return self.wait_until(ready, deadline)
+        finally:
+            if blocked:
+                self._unblocking()
 
     def _pump(self, timeout: float | None) -> None:
         inbox = self.inbox
@@ -633,10 +668,12 @@ class CoreRuntime:
         max_retries: int,
         retry_exceptions: Any,
         extra: Any = None,
+        ids: Callable[[bytes, int], tuple[bytes, ...]] = return_ids,
     ) -> list[ObjectRef]:
+        """Submit a task; ``ids`` names its returns from its task id (a generator's differ)."""
         blob, deps, contained, keep = self.pack_args(args, kwargs)
         task_id = self.ids.task_id()
-        rids = return_ids(task_id, num_returns)
+        rids = ids(task_id, num_returns)
         refs = [self._owned_ref(r) for r in rids]
         self._owned_pending.update(rids)
         self.send(

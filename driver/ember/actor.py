@@ -12,7 +12,7 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-from ember import _context, runtime_env
+from ember import _context, generators, runtime_env
 from ember._concurrency_groups import check_groups, check_method_groups, method_groups
 from ember._resources import validate_request
 from ember._serialization import dumps_function, serialize
@@ -63,7 +63,7 @@ def method_table(cls: type) -> tuple[dict[str, int], bool, dict[str, CallShape |
         if name == "__init__":
             continue
         opts = getattr(member, "__ember_method_options__", {})
-        methods[name] = opts.get("num_returns", 1)
+        methods[name] = generators.returns_of(member, opts)  # a count, or how a generator streams
         if inspect.iscoroutinefunction(member) or inspect.isasyncgenfunction(member):
             is_async = True
     if inspect.iscoroutinefunction(getattr(cls, "__init__", None)):
@@ -270,12 +270,11 @@ class ActorMethod:
         )
 
     def options(self, **options: Any) -> ActorMethod:
-        bad = set(options) - {"num_returns", "max_task_retries", "name", "retry_exceptions", "concurrency_group"}
+        bad = set(options) - {"num_returns", "max_task_retries", "name", "retry_exceptions",
+                              "concurrency_group", generators.BACKPRESSURE_OPTION}
         if bad:
             raise ValueError(f"invalid option(s) {sorted(bad)} for an actor method call")
-        n = options.get("num_returns", self._num_returns)
-        if not isinstance(n, int) or n < 0:
-            raise ValueError(f"num_returns must be a non-negative integer, got {n!r}")
+        n = generators.with_options(self._num_returns, options)
         group = options.get("concurrency_group", self._group)
         if group is not None:
             meta = self._handle._ember_meta
@@ -303,6 +302,9 @@ class ActorMethod:
         extra = ("call", handle._actor_id, self._name)
         if self._group is not None:
             extra += (self._group,)
+        if type(n) is not int:  # a generator method (ember.generators)
+            return generators.submit(rt, n, b"", f"{meta.class_name}.{self._name}", args, kwargs, {}, retries,
+                                     False, extra=extra)
         refs = rt.submit(b"", f"{meta.class_name}.{self._name}", args, kwargs, n, {}, retries, False,
                          extra=extra)
         if n == 1:

@@ -20,6 +20,7 @@ from ember._local_cluster import read_record
 from ember._output import OutputPrinter
 from ember._runtime import CoreRuntime, SessionInfo
 from ember._wire import ClientConnection
+from ember.generators import ObjectRefGenerator, wait_with_generators
 from ember.object_ref import ObjectRef
 from ember.remote_function import RemoteFunction
 
@@ -348,7 +349,7 @@ def method(*args: Any, **options: Any) -> Any:
     """Options for an actor method: ``@ember.method(num_returns=2)``."""
     # enable_task_events only changes what is recorded for observability tools
     valid = {"num_returns", "concurrency_group", "max_task_retries", "retry_exceptions",
-             "enable_task_events"}
+             "enable_task_events", "_generator_backpressure_num_objects"}
 
     def decorator(fn: Any) -> Any:
         bad = set(options) - valid
@@ -419,6 +420,9 @@ def get(object_refs: ObjectRef | Sequence[ObjectRef], *, timeout: float | None =
                     f"get() expects a list of ObjectRefs, but the list holds a {type(r).__name__}"
                 )
         return rt.get(list(object_refs), timeout)
+    if isinstance(object_refs, ObjectRefGenerator):
+        raise TypeError("get() cannot take an ObjectRefGenerator: iterate it (for ref in gen) and get "
+                        "each ObjectRef it gives")
     raise TypeError(
         f"get() expects an ObjectRef or a list of ObjectRefs, got {type(object_refs).__name__}"
     )
@@ -444,6 +448,8 @@ def wait(
     if not isinstance(object_refs, list | tuple):
         raise TypeError(f"wait() expects a list of ObjectRefs, got {type(object_refs).__name__}")
     if not set(map(type, object_refs)) <= {ObjectRef}:  # (checked in C: wait is called in loops)
+        if any(isinstance(r, ObjectRefGenerator) for r in object_refs):
+            return wait_with_generators(_context.require_runtime(), list(object_refs), num_returns, timeout)
         for r in object_refs:
             if not isinstance(r, ObjectRef):
                 raise TypeError(f"wait() expects a list of ObjectRefs, but the list holds a {type(r).__name__}")
@@ -469,8 +475,10 @@ def cancel(object_ref: ObjectRef, *, force: bool = False, recursive: bool = True
 
     A queued task is dropped; a running one is interrupted (``force=True`` kills its worker).
     """
+    if isinstance(object_ref, ObjectRefGenerator):  # a generator task: it stops where it is
+        object_ref = object_ref.completed()
     if not isinstance(object_ref, ObjectRef):
-        raise TypeError(f"cancel() expects an ObjectRef, got {type(object_ref).__name__}")
+        raise TypeError(f"cancel() expects an ObjectRef or an ObjectRefGenerator, got {type(object_ref).__name__}")
     _context.require_runtime().cancel(object_ref, force, recursive)
 
 

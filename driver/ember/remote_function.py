@@ -6,7 +6,7 @@ import functools
 import weakref
 from typing import Any
 
-from ember import _context, runtime_env
+from ember import _context, generators, runtime_env
 from ember._call_limit import CallLimit, default_max_calls
 from ember._resources import validate_request
 from ember._serialization import dumps_function, serialize
@@ -16,7 +16,7 @@ TASK_OPTIONS = {
     "num_cpus", "num_gpus", "resources", "memory", "num_returns", "max_retries", "retry_exceptions",
     "name", "scheduling_strategy", "runtime_env", "accelerator_type", "label_selector",
     "placement_group", "placement_group_bundle_index", "placement_group_capture_child_tasks",
-    "_metadata", "enable_task_events", "max_calls",
+    "_metadata", "enable_task_events", "max_calls", generators.BACKPRESSURE_OPTION,
 }
 _IGNORED = {"scheduling_strategy", "accelerator_type", "label_selector", "placement_group",
             "placement_group_bundle_index", "placement_group_capture_child_tasks", "_metadata",
@@ -29,8 +29,9 @@ def check_options(options: dict[str, Any], valid: set[str], what: str) -> None:
         if key not in valid:
             raise ValueError(f"invalid option {key!r} for {what}; valid options are: {', '.join(sorted(valid))}")
     n = options.get("num_returns")
-    if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 0):
-        raise ValueError(f"num_returns must be a non-negative integer, got {n!r}")
+    if n is not None:
+        generators.check_num_returns(n)
+    generators.check_backpressure(options.get(generators.BACKPRESSURE_OPTION))
     r = options.get("max_retries")
     if r is not None and (not isinstance(r, int) or isinstance(r, bool) or r < -1):
         raise ValueError(f"max_retries must be an integer >= -1 (-1 retries forever), got {r!r}")
@@ -69,7 +70,7 @@ class RemoteFunction:
         rex = options.get("retry_exceptions", False)
         if isinstance(rex, list | tuple):
             rex = serialize(list(rex)).to_bytes()
-        return (options.get("num_returns", 1), resources, options.get("max_retries", 3), rex,
+        return (generators.returns_of(self._function, options), resources, options.get("max_retries", 3), rex,
                 options.get("name") or self._name, runtime_env.check(options.get("runtime_env")),
                 default_max_calls(options.get("max_calls"), resources.get("GPU")))
 
@@ -119,6 +120,8 @@ class RemoteFunction:
         num_returns, resources, max_retries, rex, name, own_env, max_calls = resolved
         env = runtime_env.effective(own_env) if (own_env or rt.env_vars) else None
         fn_id = self._env_fn_id(rt, env, max_calls) if env or max_calls else self._fn_id(rt)
+        if type(num_returns) is not int:  # a generator task (ember.generators)
+            return generators.submit(rt, num_returns, fn_id, name, args, kwargs, resources, max_retries, rex)
         refs = rt.submit(fn_id, name, args, kwargs, num_returns, resources, max_retries, rex)
         if num_returns == 1:
             return refs[0]

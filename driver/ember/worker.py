@@ -32,6 +32,7 @@ from ember._call_limit import take_retire
 from ember._claims import ClaimSlot, claim_path
 from ember._concurrency_groups import GroupExecutors, method_groups
 from ember._direct import DirectSender
+from ember._generator_run import GENERATOR_TYPES, GeneratorRunner
 from ember._oom import make_worker_first
 from ember._output import OutputMarks, redirect_stdio
 from ember._runtime import CoreRuntime, Dep, SessionInfo
@@ -79,6 +80,7 @@ class Worker:
         # an async or threaded actor's loops or thread pools, by concurrency group
         self.executors: GroupExecutors | None = None
         self.async_running: dict[bytes, asyncio.Task] = {}  # an async actor's calls in progress
+        self.generators = GeneratorRunner(rt, self._pack, self._task_error)  # tasks that yield
         rt.message_hook = self._on_message
 
     # messages from the agent other than objects and replies
@@ -106,6 +108,9 @@ class Worker:
             return True
         if t == M.EXIT:
             rt.exit_requested = True
+            return True
+        if t == M.CREDIT:
+            self.generators.on_credit(msg)
             return True
         return False
 
@@ -204,6 +209,7 @@ class Worker:
             os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in rt.gpu_ids)
         rt.current_task_id = task_id
         rt.cancel_current = False
+        streamed = False
         ctx_token = set_current_task(TaskInfo(task_id, name, env.get("resources", {}) if env else {}))
         value = None
         try:
@@ -220,6 +226,10 @@ class Worker:
             else:
                 value = target(*args, **kwargs)
             del args, kwargs
+            if type(value) in GENERATOR_TYPES:  # a generator task: its values go back as yielded
+                streamed = True
+                value = self.generators.run(task_id, rids, value, name,
+                                            lambda e: retries_left != 0 and _matches(retry_exc, e))
             if actor is not None and actor[0] == "create":
                 self._become_actor(value, actor, rids[0], env)
                 value = None
@@ -250,7 +260,8 @@ class Worker:
             rt.cancel_current = False
             reset_current_task(ctx_token)
         elapsed = time.perf_counter() - start
-        direct = not retry and env is not None and self._send_direct(env.get("reply"), results)
+        # (a generator's values went through the agent: its end must not overtake them)
+        direct = not retry and not streamed and env is not None and self._send_direct(env.get("reply"), results)
         self._done((M.DONE, task_id, results, retry, elapsed, direct))
         # Only now may refs inside the value go: their release must not reach the agent
         # before the result that names them (and pins them) is queued to go out first.
@@ -350,6 +361,8 @@ class Worker:
                     value = target(*args, **kwargs)
                     if inspect.isawaitable(value):
                         value = await value
+                    elif type(value) in GENERATOR_TYPES:  # values go back as yielded
+                        value = await self.generators.run_async(task_id, rids, value, name, lambda e: False)
                     results = self._pack(rids, value, name)
                 except asyncio.CancelledError as exc:
                     if task_id not in self.cancelled:  # the method's own, not ember.cancel()

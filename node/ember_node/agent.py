@@ -48,6 +48,7 @@ from ember_node.protocol import name_of
 from ember_node.requests import Requests
 from ember_node.scheduler import Kind, Limits, Request, place, steal_candidate
 from ember_node.store import Arena
+from ember_node.streams import Streams
 from ember_node.tasks import FINISHED, QUEUED, RUNNING, Task
 from ember_node.worker_output import OutputBatch, WorkerOutput
 from ember_node.workers import BUSY, DEAD, IDLE, RETIRING, NodeRec, WorkerRec, Zygote
@@ -143,9 +144,11 @@ class Agent(Membership, Requests):
         # worker nodes holding a copy (or that held one: see NodeRec.dropped), told when freed
         self.remote_readers: dict[bytes, set[NodeRec]] = {}
         # an actor whose every handle is dropped before it was created never starts
-        self.table.on_orphan = lambda oid: self.actors.on_freed(oid) if oid in actor_table else None
+        self.table.on_orphan = lambda oid: (self.actors.on_freed(oid) if oid in actor_table
+                                            else self.streams.on_abandoned(oid))
         self.functions: dict[bytes, bytes] = {}
         self.tasks: dict[bytes, Task] = {}
+        self.streams = Streams(self.tasks, self.table, self._send, self._note_copy)
         self.queues: dict[tuple, deque[Task]] = {}
         self.workers: dict[int, WorkerRec] = {}
         self.by_pid: dict[tuple[str, int], WorkerRec] = {}
@@ -194,6 +197,8 @@ class Agent(Membership, Requests):
             M.HEARTBEAT: self._on_heartbeat,
             M.NODE_EVENT: self._on_node_event,
             M.NODE_OUTPUT: self._on_node_output,
+            M.YIELDED: self.streams.on_yielded,
+            M.CONSUMED: self.streams.on_consumed,
         }
         for _ in range(int(self.totals.get("CPU", 1)) or 1):
             self._start_worker(self.local)

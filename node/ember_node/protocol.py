@@ -139,12 +139,32 @@ def _done(m: tuple) -> str | None:
     for r in results:
         if not isinstance(r, tuple) or len(r) != 4 or not _is_id(r[0]) or not _ids(r[3]):
             return "each result of DONE needs (object id, kind, payload, contained ids)"
-        kind, payload = r[1], r[2]
-        if kind == M.STORE:
-            if not (isinstance(payload, tuple) and len(payload) == 2 and all(_int(x) and x >= 0 for x in payload)):
-                return "a stored result needs (offset, size)"
-        elif kind not in (M.INLINE, M.ERROR) or not isinstance(payload, bytes | bytearray):
-            return "a result's kind must be INLINE, STORE or ERROR"
+        problem = _result_problem(r[1], r[2])
+        if problem:
+            return problem
+    return None
+
+
+def _result_problem(kind: Any, payload: Any) -> str | None:
+    if kind == M.STORE:
+        if not (isinstance(payload, tuple) and len(payload) == 2 and all(_int(x) and x >= 0 for x in payload)):
+            return "a stored result needs (offset, size)"
+    elif kind not in (M.INLINE, M.ERROR) or not isinstance(payload, bytes | bytearray):
+        return "a result's kind must be INLINE, STORE or ERROR"
+    return None
+
+
+def _yielded(m: tuple) -> str | None:
+    _, tid, index, oid, kind, payload, contained = m
+    if not _is_id(tid) or not _int(index) or index < 0 or not _is_id(oid) or not _ids(contained):
+        return "YIELDED needs (task id, index >= 0, object id, kind, payload, contained ids)"
+    return _result_problem(kind, payload)
+
+
+def _consumed(m: tuple) -> str | None:
+    _, tid, count = m
+    if not _is_id(tid) or not _int(count) or count < 0:
+        return "CONSUMED needs (task id, count >= 0)"
     return None
 
 
@@ -219,6 +239,8 @@ SCHEMA: dict[int, tuple[str, int, int, _Check]] = {
     M.HEARTBEAT: ("HEARTBEAT", 1, 4, _heartbeat),
     M.NODE_EVENT: ("NODE_EVENT", 4, 4, _node_event),
     M.NODE_OUTPUT: ("NODE_OUTPUT", 2, 2, _node_output),
+    M.YIELDED: ("YIELDED", 7, 7, _yielded),
+    M.CONSUMED: ("CONSUMED", 3, 3, _consumed),
 }
 
 

@@ -17,7 +17,9 @@ class Task:
     __slots__ = ("tid", "fn_id", "name", "args", "deps", "rids", "resources", "shape", "max_retries",
                  "retry_exc", "contained", "extra", "owner", "missing", "worker", "attempt",
                  "cancelled", "state", "failed_dep", "namespace", "seq", "job", "pending_reason",
-                 "started_at")
+                 "started_at", "streamed", "consumed")
+    # streamed/consumed: a generator task's values taken by the agent and consumed by its
+    # caller (ember_node.streams); left unset for other tasks
 
     def __init__(self, spec: tuple, owner: Any) -> None:
         (self.tid, self.fn_id, self.name, self.args, self.deps, self.rids, self.resources,

@@ -136,3 +136,32 @@ def test_200mib_array_between_worker_nodes(three_nodes, connect):
     node, nbytes, h = ember.get(digest.remote(make.remote(ARRAY_BYTES, 9)), timeout=120)
     assert (node, nbytes) == ("a", ARRAY_BYTES)
     assert h == hashlib.sha256(_pattern(ARRAY_BYTES, seed=9).data).hexdigest()
+
+
+def test_generator_on_a_worker_node_streams_to_a_remote_driver(three_nodes, connect):
+    """Values yielded on a worker node (inline and through the store) reach a driver that
+    reaches the cluster over gRPC, with backpressure and from an async actor there."""
+    head, _a, _b = three_nodes
+    connect(head)
+
+    @ember.remote(resources={"node_a": 1}, _generator_backpressure_num_objects=2)
+    def chunks(n, size):
+        import os
+
+        for i in range(n):
+            yield os.environ.get("EMBER_TEST_NODE"), bytes([i]) * size
+
+    got = [ember.get(r, timeout=90) for r in chunks.remote(4, 2 * MiB)]
+    assert [(node, len(data), data[0]) for node, data in got] == [("a", 2 * MiB, i) for i in range(4)]
+    assert [ember.get(r, timeout=90)[1] for r in chunks.remote(3, 10)] == [bytes([i]) * 10 for i in range(3)]
+
+    @ember.remote(resources={"node_b": 1})
+    class Ticker:
+        async def ticks(self, n):
+            import os
+
+            for i in range(n):
+                yield i, os.environ.get("EMBER_TEST_NODE")
+
+    t = Ticker.remote()
+    assert [ember.get(r, timeout=90) for r in t.ticks.remote(3)] == [(0, "b"), (1, "b"), (2, "b")]

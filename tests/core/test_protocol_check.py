@@ -23,6 +23,9 @@ SPEC = (TID, b"f" * 16, "f", b"args", [], [RID], {"CPU": 1.0}, 3, False, [], Non
     (M.NODE_EVENT, "X", 123, -9),
     (M.CANCEL, TID, True, False),
     (M.BLOCKED,),
+    (M.YIELDED, TID, 0, RID, M.INLINE, b"x", []), (M.YIELDED, TID, 3, RID, M.STORE, (0, 10), [RID]),
+    (M.YIELDED, TID, 1, RID, M.ERROR, b"err", ()),
+    (M.CONSUMED, TID, 2),
 ])
 def test_messages_of_the_protocol_pass(msg):
     assert check(msg, greeted=True) is None
@@ -45,6 +48,12 @@ def test_messages_of_the_protocol_pass(msg):
     ((M.DONE, TID, [(RID, M.STORE, (-1, 10), [])], False, 0.0, False), "offset"),
     ((M.DONE, TID, [(RID, 9, b"", [])], False, 0.0, False), "kind"),
     ((M.REQUEST, 1, "no such", None), "REQUEST"),
+    ((M.YIELDED, TID, -1, RID, M.INLINE, b"x", []), "YIELDED"),
+    ((M.YIELDED, TID, 0, "rid", M.INLINE, b"x", []), "YIELDED"),
+    ((M.YIELDED, TID, 0, RID, 9, b"x", []), "kind"),
+    ((M.YIELDED, TID, 0, RID, M.STORE, (1,), []), "offset"),
+    ((M.YIELDED, TID, 0, RID, M.INLINE, b"x"), "items"),
+    ((M.CONSUMED, TID, -2), "CONSUMED"), ((M.CONSUMED, TID, True), "CONSUMED"),
     ((M.HELLO, "driver", 1, None, None), "twice"),
 ])
 def test_malformed_messages_are_refused_with_a_reason(msg, words):
