@@ -3,7 +3,8 @@
 # Included from the top Makefile (`include make/containers.mk`, after PY and STAMP are set).
 # No registry is reachable here, so tools/containers/build_image.py does everything offline:
 # starts Debian's docker.io when no daemon answers (root; its PID goes to
-# .tools/containers/dockerd.pid), builds the base image ember-base:bookworm once per machine
+# /run/ember-containers/dockerd.pid, one per machine; test runs hold it so the last one out
+# stops it), builds the base image ember-base:bookworm once per machine
 # with debootstrap (cached in .tools/containers/ember-base-bookworm.tar), fills the wheelhouse
 # (.tools/containers/wheelhouse/) and runs `docker build --network none` with /usr/bin/docker.
 #

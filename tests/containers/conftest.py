@@ -29,31 +29,24 @@ SKIP_STATUS = 77
 LABEL = "dev.ember.test-run"
 
 
-def _engine_answers() -> bool:
-    try:
-        return subprocess.run([DOCKER, "info"], capture_output=True, timeout=20).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-
-
 @pytest.fixture(scope="package")
 def image() -> Iterator[str]:
     """The image, built or reused; a dockerd this tier had to start is stopped when the tier
     ends (no orphans, also for the other tiers' leak checks: its images stay on disk, so the
     next run starts it again and reuses them)."""
     name = os.environ.get("EMBER_IMAGE", "ember:test")
-    was_running = _engine_answers()
     try:
         yield _build(name)
     finally:
-        if not was_running:
-            subprocess.run([sys.executable, str(BUILD_TOOL), "--stop-engine"], capture_output=True,
-                           timeout=60)
+        # the engine stops only if the build tool started it and no other run (a second
+        # suite side by side) still holds it
+        subprocess.run([sys.executable, str(BUILD_TOOL), "--release", str(os.getpid())],
+                       capture_output=True, timeout=60)
 
 
 def _build(name: str) -> str:
     started = time.monotonic()
-    done = subprocess.run([sys.executable, str(BUILD_TOOL), "--image", name],
+    done = subprocess.run([sys.executable, str(BUILD_TOOL), "--image", name, "--hold", str(os.getpid())],
                           capture_output=True, text=True, timeout=570)
     if done.returncode == SKIP_STATUS:
         reason = next((line for line in done.stderr.splitlines() if line.startswith("SKIP:")),

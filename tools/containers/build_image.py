@@ -2,12 +2,18 @@
 
     python tools/containers/build_image.py [--image ember:test] [--step engine|base|wheels|image|all]
     python tools/containers/build_image.py --stop-engine     stop the dockerd this tool started
+    python tools/containers/build_image.py --hold PID ...   build, and record PID as a user of the engine
+    python tools/containers/build_image.py --release PID    PID is done; stop the dockerd this tool
+                                                            started once no live user remains
 
 No image registry is reachable on these machines (see notes/containers.md), so:
 
 1. engine: use a Docker daemon that answers; else (as root) install Debian's ``docker.io``
    (``apt-get update`` once if the install needs it) and start ``dockerd`` in the background,
-   its PID recorded in ``.tools/containers/dockerd.pid`` (it is left running for the next run).
+   its PID recorded in ``/run/ember-containers/dockerd.pid``: one record per machine, since
+   there is one daemon per machine whichever clone started it. Test runs hold the engine
+   (``--hold``/``--release``, pid files under ``/run/ember-containers/users/``) so that two
+   suites side by side never stop the daemon under each other: the last one out stops it.
    Debian's ``/usr/bin/docker`` (20.10) is the client used throughout: a newer client that may
    sit first on PATH lacks buildx.
 2. base: ``ember-base:bookworm`` made once per machine with ``debootstrap --variant=minbase``
@@ -27,6 +33,8 @@ tier, make) can tell "cannot run here" from "broken".
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -39,12 +47,16 @@ import sys
 import tempfile
 import time
 import tomllib
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 STATE = ROOT / ".tools" / "containers"
 WHEELHOUSE = STATE / "wheelhouse"
-DOCKERD_PID = STATE / "dockerd.pid"
+SHARED = Path("/run/ember-containers")  # machine-wide: one Docker daemon per machine
+DOCKERD_PID = SHARED / "dockerd.pid"
+USERS = SHARED / "users"  # a file per process (its pid) that uses the engine
+LOCK = SHARED / "lock"
 DOCKERD_LOG = STATE / "dockerd.log"
 DOCKER = "/usr/bin/docker"
 DOCKER_SOCKET = "/var/run/docker.sock"
@@ -148,6 +160,7 @@ def ensure_engine() -> None:
     if engine_answers():
         return
     STATE.mkdir(parents=True, exist_ok=True)
+    SHARED.mkdir(mode=0o700, parents=True, exist_ok=True)
     log("starting dockerd")
     with open(DOCKERD_LOG, "ab") as out:
         proc = subprocess.Popen(
@@ -161,7 +174,7 @@ def ensure_engine() -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if engine_answers(0.5):
-            log(f"dockerd is up (pid {proc.pid}, recorded in {DOCKERD_PID.relative_to(ROOT)})")
+            log(f"dockerd is up (pid {proc.pid}, recorded in {DOCKERD_PID})")
             return
         if proc.poll() is not None:
             break
@@ -191,6 +204,58 @@ def stop_engine() -> None:
             time.sleep(0.1)
         log(f"stopped dockerd (pid {pid})")
     DOCKERD_PID.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def engine_lock() -> Iterator[None]:
+    """Serialises starting, holding and stopping the engine between processes of this machine."""
+    SHARED.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with open(LOCK, "a") as f:
+        fcntl.lockf(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.lockf(f, fcntl.LOCK_UN)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def live_users() -> list[int]:
+    """The pids holding the engine that still run (records of dead ones are dropped)."""
+    out = []
+    for f in USERS.glob("*") if USERS.exists() else []:
+        pid = int(f.name) if f.name.isdigit() else 0
+        if pid and _alive(pid):
+            out.append(pid)
+        else:
+            f.unlink(missing_ok=True)
+    return sorted(out)
+
+
+def hold(pid: int) -> None:
+    """Record ``pid`` as a user of the engine (call with :func:`engine_lock` held)."""
+    USERS.mkdir(mode=0o700, parents=True, exist_ok=True)
+    (USERS / str(pid)).touch()
+
+
+def release(pid: int) -> None:
+    """``pid`` no longer uses the engine: stop the dockerd this tool started once nobody does."""
+    with engine_lock():
+        (USERS / str(pid)).unlink(missing_ok=True)
+        others = live_users()
+        if others:
+            log(f"dockerd left running: still used by pid(s) {', '.join(map(str, others))}")
+            return
+        stop_engine()
+    shutil.rmtree(SHARED, ignore_errors=True)
 
 
 def docker(*args: str, **kw) -> subprocess.CompletedProcess:
@@ -436,14 +501,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--python", default=sys.executable, help="Python whose pip builds the wheels")
     p.add_argument("--step", choices=["engine", "base", "wheels", "image", "all"], default="all")
     p.add_argument("--stop-engine", action="store_true", help="stop the dockerd this tool started")
+    p.add_argument("--hold", type=int, metavar="PID", help="record PID as a user of the engine")
+    p.add_argument("--release", type=int, metavar="PID",
+                   help="PID is done with the engine; stop the dockerd this tool started if no one uses it")
     args = p.parse_args(argv)
     if args.stop_engine:
-        stop_engine()
+        with engine_lock():
+            stop_engine()
+        return 0
+    if args.release:
+        release(args.release)
         return 0
     started = time.monotonic()
     try:
         if args.step in ("engine", "base", "image", "all"):
-            ensure_engine()
+            with engine_lock():  # one starter at a time; a holder is recorded before it is used
+                ensure_engine()
+                if args.hold:
+                    hold(args.hold)
         if args.step in ("base", "image", "all"):
             ensure_base(args.base)
         if args.step in ("wheels", "image", "all"):
