@@ -14,6 +14,7 @@ from typing import Any
 
 from ember import _context, generators, runtime_env
 from ember._concurrency_groups import check_groups, check_method_groups, method_groups
+from ember._namespace import is_anonymous
 from ember._resources import validate_request
 from ember._serialization import dumps_function, serialize
 from ember._signature import CallShape, check, shape_of
@@ -146,7 +147,7 @@ class ActorClass:
                 if options.get("get_if_exists"):
                     return existing
                 raise ValueError(
-                    f"an actor named {name!r} already exists in namespace {namespace or 'default'!r}; "
+                    f"an actor named {name!r} already exists in namespace {namespace!r}; "
                     f"use ember.get_actor({name!r}) or .options(get_if_exists=True)"
                 )
         own_env = runtime_env.check(options.get("runtime_env"))
@@ -342,5 +343,9 @@ def get_actor(name: str, namespace: str | None = None) -> ActorHandle:
     handle = _lookup(rt, name, namespace)
     if handle is None:
         where = f" in namespace {namespace!r}" if namespace else ""
-        raise ValueError(f"no actor named {name!r}{where}; it was never created, or it has died")
+        hint = ""
+        if is_anonymous(namespace):
+            hint = (" (this job's namespace is anonymous: actors another driver named are found only "
+                    "when both call ember.init(namespace=...) with the same name)")
+        raise ValueError(f"no actor named {name!r}{where}; it was never created, or it has died{hint}")
     return handle

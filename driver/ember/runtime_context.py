@@ -144,8 +144,9 @@ class RuntimeContext:
     # ------------------------------------------------------------------ actor
     @property
     def namespace(self) -> str | None:
-        """The namespace named actors are created in and looked up from (``init(namespace=)``;
-        None when none was given: ember's shared default namespace)."""
+        """The namespace named actors are created in and looked up from: the one
+        ``init(namespace=)`` named, else the job's anonymous namespace (a UUID of its own, as
+        in Ray), for the driver and every task and actor it starts."""
         return self._rt.namespace
 
     @property
