@@ -12,7 +12,7 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-from ember import _context, generators, runtime_env
+from ember import _context, _runtime_packages, generators, runtime_env
 from ember._concurrency_groups import check_groups, check_method_groups, method_groups
 from ember._namespace import is_anonymous
 from ember._resources import validate_request
@@ -152,7 +152,11 @@ class ActorClass:
                 )
         own_env = runtime_env.check(options.get("runtime_env"))
         env = runtime_env.effective(own_env) if (own_env or rt.env_vars) else None
-        if env:  # the actor's process runs with these variables set
+        packages = _runtime_packages.resolve(rt, _runtime_packages.parse(options.get("runtime_env")))
+        if packages:  # the actor's process runs inside its code packages (and variables)
+            blob, contained = _runtime_packages.dumps_packaged_class(self._cls, packages, env or {})
+            fn_id = rt.register_function(blob, contained)
+        elif env:  # the actor's process runs with these variables set
             blob, contained = dumps_function(runtime_env.ActorEnv(self._cls, env))
             fn_id = rt.register_function(blob, contained)
         else:

@@ -98,8 +98,9 @@ def init(
             ``/healthz`` on ``127.0.0.1:metrics_port``.
         **kwargs: Ray's ``namespace`` (where named actors live; without it the driver gets an
             anonymous namespace of its own, as in Ray), ``runtime_env`` (the job's
-            ``env_vars``) and ``log_to_driver``; Ray's other ``init`` arguments are accepted
-            and ignored, an unknown one raises ``TypeError``.
+            ``env_vars``, ``working_dir``, ``py_modules``, ``excludes``) and ``log_to_driver``;
+            Ray's other ``init`` arguments are accepted and ignored, an unknown one raises
+            ``TypeError``.
 
     Returns:
         What was started or joined, read like Ray's (``info["node_id"]``,
@@ -151,6 +152,7 @@ def init(
                 job_env = {**job_env, runtime_env.ALIAS_VAR: "1"}  # start get the alias per task
             rt.env_vars = job_env
             _context.set_runtime(rt)
+            _ship_job_code(rt, kwargs.get("runtime_env"))
             if not _atexit_registered:
                 atexit.register(shutdown)
                 _atexit_registered = True
@@ -190,10 +192,25 @@ def init(
         rt.namespace = namespace
         rt.env_vars = job_env
         _context.set_runtime(rt)
+        _ship_job_code(rt, kwargs.get("runtime_env"))
         if not _atexit_registered:
             atexit.register(shutdown)
             _atexit_registered = True
         return RuntimeInfo(session)
+
+
+def _ship_job_code(rt: CoreRuntime, env: dict | None) -> None:
+    """The job's runtime_env working_dir and py_modules, packed and stored now; ``init``
+    fails (and disconnects) when they cannot be."""
+    if not env or not (env.get("working_dir") or env.get("py_modules")):
+        return
+    from ember._runtime_packages import set_job_packages
+
+    try:
+        set_job_packages(rt, env)
+    except BaseException:
+        shutdown()
+        raise
 
 
 def _pid() -> int:
