@@ -310,14 +310,40 @@ class PackagedCall:
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         state = _enter(self.packages)
+        value = None
         try:
             if self.fn is None:
                 from ember._serialization import loads_function
 
                 self.fn = loads_function(self.blob)
-            return self.fn(*args, **kwargs)
+            value = self.fn(*args, **kwargs)
+            return _inside(value, self.packages) if isinstance(value, types.GeneratorType | types.AsyncGeneratorType) else value
         finally:
             _leave(state)
+
+
+def _inside(gen: Any, packages: PackageSet) -> Any:
+    """A generator task's generator, run inside the packages while it yields (the worker
+    runs its body after the call returned)."""
+    if isinstance(gen, types.AsyncGeneratorType):
+        async def agen() -> Any:
+            state = _enter(packages)
+            try:
+                async for item in gen:
+                    yield item
+            finally:
+                _leave(state)
+
+        return agen()
+
+    def sgen() -> Any:
+        state = _enter(packages)
+        try:
+            yield from gen
+        finally:
+            _leave(state)
+
+    return sgen()
 
 
 class ActorPackages(ActorEnv):

@@ -59,6 +59,14 @@ def with_helpers(x):
 
 
 @ember.remote
+def streamed(n):
+    import only_here
+
+    for i in range(n):
+        yield only_here.VALUE + i, os.path.exists("data/input.txt")
+
+
+@ember.remote
 class Keeper:
     def __init__(self):
         import only_here
@@ -77,6 +85,7 @@ def test_init_working_dir_ships_modules_and_files_to_every_task(new_cluster, cod
     assert out["log_shipped"] is False, "an excluded file was shipped"
     assert out["cwd"] != wd and "runtime_resources" in out["cwd"], "the task ran in the driver's directory"
     assert ember.get(nested.remote(), timeout=T)["value"] == 41, "a nested task did not inherit the working_dir"
+    assert [ember.get(r, timeout=T) for r in streamed.remote(2)] == [(41, True), (42, True)]
     assert ember.get(Keeper.remote().where.remote(), timeout=T) == (41, out["cwd"], "hello")
     assert os.getcwd() != out["cwd"]  # the driver stays where it is
 
