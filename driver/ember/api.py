@@ -121,6 +121,10 @@ def init(
     # every task and actor of the job (a submitted job's env_vars first: ember_node.jobs)
     job_env = {**runtime_env.submitted_job_env(), **runtime_env.check(kwargs.get("runtime_env"))}
     namespace = job_namespace(kwargs.get("namespace"))
+    job_code = kwargs.get("runtime_env")
+    if os.environ.get("EMBER_JOB_WORKING_DIR") and not (job_code or {}).get("working_dir"):
+        # a submitted job's tasks run in (a copy of) its uploaded working directory, as in Ray
+        job_code = {"working_dir": os.environ["EMBER_JOB_WORKING_DIR"], "py_modules": (job_code or {}).get("py_modules")}
     with _init_lock:
         if _context.current_runtime() is not None:
             if ignore_reinit_error:
@@ -152,7 +156,7 @@ def init(
                 job_env = {**job_env, runtime_env.ALIAS_VAR: "1"}  # start get the alias per task
             rt.env_vars = job_env
             _context.set_runtime(rt)
-            _ship_job_code(rt, kwargs.get("runtime_env"))
+            _ship_job_code(rt, job_code)
             if not _atexit_registered:
                 atexit.register(shutdown)
                 _atexit_registered = True
@@ -192,7 +196,7 @@ def init(
         rt.namespace = namespace
         rt.env_vars = job_env
         _context.set_runtime(rt)
-        _ship_job_code(rt, kwargs.get("runtime_env"))
+        _ship_job_code(rt, job_code)
         if not _atexit_registered:
             atexit.register(shutdown)
             _atexit_registered = True
