@@ -142,3 +142,39 @@ def test_bad_code_paths_fail_with_the_path(new_cluster, tmp_path):
         probe.options(runtime_env={"working_dir": "https://example.com/code.zip"})
     with pytest.raises(ValueError, match="'pip'"):
         probe.options(runtime_env={"working_dir": str(tmp_path), "pip": ["requests"]})
+
+
+PROGRAM = """
+import os
+import ray
+import mylib  # next to the program: the driver has it, the workers get it from working_dir
+
+ray.init(runtime_env={"working_dir": ".", "excludes": ["*.tmp"]})
+
+
+@ray.remote
+def scaled(x):
+    return mylib.scale(x), open("table.csv").read().split(",")[1].strip(), os.path.exists("scratch.tmp")
+
+
+@ray.remote
+class Holder:
+    def name(self):
+        return mylib.NAME
+
+
+print("task", ray.get(scaled.remote(3)))
+print("actor", ray.get(Holder.options(name="holder").remote().name.remote()))
+print("found", ray.get(ray.get_actor("holder").name.remote()))
+print("namespace-is-anonymous", len(ray.get_runtime_context().namespace) == 36)
+"""
+
+
+def test_a_ray_program_ships_its_directory_under_ember_run(tmp_path):
+    from tests.rayapi.helpers import output_lines, run_ray_program
+
+    (tmp_path / "mylib.py").write_text("NAME = 'lib'\n\ndef scale(x):\n    return 10 * x\n")
+    (tmp_path / "table.csv").write_text("a, b\n")
+    (tmp_path / "scratch.tmp").write_text("not shipped\n")
+    assert output_lines(run_ray_program(tmp_path, PROGRAM)) == [
+        "task (30, 'b', False)", "actor lib", "found lib", "namespace-is-anonymous True"]
