@@ -18,6 +18,7 @@ works too.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import io
 import os
 import shutil
@@ -260,6 +261,25 @@ def materialize(pkg: Package, session_dir: str) -> str:
     return target
 
 
+_imported_from: set[str] = set()  # package directories this worker process imported modules from
+
+
+def _forget_modules_of_other_packages(keep: list[str]) -> None:
+    """A worker runs tasks of several runtime_envs in turn: before a task of another one,
+    drop the modules earlier ones imported from their packages, so that a module of the same
+    name (``utils``) is imported from this task's package, not reused from another's."""
+    stale = _imported_from - set(keep)
+    if stale:
+        prefixes = tuple(d + os.sep for d in stale)
+        for name, module in list(sys.modules.items()):
+            file = getattr(module, "__file__", None)
+            if isinstance(file, str) and file.startswith(prefixes):
+                del sys.modules[name]
+        _imported_from.difference_update(stale)
+        importlib.invalidate_caches()
+    _imported_from.update(keep)
+
+
 def _enter(packages: PackageSet) -> tuple[str, PackageSet | None, list[str]]:
     """Unpack, chdir and extend sys.path; what ``_leave`` needs to put them back."""
     rt = _context.require_runtime()
@@ -267,6 +287,7 @@ def _enter(packages: PackageSet) -> tuple[str, PackageSet | None, list[str]]:
     wd = materialize(packages.working_dir, rt.session.session_dir) if packages.working_dir else None
     cwd = os.getcwd()
     front = ([wd] if wd else []) + dirs
+    _forget_modules_of_other_packages(front)
     sys.path[:0] = front
     if wd:
         os.chdir(wd)

@@ -120,6 +120,24 @@ def test_a_task_defined_in_a_working_dir_module(new_cluster, code):
         sys.modules.pop("only_here", None)
 
 
+@ember.remote
+def same_name():
+    import utils
+
+    return utils.WHO
+
+
+def test_a_worker_switching_working_dirs_imports_each_ones_own_module(new_cluster, tmp_path):
+    """One CPU: the same worker runs the tasks of both working directories in turn."""
+    one = _write(tmp_path / "one", {"utils.py": "WHO = 'one'\n"})
+    two = _write(tmp_path / "two", {"utils.py": "WHO = 'two'\n"})
+    new_cluster(num_cpus=1)
+    a = same_name.options(runtime_env={"working_dir": one})
+    b = same_name.options(runtime_env={"working_dir": two})
+    got = [ember.get(f.remote(), timeout=T) for f in (a, b, a, a, b)]
+    assert got == ["one", "two", "one", "one", "two"]
+
+
 def test_working_dir_as_a_zip_file(new_cluster, code, tmp_path):
     wd, _ = code
     archive = tmp_path / "project.zip"
