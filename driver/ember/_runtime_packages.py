@@ -230,6 +230,19 @@ def resolve(rt: Any, spec: PackageSpec | None) -> PackageSet | None:
     return merge(inherited, wd, mods)
 
 
+def describe(packages: PackageSet | None) -> dict[str, Any]:
+    """``packages`` as the runtime context reports them: ``{"working_dir":
+    "ember://<hash>.zip", "py_modules": [...]}`` (only what is set). Pure."""
+    if packages is None:
+        return {}
+    out: dict[str, Any] = {}
+    if packages.working_dir is not None:
+        out["working_dir"] = f"ember://{packages.working_dir.digest}.zip"
+    if packages.py_modules:
+        out["py_modules"] = [f"ember://{p.digest}.zip" for p in packages.py_modules]
+    return out
+
+
 # ------------------------------------------------------------------ using (worker)
 def set_job_packages(rt: Any, runtime_env: dict | None) -> None:
     """``init(runtime_env=...)``: pack and store the job's working_dir and py_modules now

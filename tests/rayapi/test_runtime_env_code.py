@@ -47,6 +47,11 @@ def probe():
 
 
 @ember.remote
+def context_env():
+    return ember.get_runtime_context().runtime_env
+
+
+@ember.remote
 def nested():
     return ember.get(probe.remote(), timeout=60)
 
@@ -86,6 +91,10 @@ def test_init_working_dir_ships_modules_and_files_to_every_task(new_cluster, cod
     assert out["cwd"] != wd and "runtime_resources" in out["cwd"], "the task ran in the driver's directory"
     assert ember.get(nested.remote(), timeout=T)["value"] == 41, "a nested task did not inherit the working_dir"
     assert [ember.get(r, timeout=T) for r in streamed.remote(2)] == [(41, True), (42, True)]
+    reported = ember.get(context_env.remote(), timeout=T)
+    assert reported["working_dir"].startswith("ember://") and reported["working_dir"].endswith(".zip")
+    assert os.path.basename(out["cwd"]) in reported["working_dir"]  # named by its content hash
+    assert ember.get_runtime_context().runtime_env["working_dir"] == reported["working_dir"]
     assert ember.get(Keeper.remote().where.remote(), timeout=T) == (41, out["cwd"], "hello")
     assert os.getcwd() != out["cwd"]  # the driver stays where it is
 

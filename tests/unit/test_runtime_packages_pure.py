@@ -41,6 +41,12 @@ def test_merge_replaces_key_by_key():
     assert rp.merge(None, None, ()) is None
 
 
+def test_describe_names_packages_by_hash():
+    assert rp.describe(None) == {}
+    both = rp.PackageSet(rp.Package("aa", None, False), (rp.Package("bb", None, False),))
+    assert rp.describe(both) == {"working_dir": "ember://aa.zip", "py_modules": ["ember://bb.zip"]}
+
+
 def test_top_dir_of_a_zipped_folder():
     assert rp.top_dir(["proj/", "proj/a.py", "proj/b/c.py"]) == "proj"
     assert rp.top_dir(["a.py", "b.py"]) == ""
