@@ -12,8 +12,9 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-from ember import _context, generators, runtime_env
+from ember import _context, _runtime_packages, generators, runtime_env
 from ember._concurrency_groups import check_groups, check_method_groups, method_groups
+from ember._namespace import is_anonymous
 from ember._resources import validate_request
 from ember._serialization import dumps_function, serialize
 from ember._signature import CallShape, check, shape_of
@@ -146,12 +147,16 @@ class ActorClass:
                 if options.get("get_if_exists"):
                     return existing
                 raise ValueError(
-                    f"an actor named {name!r} already exists in namespace {namespace or 'default'!r}; "
+                    f"an actor named {name!r} already exists in namespace {namespace!r}; "
                     f"use ember.get_actor({name!r}) or .options(get_if_exists=True)"
                 )
         own_env = runtime_env.check(options.get("runtime_env"))
         env = runtime_env.effective(own_env) if (own_env or rt.env_vars) else None
-        if env:  # the actor's process runs with these variables set
+        packages = _runtime_packages.resolve(rt, _runtime_packages.parse(options.get("runtime_env")))
+        if packages:  # the actor's process runs inside its code packages (and variables)
+            blob, contained = _runtime_packages.dumps_packaged_class(self._cls, packages, env or {})
+            fn_id = rt.register_function(blob, contained)
+        elif env:  # the actor's process runs with these variables set
             blob, contained = dumps_function(runtime_env.ActorEnv(self._cls, env))
             fn_id = rt.register_function(blob, contained)
         else:
@@ -342,5 +347,9 @@ def get_actor(name: str, namespace: str | None = None) -> ActorHandle:
     handle = _lookup(rt, name, namespace)
     if handle is None:
         where = f" in namespace {namespace!r}" if namespace else ""
-        raise ValueError(f"no actor named {name!r}{where}; it was never created, or it has died")
+        hint = ""
+        if is_anonymous(namespace):
+            hint = (" (this job's namespace is anonymous: actors another driver named are found only "
+                    "when both call ember.init(namespace=...) with the same name)")
+        raise ValueError(f"no actor named {name!r}{where}; it was never created, or it has died{hint}")
     return handle

@@ -17,6 +17,7 @@ from ember import _context
 from ember import _messages as M
 from ember._launcher import EmbeddedCluster
 from ember._local_cluster import read_record
+from ember._namespace import job_namespace
 from ember._output import OutputPrinter
 from ember._runtime import CoreRuntime, SessionInfo
 from ember._wire import ClientConnection
@@ -95,9 +96,11 @@ def init(
             was already called.
         metrics_port: the embedded cluster's agent serves Prometheus ``/metrics`` and
             ``/healthz`` on ``127.0.0.1:metrics_port``.
-        **kwargs: Ray's ``namespace`` (for named actors), ``runtime_env`` (the job's
-            ``env_vars``) and ``log_to_driver``; Ray's other ``init`` arguments are accepted
-            and ignored, an unknown one raises ``TypeError``.
+        **kwargs: Ray's ``namespace`` (where named actors live; without it the driver gets an
+            anonymous namespace of its own, as in Ray), ``runtime_env`` (the job's
+            ``env_vars``, ``working_dir``, ``py_modules``, ``excludes``) and ``log_to_driver``;
+            Ray's other ``init`` arguments are accepted and ignored, an unknown one raises
+            ``TypeError``.
 
     Returns:
         What was started or joined, read like Ray's (``info["node_id"]``,
@@ -117,6 +120,11 @@ def init(
 
     # every task and actor of the job (a submitted job's env_vars first: ember_node.jobs)
     job_env = {**runtime_env.submitted_job_env(), **runtime_env.check(kwargs.get("runtime_env"))}
+    namespace = job_namespace(kwargs.get("namespace"))
+    job_code = kwargs.get("runtime_env")
+    if os.environ.get("EMBER_JOB_WORKING_DIR") and not (job_code or {}).get("working_dir"):
+        # a submitted job's tasks run in (a copy of) its uploaded working directory, as in Ray
+        job_code = {"working_dir": os.environ["EMBER_JOB_WORKING_DIR"], "py_modules": (job_code or {}).get("py_modules")}
     with _init_lock:
         if _context.current_runtime() is not None:
             if ignore_reinit_error:
@@ -140,7 +148,7 @@ def init(
                 )
             job = os.urandom(4).hex()  # Ray job ids are 4 bytes, 8 hex digits
             rt, open_output = _connect(address, token, tls_ca or os.environ.get("EMBER_TLS_CA"), job)
-            rt.namespace = kwargs.get("namespace")
+            rt.namespace = namespace
             rt.job_id = bytes.fromhex(job)  # what get_runtime_context().get_job_id() says
             if kwargs.get("log_to_driver", True):
                 _printer = _open_printer(open_output, job)
@@ -148,6 +156,7 @@ def init(
                 job_env = {**job_env, runtime_env.ALIAS_VAR: "1"}  # start get the alias per task
             rt.env_vars = job_env
             _context.set_runtime(rt)
+            _ship_job_code(rt, job_code)
             if not _atexit_registered:
                 atexit.register(shutdown)
                 _atexit_registered = True
@@ -184,13 +193,28 @@ def init(
             cluster.stop(timeout=0)
             raise
         _cluster = cluster
-        rt.namespace = kwargs.get("namespace")
+        rt.namespace = namespace
         rt.env_vars = job_env
         _context.set_runtime(rt)
+        _ship_job_code(rt, job_code)
         if not _atexit_registered:
             atexit.register(shutdown)
             _atexit_registered = True
         return RuntimeInfo(session)
+
+
+def _ship_job_code(rt: CoreRuntime, env: dict | None) -> None:
+    """The job's runtime_env working_dir and py_modules, packed and stored now; ``init``
+    fails (and disconnects) when they cannot be."""
+    if not env or not (env.get("working_dir") or env.get("py_modules")):
+        return
+    from ember._runtime_packages import set_job_packages
+
+    try:
+        set_job_packages(rt, env)
+    except BaseException:
+        shutdown()
+        raise
 
 
 def _pid() -> int:
@@ -378,8 +402,9 @@ def kill(actor: Any, *, no_restart: bool = True) -> None:
 def get_actor(name: str, namespace: str | None = None) -> Any:
     """The handle of a live named actor (``@remote(name=...)``, ``.options(name=...)``).
 
-    Raises ``ValueError`` when no live actor has that name in ``namespace`` (the job's, else
-    ``default``).
+    Raises ``ValueError`` when no live actor has that name in ``namespace`` (by default the
+    job's: the one ``init(namespace=)`` named, else the driver's own anonymous namespace, so
+    actors named by another driver are found only when both name the same namespace).
     """
     from ember.actor import get_actor as _get_actor
 

@@ -6,7 +6,7 @@ import functools
 import weakref
 from typing import Any
 
-from ember import _context, generators, runtime_env
+from ember import _context, _runtime_packages, generators, runtime_env
 from ember._call_limit import CallLimit, default_max_calls
 from ember._resources import validate_request
 from ember._serialization import dumps_function, serialize
@@ -72,7 +72,8 @@ class RemoteFunction:
             rex = serialize(list(rex)).to_bytes()
         return (generators.returns_of(self._function, options), resources, options.get("max_retries", 3), rex,
                 options.get("name") or self._name, runtime_env.check(options.get("runtime_env")),
-                default_max_calls(options.get("max_calls"), resources.get("GPU")))
+                default_max_calls(options.get("max_calls"), resources.get("GPU")),
+                _runtime_packages.parse(options.get("runtime_env")))
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         raise TypeError(
@@ -95,16 +96,21 @@ class RemoteFunction:
             self._registered[rt] = fn_id
         return fn_id
 
-    def _env_fn_id(self, rt: Any, env: dict[str, str] | None, max_calls: int) -> bytes:
-        """The function registered wrapped in its environment variables (runtime_env) and
-        its call limit (max_calls)."""
+    def _env_fn_id(self, rt: Any, env: dict[str, str] | None, max_calls: int,
+                   packages: _runtime_packages.PackageSet | None = None) -> bytes:
+        """The function registered wrapped in its environment variables and code
+        (runtime_env) and its call limit (max_calls)."""
         table = self._with_env.setdefault(rt, {})
-        key = (tuple(sorted(env.items())) if env else (), max_calls)
+        key = (tuple(sorted(env.items())) if env else (), max_calls, packages.key() if packages else ())
         fn_id = table.get(key)
         if fn_id is None:
             fn = CallLimit(self._function, max_calls) if max_calls else self._function
+            fn = runtime_env.EnvCall(fn, env) if env else fn
             try:
-                blob, contained = dumps_function(runtime_env.EnvCall(fn, env) if env else fn)
+                if packages is not None:
+                    blob, contained = _runtime_packages.dumps_packaged(fn, packages)
+                else:
+                    blob, contained = dumps_function(fn)
             except Exception as exc:
                 raise TypeError(f"cannot pickle remote function {self._name}: {exc}") from exc
             fn_id = table[key] = rt.register_function(blob, contained)
@@ -117,9 +123,13 @@ class RemoteFunction:
     def _submit(self, args: tuple, kwargs: dict, resolved: tuple) -> Any:
         check(self._shape, args, kwargs)
         rt = _context.require_runtime()
-        num_returns, resources, max_retries, rex, name, own_env, max_calls = resolved
+        num_returns, resources, max_retries, rex, name, own_env, max_calls, own_packages = resolved
         env = runtime_env.effective(own_env) if (own_env or rt.env_vars) else None
-        fn_id = self._env_fn_id(rt, env, max_calls) if env or max_calls else self._fn_id(rt)
+        packages = _runtime_packages.resolve(rt, own_packages)
+        if env or max_calls or packages:
+            fn_id = self._env_fn_id(rt, env, max_calls, packages)
+        else:
+            fn_id = self._fn_id(rt)
         if type(num_returns) is not int:  # a generator task (ember.generators)
             return generators.submit(rt, num_returns, fn_id, name, args, kwargs, resources, max_retries, rex)
         refs = rt.submit(fn_id, name, args, kwargs, num_returns, resources, max_retries, rex)

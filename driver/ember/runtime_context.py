@@ -97,19 +97,30 @@ class RuntimeContext:
         """Node labels are not implemented by ember yet: always empty."""
         return {}
 
-    def get_runtime_env_string(self) -> str:
-        """The runtime_env in effect here, as JSON (ember supports env_vars)."""
-        import json
+    def _runtime_env_dict(self) -> dict[str, Any]:
+        from ember._runtime_packages import describe
 
         env = self._rt.env_vars
-        return json.dumps({"env_vars": env} if env else {})
+        out: dict[str, Any] = {"env_vars": dict(env)} if env else {}
+        out.update(describe(getattr(self._rt, "inherited_packages", None)))
+        return out
+
+    def get_runtime_env_string(self) -> str:
+        """The runtime_env in effect here, as JSON: ``env_vars``, and the shipped
+        ``working_dir``/``py_modules`` as ``ember://<content hash>.zip`` URIs."""
+        import json
+
+        return json.dumps(self._runtime_env_dict())
 
     @property
     def runtime_env(self) -> dict[str, Any]:
+        """The runtime_env in effect here, as a ``RuntimeEnv`` dict (see
+        ``get_runtime_env_string``)."""
         from ember.runtime_env import RuntimeEnv
 
-        env = self._rt.env_vars
-        return RuntimeEnv(env_vars=dict(env)) if env else RuntimeEnv()
+        out = RuntimeEnv()
+        out.update(self._runtime_env_dict())  # (package URIs are not paths a RuntimeEnv takes)
+        return out
 
     # Ray's older properties
     job_id = property(lambda self: self.get_job_id())
@@ -144,8 +155,9 @@ class RuntimeContext:
     # ------------------------------------------------------------------ actor
     @property
     def namespace(self) -> str | None:
-        """The namespace named actors are created in and looked up from (``init(namespace=)``;
-        None when none was given: ember's shared default namespace)."""
+        """The namespace named actors are created in and looked up from: the one
+        ``init(namespace=)`` named, else the job's anonymous namespace (a UUID of its own, as
+        in Ray), for the driver and every task and actor it starts."""
         return self._rt.namespace
 
     @property

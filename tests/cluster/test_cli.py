@@ -224,7 +224,7 @@ import json
 
 import ember
 
-ember.init(address="auto")
+ember.init(address="auto", namespace="counters")  # shared across drivers, as in Ray
 
 
 @ember.remote
@@ -247,7 +247,7 @@ import json
 
 import ember
 
-ember.init(address="auto")
+ember.init(address="auto", namespace="counters")
 c = ember.get_actor("c")
 print(json.dumps({"after": ember.get(c.incr.remote(), timeout=30)}))
 """

@@ -341,7 +341,8 @@ ember.init()
 @ember.remote(resources={"node_a": 1})
 def where():
     import sys
-    return os.environ.get("EMBER_TEST_NODE"), helper.tag(), any("embersubmit_" in p for p in sys.path)
+    return (os.environ.get("EMBER_TEST_NODE"), helper.tag(), any("embersubmit_" in p for p in sys.path),
+            open("data.txt").read().strip())
 
 print(ember.get(where.remote()))
 """
@@ -349,18 +350,20 @@ print(ember.get(where.remote()))
 
 def test_a_jobs_tasks_on_a_worker_node_use_its_working_dir_modules(procs, tmp_short, workdir):
     """The worker node's workers do not have the uploaded directory on their path: helper
-    travels by value."""
+    travels by value, and the job's tasks run in a copy of its working directory (as in Ray:
+    the job's runtime_env is its tasks'), so they read its files."""
     head = start_head(procs, tmp_short, num_cpus=1)
     start_worker_node(procs, head, tmp_short, "a", num_cpus=1, resources={"node_a": 1},
                       extra_args=["--host", "127.0.0.1"])
     wait_cluster(head, alive_nodes=2)
     (workdir / "helper.py").write_text("def tag():\n    return 'helper-on-a'\n")
     (workdir / "main.py").write_text(textwrap.dedent(ON_NODE_A))
+    (workdir / "data.txt").write_text("shipped\n")
     with JobSubmissionClient(head.address, token=head.token) as client:
         sid = client.submit_job(entrypoint="python main.py", runtime_env={"working_dir": str(workdir)})
         assert wait_status(client, sid, 90) == JobStatus.SUCCEEDED, client.get_job_logs(sid)
         # ran on node a, whose workers do not have the job's directory on their path
-        assert "('a', 'helper-on-a', False)" in client.get_job_logs(sid), client.get_job_logs(sid)
+        assert "('a', 'helper-on-a', False, 'shipped')" in client.get_job_logs(sid), client.get_job_logs(sid)
 
 
 def test_a_job_does_not_outlive_a_killed_head(procs, workdir):

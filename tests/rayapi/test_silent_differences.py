@@ -132,8 +132,8 @@ def test_unpicklable_exception_has_a_ray_error_cause(cluster):
 def test_runtime_env_unsupported_keys_are_refused_by_name(cluster):
     with pytest.raises(ValueError, match="'pip'"):
         ember.remote(runtime_env={"pip": ["requests"]})(lambda: 1)
-    with pytest.raises(ValueError, match="'working_dir'"):
-        @ember.remote(runtime_env={"working_dir": "."})
+    with pytest.raises(ValueError, match="'container'"):
+        @ember.remote(runtime_env={"container": {"image": "x"}})
         class A:
             pass
     f = ember.remote(lambda: 1)
