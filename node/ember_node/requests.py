@@ -131,6 +131,10 @@ class Requests:
                  "node_id": t.worker.node.node_id if t.worker else None}
                 for t in list(self.tasks.values()) if t.state != FINISHED]
 
+    def state_rows(self, what: str) -> list[dict]:
+        """Every task, actor, object or node the head knows, as state rows (live first)."""
+        return self._state_rows(what)
+
     def _state_rows(self, what: str) -> list[dict]:
         """Everything known of one kind: live entries first, then the history, newest first."""
         if what == "tasks":
