@@ -27,6 +27,8 @@ Client (driver or worker) to agent:
                                                agent makes it an object its caller holds
   CONSUMED(task_id, count)                     the caller of a generator task with
                                                backpressure has taken ``count`` of its values
+  CALL_SITE(ids, site)                         these objects (a put's, a task's returns) were
+                                               made at ``site`` (file:line; ember._call_site)
 
 Agent to client:
   OBJ(obj_id, kind, payload)                   a value: kind INLINE, STORE (offset, size) or ERROR
@@ -69,6 +71,7 @@ NODE_EVENT = 19
 NODE_OUTPUT = 20
 YIELDED = 21
 CONSUMED = 22
+CALL_SITE = 23
 
 OBJ = 30
 REPLY = 31

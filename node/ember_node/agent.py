@@ -199,6 +199,7 @@ class Agent(Membership, Requests):
             M.NODE_OUTPUT: self._on_node_output,
             M.YIELDED: self.streams.on_yielded,
             M.CONSUMED: self.streams.on_consumed,
+            M.CALL_SITE: self._on_call_site,
         }
         for _ in range(int(self.totals.get("CPU", 1)) or 1):
             self._start_worker(self.local)
@@ -1029,6 +1030,13 @@ class Agent(Membership, Requests):
     def _on_put(self, client: Client, msg: tuple) -> None:
         _, oid, payload, contained = msg
         self.table.put_inline(oid, payload, contained, client.refs)
+
+    def _on_call_site(self, client: Client, msg: tuple) -> None:
+        objs = self.table.objs
+        for oid in msg[1]:
+            obj = objs.get(oid)
+            if obj is not None:
+                obj.site = msg[2]
 
     def _on_seal(self, client: Client, msg: tuple) -> None:
         _, oid, offset, size, contained = msg

@@ -44,7 +44,7 @@ class Obj:
     """One object: its state, value (inline bytes or arena location), and its keep-alives."""
 
     __slots__ = ("oid", "state", "kind", "payload", "holders", "pins", "readers", "contained",
-                 "subs", "dep_tasks", "spilled", "size")
+                 "subs", "dep_tasks", "spilled", "size", "site")
 
     def __init__(self, oid: bytes) -> None:
         self.oid = oid
@@ -59,6 +59,7 @@ class Obj:
         self.dep_tasks: list[Any] = []  # tasks waiting for this object
         self.spilled: str | None = None
         self.size = 0
+        self.site = ""  # where user code made it (file:line), from CALL_SITE
 
 
 class ClientRefs:

@@ -218,6 +218,13 @@ def _node_output(m: tuple) -> str | None:
     return None
 
 
+def _call_site(m: tuple) -> str | None:
+    _, ids, site = m
+    if not _ids(ids) or not isinstance(site, str) or len(site) > 1024:
+        return "CALL_SITE needs (object ids, a site string of at most 1024 characters)"
+    return None
+
+
 # type -> (name, least items, most items, field check)
 SCHEMA: dict[int, tuple[str, int, int, _Check]] = {
     M.HELLO: ("HELLO", 5, 5, _hello),
@@ -241,6 +248,7 @@ SCHEMA: dict[int, tuple[str, int, int, _Check]] = {
     M.NODE_OUTPUT: ("NODE_OUTPUT", 2, 2, _node_output),
     M.YIELDED: ("YIELDED", 7, 7, _yielded),
     M.CONSUMED: ("CONSUMED", 3, 3, _consumed),
+    M.CALL_SITE: ("CALL_SITE", 3, 3, _call_site),
 }
 
 

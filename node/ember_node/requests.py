@@ -107,7 +107,7 @@ class Requests:
             readers = self.remote_readers
             return [{"object_id": o.oid.hex(), "state": "READY" if o.state else "PENDING",
                      "kind": ("SPILLED" if o.spilled else kinds[o.kind]) if o.state else "",
-                     "size": o.size, "holders": o.holders, "pins": o.pins,
+                     "size": o.size, "holders": o.holders, "pins": o.pins, "call_site": o.site,
                      # worker nodes whose stores hold a copy too (the head's store has them all)
                      "copies_on": ",".join(sorted(n.node_id[:12] for n in readers.get(o.oid, ())
                                                   if n.alive and o.oid not in n.dropped))}
