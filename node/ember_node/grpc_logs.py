@@ -32,12 +32,22 @@ class LogServicer:
             pb.LogFileInfo(name=f.name, size=f.size, mtime=f.mtime, kind=f.kind, pid=f.pid or 0, job=f.job)
             for f in files])
 
+    def _rows(self, what: str) -> list[dict]:
+        """The head's state rows, read from this gRPC thread while the agent's loop may change
+        its tables: a read that meets a table changing size is tried again."""
+        for _ in range(20):
+            try:
+                return self.agent.state_rows(what)
+            except RuntimeError:  # "dictionary changed size during iteration"
+                continue
+        return self.agent.state_rows(what)
+
     def _pick(self, request: pb.StreamLogRequest) -> lf.LogFile:
         pid: int | None = request.worker_pid or None
         node = self.agent.node_id
         for key, value in (("actor_id", request.actor_id), ("task_id", request.task_id)):
             if value:
-                rows = self.agent.state_rows("actors" if key == "actor_id" else "tasks")
+                rows = self._rows("actors" if key == "actor_id" else "tasks")
                 pid, ran_on = lf.worker_of(rows, key, value)
                 if ran_on and ran_on != node:
                     raise lf.LogNotFound(

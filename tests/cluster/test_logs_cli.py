@@ -113,3 +113,63 @@ def test_logs_list_print_follow_and_remote(cli):  # noqa: F811
         follower.wait(10)
         follower.stdout.close()
         follower.stderr.close()
+
+
+ON_NODE = r"""
+import json, os
+import ember
+
+ember.init(address="auto", log_to_driver=False)
+
+
+@ember.remote(resources={"node_a": 1})
+def far():
+    print("far line", flush=True)
+    return ember.get_runtime_context().get_task_id(), os.getpid()
+
+
+tid, pid = ember.get(far.remote(), timeout=90)
+print(json.dumps({"task_id": tid, "pid": pid}))
+"""
+
+
+def test_logs_of_a_worker_node_and_of_a_job(cli):  # noqa: F811
+    import json
+    import re
+
+    port, _ = cli.start_head()
+    cli.ok("start", "--address", f"127.0.0.1:{port}", "--token-file", str(cli.base / "token"),
+           "--num-cpus", "1", "--resources", json.dumps({"node_a": 1}), "--object-store-memory", str(40 << 20))
+    cli.track_agents()
+    r = cli.driver(ON_NODE, timeout=120)
+    assert r.returncode == 0, r.stderr
+    far = last_json(r)
+
+    listing = cli.ok("logs")
+    row = next(ln for ln in listing.splitlines() if f"worker-{far['pid']}.out" in ln)
+    assert row.startswith("node-"), listing  # the worker node's own session
+    out = ""
+
+    def printed() -> bool:
+        nonlocal out
+        out = cli.ok("logs", "--task-id", far["task_id"], "--node", "node-")
+        return "far line" in out
+    wait_until(printed, 30)
+
+    token = (cli.base / "token").read_text().strip()
+    env = {**cli.env, "EMBER_TOKEN": token}
+    remote = subprocess.run([sys.executable, "-m", "ember_node.cli", "logs", "--address", f"127.0.0.1:{port}",
+                             "--task-id", far["task_id"]], env=env, capture_output=True, text=True, timeout=60)
+    assert remote.returncode == 1 and "ran on node" in remote.stderr and str(far["pid"]) in remote.stderr, \
+        remote.stderr
+
+    sub = cli.ok("job", "submit", "--no-wait", "--", "echo", "job", "says", "hi")
+    sid = re.search(r"job (\S+) submitted", sub).group(1)
+
+    def job_logged() -> bool:
+        return "job says hi\n" in cli.ok("logs", "--job", sid)
+    wait_until(job_logged, 60, interval=0.5)
+    via_head = subprocess.run([sys.executable, "-m", "ember_node.cli", "logs", "--address", f"127.0.0.1:{port}",
+                               "--job", sid], env=env, capture_output=True, text=True, timeout=60)
+    assert "job says hi\n" in via_head.stdout, via_head.stderr
+    assert f"job-{sid}.log" in cli.ok("logs")
