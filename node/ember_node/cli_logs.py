@@ -116,7 +116,7 @@ def _print_list(files: list[lf.LogFile]) -> int:
     if not files:
         print("no log files")
         return 0
-    rows = [(f.node[:24], f.kind, str(f.pid or ""), lf.format_size(f.size), f.name) for f in files]
+    rows = [(f.node, f.kind, str(f.pid or ""), lf.format_size(f.size), f.name) for f in files]
     heads = ("NODE", "KIND", "PID", "SIZE", "FILE")
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(heads)]
     for r in (heads, *rows):
