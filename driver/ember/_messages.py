@@ -3,10 +3,11 @@
 Client (driver or worker) to agent:
   HELLO(kind, pid, worker_id, info)            first message on a connection
   REGISTER_FN(fn_id, blob, contained)          a function's pickled body, once per driver
-  SUBMIT(spec)                                 a task (see TaskSpec in ember_node.tasks)
-  PUT(obj_id, payload, contained)              a small value, inline
+  SUBMIT(spec[, site])                         a task (see TaskSpec in ember_node.tasks); ``site``:
+                                               where user code called it (ember._call_site)
+  PUT(obj_id, payload, contained[, site])      a small value, inline
   ALLOC(req_id, obj_id, size)                  reserve store space; REPLY(offset | error)
-  SEAL(obj_id, offset, size, contained)        the value is written at offset
+  SEAL(obj_id, offset, size, contained[, site])  the value is written at offset
   FETCH(ids)                                   send OBJ for each id when it is ready
   ADDREF(ids) / RELEASE(ids)                   this process started / stopped holding refs
   UNPIN(ids)                                   this process no longer maps these store objects
@@ -27,8 +28,6 @@ Client (driver or worker) to agent:
                                                agent makes it an object its caller holds
   CONSUMED(task_id, count)                     the caller of a generator task with
                                                backpressure has taken ``count`` of its values
-  CALL_SITE(ids, site)                         these objects (a put's, a task's returns) were
-                                               made at ``site`` (file:line; ember._call_site)
 
 Agent to client:
   OBJ(obj_id, kind, payload)                   a value: kind INLINE, STORE (offset, size) or ERROR
@@ -71,7 +70,6 @@ NODE_EVENT = 19
 NODE_OUTPUT = 20
 YIELDED = 21
 CONSUMED = 22
-CALL_SITE = 23
 
 OBJ = 30
 REPLY = 31

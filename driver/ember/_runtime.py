@@ -481,10 +481,7 @@ class CoreRuntime:
             offset, size = self.write_to_store(oid, ser)
             self.objects[oid] = (M.STORE, size)
             msg = (M.SEAL, oid, offset, size, ser.contained)
-        if site is None:
-            self.send(msg)
-        else:
-            self.send(msg, (M.CALL_SITE, [oid], site))
+        self.send(msg if site is None else (*msg, site))
         return ref
 
     def _fetch(self, oids: Iterable[bytes]) -> None:
@@ -685,10 +682,7 @@ class CoreRuntime:
         self._owned_pending.update(rids)
         msg = (M.SUBMIT, (task_id, fn_id, name, blob, deps, rids, resources, max_retries, retry_exceptions,
                           contained, extra, self.namespace))
-        if self.record_sites:
-            self.send(msg, (M.CALL_SITE, list(rids), _call_site.call_site()))
-        else:
-            self.send(msg)
+        self.send((*msg, _call_site.call_site()) if self.record_sites else msg)
         del keep
         return refs
 

@@ -199,7 +199,6 @@ class Agent(Membership, Requests):
             M.NODE_OUTPUT: self._on_node_output,
             M.YIELDED: self.streams.on_yielded,
             M.CONSUMED: self.streams.on_consumed,
-            M.CALL_SITE: self._on_call_site,
         }
         for _ in range(int(self.totals.get("CPU", 1)) or 1):
             self._start_worker(self.local)
@@ -516,6 +515,8 @@ class Agent(Membership, Requests):
         table = self.table
         for rid in task.rids:
             table.pending(rid, client.refs).subs.append(client)
+        if len(msg) > 2:
+            table.note_site(task.rids, msg[2])
         kind = task.extra[0] if task.extra else None
         if kind != "create":  # actor creation is counted by ember_actors, not as a task
             self.metrics.task_submitted(task.name)
@@ -1028,19 +1029,16 @@ class Agent(Membership, Requests):
             self._send(client, (M.OBJ, obj.oid, obj.kind, obj.payload))
 
     def _on_put(self, client: Client, msg: tuple) -> None:
-        _, oid, payload, contained = msg
+        _, oid, payload, contained = msg[:4]
         self.table.put_inline(oid, payload, contained, client.refs)
-
-    def _on_call_site(self, client: Client, msg: tuple) -> None:
-        objs = self.table.objs
-        for oid in msg[1]:
-            obj = objs.get(oid)
-            if obj is not None:
-                obj.site = msg[2]
+        if len(msg) > 4:
+            self.table.note_site((oid,), msg[4])
 
     def _on_seal(self, client: Client, msg: tuple) -> None:
-        _, oid, offset, size, contained = msg
+        _, oid, offset, size, contained = msg[:5]
         self.table.seal(oid, offset, size, contained, client.refs)
+        if len(msg) > 5:
+            self.table.note_site((oid,), msg[5])
         self._note_copy(client, oid)
 
     def _note_copy(self, client: Client, oid: bytes) -> None:

@@ -56,6 +56,9 @@ def memory_cmd(args: argparse.Namespace, query: Query) -> int:
     every = len(memory_groups(rows, key))
     if every > shown:
         print(f"({shown} of {every} groups shown; raise --limit to see others)")
+    if all(not r.get("call_site") for r in rows):
+        print("\nno call sites recorded: run the driver with EMBER_RECORD_CALLSITE=1 (and `ember start` "
+              "with it too, for the objects tasks make)")
     if largest:
         print("\nlargest objects:")
         for r in largest:

@@ -181,6 +181,14 @@ class ObjectTable:
             obj.pins -= 1
             self.maybe_free(obj)
 
+    def note_site(self, oids: Any, site: str) -> None:
+        """Where user code made these objects (``file:line``; see ember._call_site)."""
+        objs = self.objs
+        for oid in oids:
+            obj = objs.get(oid)
+            if obj is not None:
+                obj.site = site
+
     def maybe_free(self, obj: Obj) -> None:
         if obj.holders > 0 or obj.pins > 0:
             return

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 
-from .helpers import last_json
+from .helpers import last_json, run_driver
 from .test_cli import cli  # noqa: F401 - the fixture
 
 HOLDER = r"""
@@ -46,7 +46,7 @@ def test_memory_by_call_site(cli):  # noqa: F811
     script = HOLDER
     lines = {tag: next(i + 1 for i, ln in enumerate(script.splitlines()) if tag in ln)
              for tag in ("BIG_LINE", "SMALL_LINE", "TASK_LINE")}
-    r = cli.driver(script)
+    r = run_driver(cli.procs, script, env={"TMPDIR": str(cli.root), "EMBER_RECORD_CALLSITE": "1"})
     assert r.returncode == 0, r.stderr
     out = last_json(r)
     big, small, task = (f":{lines[t]}" for t in ("BIG_LINE", "SMALL_LINE", "TASK_LINE"))
@@ -60,3 +60,24 @@ def test_memory_by_call_site(cli):  # noqa: F811
     assert "1 of" in out["limit"] and "largest objects:" in out["limit"], out["limit"]
     sites = {row["call_site"] for row in out["rows"]}
     assert any(s.endswith(big) for s in sites) and any(s.endswith(task) for s in sites), sites
+
+
+UNRECORDED = r"""
+import json
+import ember
+from ember.util.state import list_objects
+
+ember.init(address="auto", log_to_driver=False)
+ref = ember.put(b"y" * 10)
+import subprocess, sys
+subprocess.run([sys.executable, "-m", "ember_node.cli", "memory"], timeout=60)  # its table, then the hint
+print(json.dumps([r["call_site"] for r in list_objects(filters=[("object_id", "=", ref.hex())])]))
+"""
+
+
+def test_call_sites_off_by_default(cli):  # noqa: F811
+    cli.start_head()
+    r = cli.driver(UNRECORDED)
+    assert r.returncode == 0, r.stderr
+    assert last_json(r) == [""]
+    assert "no call sites recorded" in r.stdout and "EMBER_RECORD_CALLSITE=1" in r.stdout, r.stdout

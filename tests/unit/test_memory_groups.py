@@ -36,8 +36,9 @@ def test_bad_choices_name_the_alternatives():
 
 
 def test_call_site_switch_and_value():
-    assert enabled({}) and enabled({"EMBER_RECORD_CALLSITE": "1"})
+    assert not enabled({}) and enabled({"EMBER_RECORD_CALLSITE": "1"})
     assert not enabled({"EMBER_RECORD_CALLSITE": "0"}) and not enabled({"EMBER_RECORD_CALLSITE": "off"})
-    assert not enabled({"RAY_record_ref_creation_sites": "0"})
+    assert enabled({"RAY_record_ref_creation_sites": "1"})
+    assert not enabled({"EMBER_RECORD_CALLSITE": "0", "RAY_record_ref_creation_sites": "1"})
     site = call_site(1)
     assert site.startswith("test_memory_groups.py:")

@@ -54,7 +54,7 @@ def list_objects(filters: list[tuple[str, str, Any]] | None = None, limit: int =
                  detail: bool = False, **_ignored: Any) -> list[dict[str, Any]]:
     """Objects the cluster holds now: id, state, kind, size, holders, where copies are, and
     ``call_site``, the ``file:line`` of the ``put()`` or ``.remote()`` call that made it
-    ("" when not recorded: ``EMBER_RECORD_CALLSITE=0``)."""
+    ("" unless recorded: ``EMBER_RECORD_CALLSITE=1`` for the process that made it)."""
     return _rows("objects", filters, limit, detail)
 
 
