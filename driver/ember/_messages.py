@@ -3,10 +3,11 @@
 Client (driver or worker) to agent:
   HELLO(kind, pid, worker_id, info)            first message on a connection
   REGISTER_FN(fn_id, blob, contained)          a function's pickled body, once per driver
-  SUBMIT(spec)                                 a task (see TaskSpec in ember_node.tasks)
-  PUT(obj_id, payload, contained)              a small value, inline
+  SUBMIT(spec[, site])                         a task (see TaskSpec in ember_node.tasks); ``site``:
+                                               where user code called it (ember._call_site)
+  PUT(obj_id, payload, contained[, site])      a small value, inline
   ALLOC(req_id, obj_id, size)                  reserve store space; REPLY(offset | error)
-  SEAL(obj_id, offset, size, contained)        the value is written at offset
+  SEAL(obj_id, offset, size, contained[, site])  the value is written at offset
   FETCH(ids)                                   send OBJ for each id when it is ready
   ADDREF(ids) / RELEASE(ids)                   this process started / stopped holding refs
   UNPIN(ids)                                   this process no longer maps these store objects

@@ -26,6 +26,7 @@ import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from ember import _call_site
 from ember import _messages as M
 from ember._ids import IdGenerator, return_ids, task_of
 from ember._node_store import NodeStoreClient
@@ -76,6 +77,7 @@ class CoreRuntime:
         self.conn = conn
         self.session = session
         self.mode = mode  # "driver" | "worker"
+        self.record_sites = _call_site.enabled(os.environ)  # put()/.remote() sites for `ember memory`
         self.remote = remote  # reaches the cluster over gRPC, so cannot map the node's store
         self.namespace: str | None = None  # init(namespace=...): where named actors live
         # the job (driver) work belongs to: a driver's own, in a worker the running task's
@@ -465,19 +467,21 @@ class CoreRuntime:
         if isinstance(value, ObjectRef):
             raise TypeError("put() of an ObjectRef is not allowed; pass the ObjectRef itself instead")
         ser = serialize(value)
-        return self.put_serialized(ser)
+        return self.put_serialized(ser, _call_site.call_site() if self.record_sites else None)
 
-    def put_serialized(self, ser: Serialized) -> ObjectRef:
+    def put_serialized(self, ser: Serialized, site: str | None = None) -> ObjectRef:
+        """Store ``ser`` as a new object; ``site``: where user code made it (ember._call_site)."""
         oid = self.ids.put_id()
         ref = self._owned_ref(oid)
         if ser.total <= M.INLINE_LIMIT:
             payload = ser.to_bytes()
             self.objects[oid] = (M.INLINE, payload)
-            self.send((M.PUT, oid, payload, ser.contained))
+            msg: tuple = (M.PUT, oid, payload, ser.contained)
         else:
             offset, size = self.write_to_store(oid, ser)
             self.objects[oid] = (M.STORE, size)
-            self.send((M.SEAL, oid, offset, size, ser.contained))
+            msg = (M.SEAL, oid, offset, size, ser.contained)
+        self.send(msg if site is None else (*msg, site))
         return ref
 
     def _fetch(self, oids: Iterable[bytes]) -> None:
@@ -676,13 +680,9 @@ class CoreRuntime:
         rids = ids(task_id, num_returns)
         refs = [self._owned_ref(r) for r in rids]
         self._owned_pending.update(rids)
-        self.send(
-            (
-                M.SUBMIT,
-                (task_id, fn_id, name, blob, deps, rids, resources, max_retries, retry_exceptions, contained, extra,
-                 self.namespace),
-            )
-        )
+        msg = (M.SUBMIT, (task_id, fn_id, name, blob, deps, rids, resources, max_retries, retry_exceptions,
+                          contained, extra, self.namespace))
+        self.send((*msg, _call_site.call_site()) if self.record_sites else msg)
         del keep
         return refs
 

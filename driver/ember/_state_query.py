@@ -122,3 +122,30 @@ def chrome_trace(tasks: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
         meta.append({"name": "thread_name", "ph": "M", "pid": pid, "tid": tid,
                      "args": {"name": f"worker {tid}" if tid else "no worker"}})
     return meta + events
+
+
+MEMORY_GROUPS = ("call_site", "kind", "state")
+MEMORY_SORTS = ("size", "count")
+
+
+def memory_groups(objects: Iterable[dict[str, Any]], group_by: str = "call_site", sort_by: str = "size",
+                  limit: int | None = None) -> list[dict[str, Any]]:
+    """Objects (state rows) grouped by ``group_by`` (call_site, kind or state), each group's
+    ``count``, ``total_bytes`` and ``largest`` (bytes), the largest ``total_bytes`` (or the
+    most objects, ``sort_by="count"``) first, at most ``limit`` groups: what ``ember memory``
+    prints. Objects without a recorded call site group as ``"(unknown)"``."""
+    if group_by not in MEMORY_GROUPS:
+        raise ValueError(f"cannot group by {group_by!r}; choose one of {', '.join(MEMORY_GROUPS)}")
+    if sort_by not in MEMORY_SORTS:
+        raise ValueError(f"cannot sort by {sort_by!r}; choose one of {', '.join(MEMORY_SORTS)}")
+    groups: dict[str, dict[str, Any]] = {}
+    for o in objects:
+        key = _text(o.get(group_by)) or "(unknown)"
+        g = groups.setdefault(key, {group_by: key, "count": 0, "total_bytes": 0, "largest": 0})
+        size = int(o.get("size") or 0)
+        g["count"] += 1
+        g["total_bytes"] += size
+        g["largest"] = max(g["largest"], size)
+    order = ("total_bytes", "count") if sort_by == "size" else ("count", "total_bytes")
+    out = sorted(groups.values(), key=lambda g: (-g[order[0]], -g[order[1]], g[group_by]))
+    return out if limit is None else out[:limit]

@@ -515,6 +515,8 @@ class Agent(Membership, Requests):
         table = self.table
         for rid in task.rids:
             table.pending(rid, client.refs).subs.append(client)
+        if len(msg) > 2:
+            table.note_site(task.rids, msg[2])
         kind = task.extra[0] if task.extra else None
         if kind != "create":  # actor creation is counted by ember_actors, not as a task
             self.metrics.task_submitted(task.name)
@@ -1027,12 +1029,16 @@ class Agent(Membership, Requests):
             self._send(client, (M.OBJ, obj.oid, obj.kind, obj.payload))
 
     def _on_put(self, client: Client, msg: tuple) -> None:
-        _, oid, payload, contained = msg
+        _, oid, payload, contained = msg[:4]
         self.table.put_inline(oid, payload, contained, client.refs)
+        if len(msg) > 4:
+            self.table.note_site((oid,), msg[4])
 
     def _on_seal(self, client: Client, msg: tuple) -> None:
-        _, oid, offset, size, contained = msg
+        _, oid, offset, size, contained = msg[:5]
         self.table.seal(oid, offset, size, contained, client.refs)
+        if len(msg) > 5:
+            self.table.note_site((oid,), msg[5])
         self._note_copy(client, oid)
 
     def _note_copy(self, client: Client, oid: bytes) -> None:

@@ -9,6 +9,10 @@
     ember run script.py [args]                                  run a Ray program unchanged (ray -> ember)
     ember job submit|status|logs|stop|list|delete               jobs run on the head (see cli_jobs)
     ember list jobs [--address HOST:PORT] [--json]              the same as `ember job list`
+    ember logs [FILE | --worker-pid P | --actor-id A | --task-id T | --job J] [--tail N] [--follow]
+                                                                a session's log files (see cli_logs)
+    ember memory [--group-by call_site|kind|state] [--sort-by size|count] [--limit N]
+                                                                objects by size and call site
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from ember._local_cluster import (
     write_record,
 )
 
-from ember_node import cli_jobs, cli_state
+from ember_node import cli_jobs, cli_logs, cli_memory, cli_state
 from ember_node.start_flags import RAY_IGNORED, parse_bool, parse_resources
 
 
@@ -109,11 +113,14 @@ def main(argv: list[str] | None = None) -> int:
     st.add_argument("--json", action="store_true")
     cli_state.add_parsers(sub)
     cli_jobs.add_parsers(sub)
+    cli_logs.add_parser(sub)
+    cli_memory.add_parser(sub)
     sub.add_parser("run", help="run a Ray program unchanged: ember run script.py [args]")
     args = parser.parse_args(argv)
     try:
         return {"start": start, "stop": stop, "status": status, "list": list_cmd,
-                "summary": summary_cmd, "timeline": timeline_cmd, "job": cli_jobs.job_cmd}[args.command](args)
+                "summary": summary_cmd, "timeline": timeline_cmd, "job": cli_jobs.job_cmd,
+                "logs": logs_cmd, "memory": memory_cmd}[args.command](args)
     except (ConnectionError, ValueError, OSError) as exc:
         print(f"ember {args.command}: {exc}", file=sys.stderr)
         return 1
@@ -358,6 +365,14 @@ def status(args: argparse.Namespace) -> int:
 
 def list_cmd(args: argparse.Namespace) -> int:
     return cli_state.list_cmd(args, _query)
+
+
+def logs_cmd(args: argparse.Namespace) -> int:
+    return cli_logs.logs_cmd(args, _query)
+
+
+def memory_cmd(args: argparse.Namespace) -> int:
+    return cli_memory.memory_cmd(args, _query)
 
 
 def summary_cmd(args: argparse.Namespace) -> int:

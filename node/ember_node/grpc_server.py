@@ -28,6 +28,7 @@ from ember._wire import MAX_FRAME, encode, loads_data_only
 
 from ember_node.fd_limit import open_file_limit
 from ember_node.grpc_jobs import JobServicer
+from ember_node.grpc_logs import LogServicer
 
 log = logging.getLogger("ember.grpc")
 
@@ -85,8 +86,8 @@ class TokenInterceptor(grpc.ServerInterceptor):
         return self._deny_stream if details.method.endswith("/Session") else self._deny_unary
 
 
-class NodeServicer(JobServicer, pb_grpc.NodeServicer):
-    """Ping, ClusterInfo, Session, the object calls and (with ``jobs``) the job calls,
+class NodeServicer(JobServicer, LogServicer, pb_grpc.NodeServicer):
+    """Ping, ClusterInfo, Session, the object calls, the log calls and (with ``jobs``) the job calls,
     backed by the local agent."""
 
     def __init__(self, agent: Any, jobs: Any = None) -> None:

@@ -44,7 +44,7 @@ class Obj:
     """One object: its state, value (inline bytes or arena location), and its keep-alives."""
 
     __slots__ = ("oid", "state", "kind", "payload", "holders", "pins", "readers", "contained",
-                 "subs", "dep_tasks", "spilled", "size")
+                 "subs", "dep_tasks", "spilled", "size", "site")
 
     def __init__(self, oid: bytes) -> None:
         self.oid = oid
@@ -59,6 +59,7 @@ class Obj:
         self.dep_tasks: list[Any] = []  # tasks waiting for this object
         self.spilled: str | None = None
         self.size = 0
+        self.site = ""  # where user code made it (file:line), from CALL_SITE
 
 
 class ClientRefs:
@@ -179,6 +180,14 @@ class ObjectTable:
         if obj is not None:
             obj.pins -= 1
             self.maybe_free(obj)
+
+    def note_site(self, oids: Any, site: str) -> None:
+        """Where user code made these objects (``file:line``; see ember._call_site)."""
+        objs = self.objs
+        for oid in oids:
+            obj = objs.get(oid)
+            if obj is not None:
+                obj.site = site
 
     def maybe_free(self, obj: Obj) -> None:
         if obj.holders > 0 or obj.pins > 0:

@@ -108,22 +108,29 @@ def _extra_problem(extra: Any) -> str | None:
     return "a task spec's extra must be None or a ('create' | 'call', ...) tuple"
 
 
+def _site_problem(m: tuple, at: int) -> str | None:
+    """A message's optional last item, where user code made its objects (ember._call_site)."""
+    if len(m) > at and not (isinstance(m[at], str) and len(m[at]) <= 1024):
+        return "a call site must be a string of at most 1024 characters"
+    return None
+
+
 def _submit(m: tuple) -> str | None:
-    return task_spec_problem(m[1])
+    return task_spec_problem(m[1]) or _site_problem(m, 2)
 
 
 def _put(m: tuple) -> str | None:
-    _, oid, payload, contained = m
+    _, oid, payload, contained = m[:4]
     if not _is_id(oid) or not isinstance(payload, bytes | bytearray) or not _ids(contained):
-        return "PUT needs (object id, payload bytes, contained ids)"
-    return None
+        return "PUT needs (object id, payload bytes, contained ids[, call site])"
+    return _site_problem(m, 4)
 
 
 def _seal(m: tuple) -> str | None:
-    _, oid, offset, size, contained = m
+    _, oid, offset, size, contained = m[:5]
     if not _is_id(oid) or not _int(offset) or not _int(size) or offset < 0 or size < 0 or not _ids(contained):
-        return "SEAL needs (object id, offset >= 0, size >= 0, contained ids)"
-    return None
+        return "SEAL needs (object id, offset >= 0, size >= 0, contained ids[, call site])"
+    return _site_problem(m, 5)
 
 
 def _id_list(m: tuple) -> str | None:
@@ -222,9 +229,9 @@ def _node_output(m: tuple) -> str | None:
 SCHEMA: dict[int, tuple[str, int, int, _Check]] = {
     M.HELLO: ("HELLO", 5, 5, _hello),
     M.REGISTER_FN: ("REGISTER_FN", 4, 4, _register_fn),
-    M.SUBMIT: ("SUBMIT", 2, 2, _submit),
-    M.PUT: ("PUT", 4, 4, _put),
-    M.SEAL: ("SEAL", 5, 5, _seal),
+    M.SUBMIT: ("SUBMIT", 2, 3, _submit),
+    M.PUT: ("PUT", 4, 5, _put),
+    M.SEAL: ("SEAL", 5, 6, _seal),
     M.FETCH: ("FETCH", 2, 2, _id_list),
     M.ADDREF: ("ADDREF", 2, 2, _id_list),
     M.RELEASE: ("RELEASE", 2, 2, _id_list),

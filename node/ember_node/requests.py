@@ -107,7 +107,7 @@ class Requests:
             readers = self.remote_readers
             return [{"object_id": o.oid.hex(), "state": "READY" if o.state else "PENDING",
                      "kind": ("SPILLED" if o.spilled else kinds[o.kind]) if o.state else "",
-                     "size": o.size, "holders": o.holders, "pins": o.pins,
+                     "size": o.size, "holders": o.holders, "pins": o.pins, "call_site": o.site,
                      # worker nodes whose stores hold a copy too (the head's store has them all)
                      "copies_on": ",".join(sorted(n.node_id[:12] for n in readers.get(o.oid, ())
                                                   if n.alive and o.oid not in n.dropped))}
@@ -130,6 +130,10 @@ class Requests:
                  "type": TASK_TYPES.get(t.extra[0] if t.extra else None, "NORMAL_TASK"),
                  "node_id": t.worker.node.node_id if t.worker else None}
                 for t in list(self.tasks.values()) if t.state != FINISHED]
+
+    def state_rows(self, what: str) -> list[dict]:
+        """Every task, actor, object or node the head knows, as state rows (live first)."""
+        return self._state_rows(what)
 
     def _state_rows(self, what: str) -> list[dict]:
         """Everything known of one kind: live entries first, then the history, newest first."""

@@ -88,3 +88,16 @@ def test_frame_reader_refuses_bad_frames_keeping_the_messages_before_them():
     reader = FrameReader()
     assert reader.feed(good[:3]) == [] and reader.partial == 3
     assert reader.feed(good[3:]) == [(M.FETCH, [RID])] and reader.partial == 0
+
+
+@pytest.mark.parametrize("msg", [
+    (M.SUBMIT, SPEC, "driver.py:12"), (M.PUT, RID, b"x", [], "a.py:1"), (M.SEAL, RID, 0, 10, [], "b.py:2")])
+def test_a_call_site_may_follow_put_seal_and_submit(msg):
+    assert check(msg, greeted=True) is None
+
+
+@pytest.mark.parametrize("msg", [
+    (M.SUBMIT, SPEC, 12), (M.PUT, RID, b"x", [], b"a.py:1"), (M.SEAL, RID, 0, 10, [], "x" * 2000),
+    (M.PUT, RID, b"x", [], "a.py:1", "extra")])
+def test_a_bad_call_site_is_refused(msg):
+    assert check(msg, greeted=True) is not None

@@ -222,3 +222,59 @@ class JobLogChunk(_message.Message):
     DATA_FIELD_NUMBER: _ClassVar[int]
     data: bytes
     def __init__(self, data: _Optional[bytes] = ...) -> None: ...
+
+class LogFilesRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class LogFileInfo(_message.Message):
+    __slots__ = ("name", "size", "mtime", "kind", "pid", "job")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    MTIME_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    PID_FIELD_NUMBER: _ClassVar[int]
+    JOB_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    size: int
+    mtime: float
+    kind: str
+    pid: int
+    job: str
+    def __init__(self, name: _Optional[str] = ..., size: _Optional[int] = ..., mtime: _Optional[float] = ..., kind: _Optional[str] = ..., pid: _Optional[int] = ..., job: _Optional[str] = ...) -> None: ...
+
+class LogFilesReply(_message.Message):
+    __slots__ = ("node_id", "files")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    FILES_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    files: _containers.RepeatedCompositeFieldContainer[LogFileInfo]
+    def __init__(self, node_id: _Optional[str] = ..., files: _Optional[_Iterable[_Union[LogFileInfo, _Mapping]]] = ...) -> None: ...
+
+class StreamLogRequest(_message.Message):
+    __slots__ = ("name", "worker_pid", "actor_id", "task_id", "job", "stderr", "tail_lines", "follow")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    WORKER_PID_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_ID_FIELD_NUMBER: _ClassVar[int]
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    JOB_FIELD_NUMBER: _ClassVar[int]
+    STDERR_FIELD_NUMBER: _ClassVar[int]
+    TAIL_LINES_FIELD_NUMBER: _ClassVar[int]
+    FOLLOW_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    worker_pid: int
+    actor_id: str
+    task_id: str
+    job: str
+    stderr: bool
+    tail_lines: int
+    follow: bool
+    def __init__(self, name: _Optional[str] = ..., worker_pid: _Optional[int] = ..., actor_id: _Optional[str] = ..., task_id: _Optional[str] = ..., job: _Optional[str] = ..., stderr: _Optional[bool] = ..., tail_lines: _Optional[int] = ..., follow: _Optional[bool] = ...) -> None: ...
+
+class LogChunk(_message.Message):
+    __slots__ = ("data", "name")
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    data: bytes
+    name: str
+    def __init__(self, data: _Optional[bytes] = ..., name: _Optional[str] = ...) -> None: ...

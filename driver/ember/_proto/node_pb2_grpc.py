@@ -94,6 +94,16 @@ class NodeStub:
                 request_serializer=node__pb2.JobLogsRequest.SerializeToString,
                 response_deserializer=node__pb2.JobLogChunk.FromString,
                 _registered_method=True)
+        self.LogFiles = channel.unary_unary(
+                '/ember.v1.Node/LogFiles',
+                request_serializer=node__pb2.LogFilesRequest.SerializeToString,
+                response_deserializer=node__pb2.LogFilesReply.FromString,
+                _registered_method=True)
+        self.StreamLog = channel.unary_stream(
+                '/ember.v1.Node/StreamLog',
+                request_serializer=node__pb2.StreamLogRequest.SerializeToString,
+                response_deserializer=node__pb2.LogChunk.FromString,
+                _registered_method=True)
 
 
 class NodeServicer:
@@ -179,6 +189,20 @@ class NodeServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def LogFiles(self, request, context):
+        """The head only: the files of its session's logs/ directory, and one of them streamed
+        (refusing any path outside that directory).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StreamLog(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_NodeServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -241,6 +265,16 @@ def add_NodeServicer_to_server(servicer, server):
                     servicer.JobLogs,
                     request_deserializer=node__pb2.JobLogsRequest.FromString,
                     response_serializer=node__pb2.JobLogChunk.SerializeToString,
+            ),
+            'LogFiles': grpc.unary_unary_rpc_method_handler(
+                    servicer.LogFiles,
+                    request_deserializer=node__pb2.LogFilesRequest.FromString,
+                    response_serializer=node__pb2.LogFilesReply.SerializeToString,
+            ),
+            'StreamLog': grpc.unary_stream_rpc_method_handler(
+                    servicer.StreamLog,
+                    request_deserializer=node__pb2.StreamLogRequest.FromString,
+                    response_serializer=node__pb2.LogChunk.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -567,6 +601,60 @@ class Node:
             '/ember.v1.Node/JobLogs',
             node__pb2.JobLogsRequest.SerializeToString,
             node__pb2.JobLogChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LogFiles(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ember.v1.Node/LogFiles',
+            node__pb2.LogFilesRequest.SerializeToString,
+            node__pb2.LogFilesReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StreamLog(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/ember.v1.Node/StreamLog',
+            node__pb2.StreamLogRequest.SerializeToString,
+            node__pb2.LogChunk.FromString,
             options,
             channel_credentials,
             insecure,

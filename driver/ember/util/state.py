@@ -52,7 +52,9 @@ def list_actors(filters: list[tuple[str, str, Any]] | None = None, limit: int = 
 
 def list_objects(filters: list[tuple[str, str, Any]] | None = None, limit: int = DEFAULT_LIMIT,
                  detail: bool = False, **_ignored: Any) -> list[dict[str, Any]]:
-    """Objects the cluster holds now: id, state, kind, size, holders and where copies are."""
+    """Objects the cluster holds now: id, state, kind, size, holders, where copies are, and
+    ``call_site``, the ``file:line`` of the ``put()`` or ``.remote()`` call that made it
+    ("" unless recorded: ``EMBER_RECORD_CALLSITE=1`` for the process that made it)."""
     return _rows("objects", filters, limit, detail)
 
 
