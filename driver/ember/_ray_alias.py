@@ -38,7 +38,7 @@ RAY_ONLY_MODULES = frozenset({
     "serve", "train", "tune", "widgets", "workflow",
     "util.accelerators", "util.annotations", "util.check_serialize", "util.client",
     "util.collective", "util.dask", "util.debug", "util.iter", "util.joblib",
-    "util.placement_group", "util.rpdb", "util.scheduling_strategies", "util.serialization",
+    "util.placement_group", "util.rpdb", "util.serialization",
     "util.spark", "util.state", "util.tracing",
 })
 

@@ -15,6 +15,7 @@ from typing import Any
 from ember import _context, generators, runtime_env
 from ember._concurrency_groups import check_groups, check_method_groups, method_groups
 from ember._resources import validate_request
+from ember._scheduling import wire_strategy
 from ember._serialization import dumps_function, serialize
 from ember._signature import CallShape, check, shape_of
 from ember.object_ref import ObjectRef
@@ -179,7 +180,7 @@ class ActorClass:
             "concurrency_groups": groups,
         }
         refs = rt.submit(fn_id, f"{self._name}.__init__", args, kwargs, 1, held, 0, False,
-                         extra=("create", spec))
+                         extra=("create", spec), strategy=wire_strategy(options.get("scheduling_strategy")))
         creation = refs[0]
         return ActorHandle(creation, meta)
 

@@ -28,6 +28,7 @@ from ember._resources import acquire, describe_unmet, release
 from ember._serialization import serialize
 from ember._wire import RECV_CHUNK, ServerConnection
 from ember.exceptions import (
+    ActorUnschedulableError,
     ObjectLostError,
     ObjectStoreFullError,
     RayError,
@@ -46,7 +47,7 @@ from ember_node.objects import PENDING, ClientRefs, Obj, ObjectTable
 from ember_node.protocol import check as check_message
 from ember_node.protocol import name_of
 from ember_node.requests import Requests
-from ember_node.scheduler import Kind, Limits, Request, place, steal_candidate
+from ember_node.scheduler import Kind, Limits, Request, place, steal_candidate, strategy_of
 from ember_node.store import Arena
 from ember_node.streams import Streams
 from ember_node.tasks import FINISHED, QUEUED, RUNNING, Task
@@ -608,7 +609,8 @@ class Agent(Membership, Requests):
         store_args = any((o := objs.get(d)) is not None and o.kind == M.STORE for d in task.deps)
         return Request(task.resources, task.shape, task.deps if self.remote_readers else (),
                        may_pipeline=not create and not store_args,
-                       needs_cpu_node=create and bool(task.extra[1].get("cpu_node")))
+                       needs_cpu_node=create and bool(task.extra[1].get("cpu_node")),
+                       strategy=strategy_of(task.strategy))
 
     def _place_queued(self) -> None:
         nodes = self.nodes.values()
@@ -644,10 +646,26 @@ class Agent(Membership, Requests):
                         f"{self.limits.max_workers_per_node}) and every one of them waits on other "
                         f"work (nested tasks blocked in get). Raise EMBER_MAX_WORKERS_PER_NODE when "
                         f"starting the node, or nest fewer levels of tasks that wait on each other."))
+                elif kind is Kind.UNSCHEDULABLE:
+                    q.popleft()
+                    self._fail_unschedulable(task, d.node)
                 else:  # WAIT (or enough workers already starting for this queue)
                     break
             if not q:
                 del self.queues[shape]
+
+    def _fail_unschedulable(self, task: Task, node: NodeRec | None) -> None:
+        """``task``'s hard node affinity names a node that is gone or too small for it."""
+        create = task.extra is not None and task.extra[0] == "create"
+        what = f"{'actor' if create else 'task'} {task.name}"
+        node_id = task.strategy[1]
+        why = (f"node {node_id} is not in the cluster (or has died)" if node is None or not node.alive
+               else f"{node.describe()} could never fit it ({describe_unmet(what, task.resources, node.totals)})")
+        exc_type = ActorUnschedulableError if create else TaskUnschedulableError
+        exc = exc_type(f"{what} cannot be scheduled: its NodeAffinitySchedulingStrategy(soft=False) requires "
+                       f"a node where {why}. Pass soft=True to let it run elsewhere, or name a live node "
+                       f"from ember.nodes().")
+        self._fail(task, exc)  # an actor's creation: the actor dies with this cause
 
     def _note_infeasible(self, task: Task) -> None:
         """``task`` fits no node of the cluster: it stays pending (a node that fits may join),

@@ -11,11 +11,11 @@ from ember.util.actor_pool import ActorPool
 
 __all__ = ["ActorPool"]
 
-_SUBMODULES = frozenset({"actor_pool", "metrics", "multiprocessing", "queue", "state"})
+_SUBMODULES = frozenset({"actor_pool", "metrics", "multiprocessing", "queue", "scheduling_strategies", "state"})
 # Ray's ray.util submodules ember lacks (placeholders, see ember._ray_alias)
 _RAY_ONLY_SUBMODULES = frozenset({
     "accelerators", "annotations", "check_serialize", "client", "collective", "dask", "debug",
-    "iter", "joblib", "placement_group", "scheduling_strategies", "serialization",
+    "iter", "joblib", "placement_group", "serialization",
     "spark", "tracing",
 })
 # Ray's ray.util names ember lacks: they resolve, and raise NotImplementedError when used.

@@ -1,0 +1,34 @@
+"""A task's or actor's ``scheduling_strategy`` option as it travels in the task spec.
+
+``wire_strategy`` turns the user's option into plain data the agent checks and decodes
+(``ember_node.scheduler.strategy_of``): ``None`` (the default), ``("SPREAD",)`` or
+``("NODE", node_id, soft)``. Placement-group strategies do not travel this way: they rename
+the requested resources into the group's reserved ones (``ember.util.placement_group``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+SPREAD = "SPREAD"
+NODE = "NODE"
+
+
+def wire_strategy(strategy: Any) -> tuple | None:
+    """The spec field for ``strategy`` (None for the default); ValueError names the choices."""
+    from ember.util.scheduling_strategies import (
+        NodeAffinitySchedulingStrategy,
+        PlacementGroupSchedulingStrategy,
+    )
+
+    if strategy is None or strategy == "DEFAULT":
+        return None
+    if strategy == SPREAD:
+        return (SPREAD,)
+    if isinstance(strategy, NodeAffinitySchedulingStrategy):
+        return (NODE, strategy.node_id, strategy.soft)
+    if isinstance(strategy, PlacementGroupSchedulingStrategy):
+        return None  # resources renamed instead (see the module docstring)
+    raise ValueError(
+        f"scheduling_strategy must be \"DEFAULT\", \"SPREAD\", a NodeAffinitySchedulingStrategy or a "
+        f"PlacementGroupSchedulingStrategy (ember.util.scheduling_strategies), got {strategy!r}")
