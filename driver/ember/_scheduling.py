@@ -32,3 +32,22 @@ def wire_strategy(strategy: Any) -> tuple | None:
     raise ValueError(
         f"scheduling_strategy must be \"DEFAULT\", \"SPREAD\", a NodeAffinitySchedulingStrategy or a "
         f"PlacementGroupSchedulingStrategy (ember.util.scheduling_strategies), got {strategy!r}")
+
+
+def placed_resources(resources: dict[str, float], options: dict[str, Any]) -> dict[str, float]:
+    """``resources`` as the task or actor asks for them: renamed into its placement group's
+    bundle when ``options`` put it in one (``scheduling_strategy=PlacementGroupSchedulingStrategy``
+    or Ray's older ``placement_group=``/``placement_group_bundle_index=``)."""
+    from ember.util.placement_group import PlacementGroup, bundle_resources
+    from ember.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+    strategy = options.get("scheduling_strategy")
+    if isinstance(strategy, PlacementGroupSchedulingStrategy):
+        pg, index = strategy.placement_group, strategy.placement_group_bundle_index
+    else:
+        pg, index = options.get("placement_group"), options.get("placement_group_bundle_index", -1)
+        if pg is None or pg == "default":
+            return resources
+    if not isinstance(pg, PlacementGroup):
+        raise TypeError(f"placement_group must be a PlacementGroup (ember.util.placement_group), got {pg!r}")
+    return bundle_resources(resources, pg, index)

@@ -9,7 +9,7 @@ from typing import Any
 from ember import _context, generators, runtime_env
 from ember._call_limit import CallLimit, default_max_calls
 from ember._resources import validate_request
-from ember._scheduling import wire_strategy
+from ember._scheduling import placed_resources, wire_strategy
 from ember._serialization import dumps_function, serialize
 from ember._signature import check, shape_of
 
@@ -67,6 +67,7 @@ class RemoteFunction:
     def _resolve(self, options: dict[str, Any]) -> tuple:
         resources = validate_request(options.get("num_cpus"), options.get("num_gpus"),
                                      options.get("resources"), options.get("memory"), default_cpus=1.0)
+        resources = placed_resources(resources, options)
         rex = options.get("retry_exceptions", False)
         if isinstance(rex, list | tuple):
             rex = serialize(list(rex)).to_bytes()

@@ -124,8 +124,10 @@ class RuntimeContext:
         return actor.actor_id.hex() if actor is not None else None
 
     def get_placement_group_id(self) -> str | None:
-        """Placement groups are not implemented by ember yet: always None."""
-        return None
+        """The hex id of the placement group the running task or actor is in; None outside one."""
+        from ember.util.placement_group import group_of
+
+        return group_of(self.get_assigned_resources())
 
     # ------------------------------------------------------------------ resources
     def get_assigned_resources(self) -> dict[str, float]:

@@ -44,6 +44,7 @@ from ember_node.memory_monitor import MemoryMonitor, node_views, settings_from_e
 from ember_node.memory_usage import UsageReader
 from ember_node.metrics import NodeMetrics
 from ember_node.objects import PENDING, ClientRefs, Obj, ObjectTable
+from ember_node.placement_groups import PlacementGroups
 from ember_node.protocol import check as check_message
 from ember_node.protocol import name_of
 from ember_node.requests import Requests
@@ -140,6 +141,7 @@ class Agent(Membership, Requests):
         self.metrics = NodeMetrics(self)  # also hooks the table's spills and restores
         self.actors = ActorManager(self)
         self.history = History(*limits_from_env(os.environ))  # ended tasks, dead actors
+        self.pgs = PlacementGroups(self.nodes, self._resources_changed, self._end_placement_group_work)
         actor_table = self.actors.actors
         self.table.on_free = self._on_freed
         # worker nodes holding a copy (or that held one: see NodeRec.dropped), told when freed
@@ -372,6 +374,8 @@ class Agent(Membership, Requests):
         if now - self._last_timer < 0.1:
             return
         self._last_timer = now
+        if self.pgs.pending:
+            self.pgs.retry()
         self._resume_accepting(now)
         self._expire_ungreeted(now)
         self._forward_output(self.output.poll())
@@ -557,6 +561,7 @@ class Agent(Membership, Requests):
         job = driver.job
         if not job or any(c is not driver and c.kind == "driver" and c.job == job for c in self.clients.values()):
             return  # not a driver with work of its own (a tool), or its job has another driver
+        self.pgs.remove_job(job)  # its placement groups that are not detached
         mine = [t for t in self.tasks.values()
                 if t.job == job and t.state != FINISHED and not (t.extra and t.extra[0] == "call")]
         if not mine:
@@ -667,6 +672,36 @@ class Agent(Membership, Requests):
                        f"from ember.nodes().")
         self._fail(task, exc)  # an actor's creation: the actor dies with this cause
 
+    def _resources_changed(self) -> None:
+        """Placement groups reserved or gave back resources: views and queued work follow."""
+        self._nodes_changed()
+        for q in self.queues.values():
+            for t in q:
+                t.pending_reason = None
+        self._schedule()
+
+    def _end_placement_group_work(self, pg_hex: str) -> None:
+        """A placement group was removed: its actors die and its tasks fail (queued) or are
+        cancelled (running, their workers killed), as Ray does."""
+        suffix = "_" + pg_hex
+        def in_group(resources: dict) -> bool:
+            return any(k.endswith(suffix) for k in resources)
+        for actor in list(self.actors.actors.values()):
+            if in_group(actor.spec.get("held", {})):
+                self.actors.kill(actor.aid, no_restart=True, reason="died: its placement group was removed")
+        for t in list(self.tasks.values()):
+            if t.state == FINISHED or t.extra is not None or not in_group(t.resources):
+                continue
+            rec = t.worker
+            if rec is None:
+                self._fail(t, TaskCancelledError(f"task {t.name} was cancelled: its placement group was removed"))
+            else:
+                t.cancelled = True
+                if rec.inflight and rec.inflight[0] is t:
+                    self._kill_worker(rec)
+                else:
+                    self._send(rec.client, (M.CANCEL, t.tid))
+
     def _note_infeasible(self, task: Task) -> None:
         """``task`` fits no node of the cluster: it stays pending (a node that fits may join),
         with its reason for ``ember status``/``ember list tasks``; its driver is warned once
@@ -676,6 +711,8 @@ class Agent(Membership, Requests):
         what = f"{'actor' if task.extra and task.extra[0] == 'create' else 'task'} {task.name}"
         problem = describe_unmet(what, task.resources, self._largest) or f"{what} fits no node"
         task.pending_reason = problem
+        if any("_group_" in k for k in task.resources):
+            return  # waits for its placement group to be placed: no warning, as in Ray
         driver = self._driver_of(task)
         if driver is not None and task.shape not in driver.warned_shapes:
             driver.warned_shapes.add(task.shape)
@@ -850,6 +887,8 @@ class Agent(Membership, Requests):
         """Return what ``rec`` held (a blocked worker gave its CPU back already)."""
         held = rec.held
         if held:
+            # a removed placement group's renamed resources are gone from the node: not given back
+            held = {k: v for k, v in held.items() if k in rec.node.totals}
             release(rec.node.available, _without_cpu(held) if rec.blocked else held)
             if rec.gpu_ids:
                 rec.node.gpus.give(rec.gpu_ids, held.get("GPU", 0.0))

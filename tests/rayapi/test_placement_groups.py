@@ -1,0 +1,116 @@
+"""Placement groups on one node (an embedded cluster with 4 CPUs and 2 of a custom "slot"), as
+Ray documents them: a group reserves its bundles (the reserved CPUs leave
+``available_resources``), ``ready()``/``wait()`` tell when it is placed, a group that cannot
+be placed stays pending, tasks and actors scheduled into a bundle run inside its reservation,
+removing the group gives the resources back and ends its actors, and the group's state
+shows in ``placement_group_table``."""
+
+from __future__ import annotations
+
+import ember
+import pytest
+from ember.exceptions import RayActorError
+from ember.util import (
+    get_current_placement_group,
+    placement_group,
+    placement_group_table,
+    remove_placement_group,
+)
+from ember.util.placement_group import get_placement_group
+from ember.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+from tests.cluster.helpers import wait_until
+
+CLUSTER_ARGS = {"num_cpus": 4, "resources": {"slot": 2}}
+
+
+@ember.remote(num_cpus=1)
+def where():
+    pg = get_current_placement_group()
+    return pg.id.hex() if pg is not None else None
+
+
+@ember.remote(num_cpus=1)
+class Holder:
+    def pg(self):
+        pg = get_current_placement_group()
+        return (pg.id.hex() if pg is not None else None, ember.get_runtime_context().get_placement_group_id())
+
+
+def _available_cpus() -> float:
+    return ember.available_resources().get("CPU", 0.0)
+
+
+def test_a_group_reserves_its_bundles_and_gives_them_back(cluster):
+    assert wait_until(lambda: _available_cpus() == 4, 30)
+    pg = placement_group([{"CPU": 1}, {"CPU": 1, "slot": 1}], strategy="STRICT_PACK", name="pair")
+    assert ember.get(pg.ready(), timeout=60) is True
+    assert pg.wait(10)
+    assert wait_until(lambda: _available_cpus() == 2, 30)
+    assert ember.available_resources().get("slot") == 1
+    info = placement_group_table(pg)
+    assert info["state"] == "CREATED" and info["strategy"] == "STRICT_PACK" and info["name"] == "pair"
+    assert info["bundles"] == {0: {"CPU": 1.0}, 1: {"CPU": 1.0, "slot": 1.0}}
+    assert set(info["bundles_to_node_id"].values()) == {ember.get_runtime_context().get_node_id()}
+    assert pg.id.hex() in placement_group_table()
+    assert get_placement_group("pair") == pg
+    assert pg.bundle_count == 2 and pg.bundle_specs[1] == {"CPU": 1.0, "slot": 1.0}
+    remove_placement_group(pg)
+    assert wait_until(lambda: _available_cpus() == 4, 30)
+    assert ember.available_resources().get("slot") == 2
+    assert placement_group_table(pg)["state"] == "REMOVED"
+
+
+def test_tasks_and_actors_run_inside_the_bundles(cluster):
+    pg = placement_group([{"CPU": 1}, {"CPU": 1}], strategy="PACK")
+    assert pg.wait(60)
+    s = PlacementGroupSchedulingStrategy(pg)
+    assert ember.get([where.options(scheduling_strategy=s).remote() for _ in range(6)], timeout=60) == [pg.id.hex()] * 6
+    # Ray's older options, with a bundle index
+    assert ember.get(where.options(placement_group=pg, placement_group_bundle_index=1).remote(),
+                     timeout=60) == pg.id.hex()
+    assert ember.get(where.remote(), timeout=60) is None  # outside the group
+    a = Holder.options(scheduling_strategy=PlacementGroupSchedulingStrategy(pg, placement_group_bundle_index=0)).remote()
+    assert ember.get(a.pg.remote(), timeout=60) == (pg.id.hex(), pg.id.hex())
+    # the actor holds bundle 0's CPU: a second one there cannot start until the group goes
+    b = Holder.options(scheduling_strategy=PlacementGroupSchedulingStrategy(pg, placement_group_bundle_index=0)).remote()
+    ready, _ = ember.wait([b.pg.remote()], timeout=1.0)
+    assert not ready
+    remove_placement_group(pg)
+    for actor in (a, b):
+        with pytest.raises(RayActorError):
+            ember.get(actor.pg.remote(), timeout=60)
+    assert wait_until(lambda: _available_cpus() == 4, 30)
+
+
+def test_a_group_that_does_not_fit_stays_pending_until_room_frees(cluster):
+    big = placement_group([{"CPU": 3}])
+    assert big.wait(60)
+    other = placement_group([{"CPU": 2}], strategy="STRICT_PACK")
+    assert not other.wait(0.5)
+    assert placement_group_table(other)["state"] == "PENDING"
+    ready = other.ready()
+    remove_placement_group(big)
+    assert ember.get(ready, timeout=60) is True
+    assert placement_group_table(other)["state"] == "CREATED"
+    remove_placement_group(other)
+    never = placement_group([{"CPU": 1}, {"CPU": 1}], strategy="STRICT_SPREAD")  # one node only
+    assert not never.wait(0.5)
+    remove_placement_group(never)
+    assert wait_until(lambda: _available_cpus() == 4, 30)
+
+
+def test_bad_groups_are_refused_at_the_call(cluster):
+    with pytest.raises(ValueError, match="strategy must be one of"):
+        placement_group([{"CPU": 1}], strategy="TIGHT")
+    with pytest.raises(ValueError, match="non-empty list"):
+        placement_group([])
+    with pytest.raises(ValueError, match="ask for some resource"):
+        placement_group([{"CPU": 0}])
+    pg = placement_group([{"CPU": 1}])
+    try:
+        with pytest.raises(ValueError, match="out of range"):
+            where.options(placement_group=pg, placement_group_bundle_index=3).remote()
+    finally:
+        remove_placement_group(pg)
+    assert get_current_placement_group() is None
