@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ember.runtime_context import current_task, held_resources
+
 SPREAD = "SPREAD"
 NODE = "NODE"
 
@@ -44,10 +46,30 @@ def placed_resources(resources: dict[str, float], options: dict[str, Any]) -> di
     strategy = options.get("scheduling_strategy")
     if isinstance(strategy, PlacementGroupSchedulingStrategy):
         pg, index = strategy.placement_group, strategy.placement_group_bundle_index
+        capture = strategy.placement_group_capture_child_tasks
+        if pg is None:
+            return resources
     else:
         pg, index = options.get("placement_group"), options.get("placement_group_bundle_index", -1)
+        capture = options.get("placement_group_capture_child_tasks")
         if pg is None or pg == "default":
             return resources
     if not isinstance(pg, PlacementGroup):
         raise TypeError(f"placement_group must be a PlacementGroup (ember.util.placement_group), got {pg!r}")
-    return bundle_resources(resources, pg, index)
+    return bundle_resources(resources, pg, index, bool(capture))
+
+
+def inherits_placement(options: dict[str, Any]) -> bool:
+    """Whether work with ``options`` goes into the placement group of the task or actor that
+    submits it, when that one captures its children (it names no strategy and no group)."""
+    return options.get("scheduling_strategy") is None and options.get("placement_group", "default") == "default"
+
+
+def submitted_resources(rt: Any, resources: dict[str, float], inherit: bool) -> dict[str, float]:
+    """``resources`` as sent for a submission from ``rt``'s current task or actor (see
+    ``inherits_placement``)."""
+    if not inherit or (rt.actor is None and current_task() is None):
+        return resources
+    from ember.util.placement_group import captured_resources
+
+    return captured_resources(resources, held_resources(rt))

@@ -15,7 +15,12 @@ from typing import Any
 from ember import _context, generators, runtime_env
 from ember._concurrency_groups import check_groups, check_method_groups, method_groups
 from ember._resources import validate_request
-from ember._scheduling import placed_resources, wire_strategy
+from ember._scheduling import (
+    inherits_placement,
+    placed_resources,
+    submitted_resources,
+    wire_strategy,
+)
 from ember._serialization import dumps_function, serialize
 from ember._signature import CallShape, check, shape_of
 from ember.object_ref import ObjectRef
@@ -141,7 +146,7 @@ class ActorClass:
         explicit_cpus = options.get("num_cpus")
         held = validate_request(explicit_cpus, options.get("num_gpus"), options.get("resources"),
                                 options.get("memory"), default_cpus=0.0)
-        held = placed_resources(held, options)
+        held = submitted_resources(rt, placed_resources(held, options), inherits_placement(options))
         if name is not None:
             existing = _lookup(rt, name, namespace)
             if existing is not None:

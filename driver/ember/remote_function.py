@@ -9,7 +9,12 @@ from typing import Any
 from ember import _context, generators, runtime_env
 from ember._call_limit import CallLimit, default_max_calls
 from ember._resources import validate_request
-from ember._scheduling import placed_resources, wire_strategy
+from ember._scheduling import (
+    inherits_placement,
+    placed_resources,
+    submitted_resources,
+    wire_strategy,
+)
 from ember._serialization import dumps_function, serialize
 from ember._signature import check, shape_of
 
@@ -74,7 +79,7 @@ class RemoteFunction:
         return (generators.returns_of(self._function, options), resources, options.get("max_retries", 3), rex,
                 options.get("name") or self._name, runtime_env.check(options.get("runtime_env")),
                 default_max_calls(options.get("max_calls"), resources.get("GPU")),
-                wire_strategy(options.get("scheduling_strategy")))
+                wire_strategy(options.get("scheduling_strategy")), inherits_placement(options))
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         raise TypeError(
@@ -119,7 +124,8 @@ class RemoteFunction:
     def _submit(self, args: tuple, kwargs: dict, resolved: tuple) -> Any:
         check(self._shape, args, kwargs)
         rt = _context.require_runtime()
-        num_returns, resources, max_retries, rex, name, own_env, max_calls, strategy = resolved
+        num_returns, resources, max_retries, rex, name, own_env, max_calls, strategy, inherit = resolved
+        resources = submitted_resources(rt, resources, inherit)
         env = runtime_env.effective(own_env) if (own_env or rt.env_vars) else None
         fn_id = self._env_fn_id(rt, env, max_calls) if env or max_calls else self._fn_id(rt)
         if type(num_returns) is not int:  # a generator task (ember.generators)

@@ -88,8 +88,17 @@ class Client:
         self.job = ""  # a driver's (or its output connection's) job id
 
 
+def _is_cpu(name: str) -> bool:
+    """The CPU, or a placement group's reserved CPU (``CPU_group_...``)."""
+    return name == "CPU" or name.startswith("CPU_group_")
+
+
 def _without_cpu(resources: dict[str, float]) -> dict[str, float]:
-    return {k: v for k, v in resources.items() if k != "CPU"}
+    return {k: v for k, v in resources.items() if not _is_cpu(k)}
+
+
+def _cpu_of(resources: dict[str, float]) -> dict[str, float]:
+    return {k: v for k, v in resources.items() if _is_cpu(k)}
 
 
 def cancel_file(session_dir: str, pid: int) -> str:
@@ -711,7 +720,7 @@ class Agent(Membership, Requests):
         what = f"{'actor' if task.extra and task.extra[0] == 'create' else 'task'} {task.name}"
         problem = describe_unmet(what, task.resources, self._largest) or f"{what} fits no node"
         task.pending_reason = problem
-        if any("_group_" in k for k in task.resources):
+        if any(k.startswith("bundle_group_") for k in task.resources):
             return  # waits for its placement group to be placed: no warning, as in Ray
         driver = self._driver_of(task)
         if driver is not None and task.shape not in driver.warned_shapes:
@@ -876,7 +885,7 @@ class Agent(Membership, Requests):
 
     def _hold(self, rec: WorkerRec, resources: dict[str, float]) -> None:
         """Give ``rec`` the resources it runs with (and the GPU ids to make visible)."""
-        rec.held = dict(resources)
+        rec.held = {k: v for k, v in resources.items() if v}  # (a zero marker is no resource)
         acquire(rec.node.available, rec.held)
         gpus = rec.held.get("GPU")
         if gpus:
@@ -1005,15 +1014,15 @@ class Agent(Membership, Requests):
         rec = client.worker
         if rec is not None and not rec.blocked:
             rec.blocked = True
-            if rec.held and rec.held.get("CPU"):  # only the CPU: GPUs and the rest stay held
-                release(rec.node.available, {"CPU": rec.held["CPU"]})
+            if rec.held:  # only the CPU: GPUs and the rest stay held
+                release(rec.node.available, _cpu_of(rec.held))
 
     def _on_unblocked(self, client: Client, msg: tuple) -> None:
         rec = client.worker
         if rec is not None and rec.blocked:
             rec.blocked = False
-            if rec.held and rec.held.get("CPU"):
-                acquire(rec.node.available, {"CPU": rec.held["CPU"]})
+            if rec.held:
+                acquire(rec.node.available, _cpu_of(rec.held))
 
     def _on_cancel(self, client: Client, msg: tuple) -> None:
         _, tid, force, _recursive = msg

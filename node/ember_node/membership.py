@@ -101,6 +101,7 @@ class Membership:
             return
         node.alive = False
         node.death_cause = cause
+        self.pgs.node_dead(node)  # its placement-group bundles are placed again elsewhere
         self._nodes_changed()
         node.idle.clear()
         log.warning("%s is dead: %s", node.describe(), cause)

@@ -9,7 +9,9 @@ adds them back under the names ``<res>_group_<i>_<P>`` and ``<res>_group_<P>``, 
 places the work of a group (whose requests the driver renames, ``ember.util.placement_group``)
 on the bundle's node and inside its reservation. A group that cannot be placed stays pending
 and is retried when resources change (``retry``); removing one gives its resources back and
-asks the agent to end the work that uses them.
+asks the agent to end the work that uses them. The bundles a dead node held are placed
+again on other nodes (the group is ``RESCHEDULING`` until then; STRICT_SPREAD keeps them off the
+nodes holding its other bundles), so the work of the group restarted by retries waits for them.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ BUNDLE_UNITS = 1000.0  # marker units per bundle; a task or actor in a bundle as
 
 PENDING = "PENDING"
 CREATED = "CREATED"
+RESCHEDULING = "RESCHEDULING"  # some bundles were lost with their node; they wait to be placed again
 REMOVED = "REMOVED"
 
 
@@ -132,7 +135,7 @@ class Group:
     job: str
     detached: bool
     state: str = PENDING
-    nodes: list[Any] = field(default_factory=list)  # per bundle, once CREATED
+    nodes: list[Any] = field(default_factory=list)  # per bundle, once CREATED (None: lost)
     created_at: float = field(default_factory=time.time)
 
     def info(self) -> dict[str, Any]:
@@ -141,7 +144,7 @@ class Group:
             "placement_group_id": self.pg_hex,
             "name": self.name,
             "bundles": {i: dict(b) for i, b in enumerate(self.bundles)},
-            "bundles_to_node_id": {i: n.node_id for i, n in enumerate(self.nodes)},
+            "bundles_to_node_id": {i: n.node_id for i, n in enumerate(self.nodes) if n is not None},
             "strategy": self.strategy,
             "state": self.state,
             "stats": {"scheduling_state": "FINISHED" if self.state == CREATED else self.state},
@@ -182,15 +185,23 @@ class PlacementGroups:
         """Place the pending groups that fit now, oldest first."""
         placed = False
         for g in list(self.pending):
-            chosen = place_bundles(g.bundles, g.strategy, list(self.nodes.values()))
+            todo = list(range(len(g.bundles))) if g.state == PENDING else [
+                i for i, n in enumerate(g.nodes) if n is None]
+            candidates = list(self.nodes.values())
+            if g.strategy == "STRICT_SPREAD":
+                candidates = [n for n in candidates if not any(n is m for m in g.nodes)]
+            chosen = place_bundles([g.bundles[i] for i in todo], g.strategy, candidates)
             if chosen is None:
                 continue
-            for i, (b, node) in enumerate(zip(g.bundles, chosen, strict=True)):
+            if g.state == PENDING:
+                g.nodes = [None] * len(g.bundles)
+            for i, node in zip(todo, chosen, strict=True):
+                b = g.bundles[i]
                 _take(node.available, b)
                 for k, v in group_resources(i, g.pg_hex, b).items():
                     node.totals[k] = node.totals.get(k, 0.0) + v
                     node.available[k] = node.available.get(k, 0.0) + v
-            g.nodes = list(chosen)
+                g.nodes[i] = node
             g.state = CREATED
             self.pending.remove(g)
             placed = True
@@ -205,10 +216,12 @@ class PlacementGroups:
             return
         was = g.state
         g.state = REMOVED
-        if was == PENDING:
+        if was != CREATED:
             self.pending.remove(g)
-        else:
+        if was != PENDING:
             for i, (b, node) in enumerate(zip(g.bundles, g.nodes, strict=True)):
+                if node is None:
+                    continue
                 for k in group_resources(i, pg_hex, b):
                     node.totals.pop(k, None)
                     node.available.pop(k, None)
@@ -218,6 +231,17 @@ class PlacementGroups:
         self.end_work(pg_hex)
         self.on_changed()
         self.retry()
+
+    def node_dead(self, node: Any) -> None:
+        """``node`` is gone: the bundles it held are placed again elsewhere when they fit."""
+        for g in self.groups.values():
+            if g.state in (CREATED, RESCHEDULING) and any(n is node for n in g.nodes):
+                g.nodes = [None if n is node else n for n in g.nodes]
+                if g.state == CREATED:
+                    g.state = RESCHEDULING
+                    self.pending.append(g)
+        if self.pending:
+            self.retry()
 
     def remove_job(self, job: str) -> None:
         """A job ended: its groups that are not detached go (as Ray does)."""

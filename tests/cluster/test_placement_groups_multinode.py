@@ -67,3 +67,41 @@ def test_spread_groups_over_nodes(procs, connect):
     finally:
         procs.cleanup()
         shutil.rmtree(root, ignore_errors=True)
+
+
+@ember.remote(num_cpus=1, max_restarts=1, max_task_retries=-1)
+class Pinned:
+    def node(self):
+        return ember.get_runtime_context().get_node_id()
+
+
+def test_a_bundle_lost_with_its_node_is_placed_again_and_its_actor_follows(procs, connect):
+    """STRICT_SPREAD over three one-CPU nodes: the bundle on the node that dies moves to the
+    spare node, and the actor in it restarts there."""
+    root = short_tmpdir()
+    try:
+        head = start_head(procs, root, num_cpus=1, env={"EMBER_HEARTBEAT_TIMEOUT_S": "3"})
+        a = start_worker_node(procs, head, root, "a", num_cpus=1)
+        wait_cluster(head, alive_nodes=2, timeout=60)
+        connect(head)
+        pg = placement_group([{"CPU": 1}, {"CPU": 1}], strategy="STRICT_SPREAD")
+        assert pg.wait(60)
+        placed = placement_group_table(pg)["bundles_to_node_id"]
+        lost = next(i for i, n in placed.items() if n == a.node_id)
+        b = start_worker_node(procs, head, root, "b", num_cpus=1)
+        wait_cluster(head, alive_nodes=3, timeout=60)
+        actor = Pinned.options(scheduling_strategy=PlacementGroupSchedulingStrategy(
+            pg, placement_group_bundle_index=lost)).remote()
+        assert ember.get(actor.node.remote(), timeout=60) == a.node_id
+        procs.kill_tree(a.proc.pid)
+
+        def moved():
+            info = placement_group_table(pg)
+            return info["state"] == "CREATED" and info["bundles_to_node_id"].get(lost) == b.node_id
+
+        assert wait_until(moved, 60), placement_group_table(pg)
+        assert ember.get(actor.node.remote(), timeout=90) == b.node_id
+        remove_placement_group(pg)
+    finally:
+        procs.cleanup()
+        shutil.rmtree(root, ignore_errors=True)

@@ -114,3 +114,41 @@ def test_bad_groups_are_refused_at_the_call(cluster):
     finally:
         remove_placement_group(pg)
     assert get_current_placement_group() is None
+
+
+@ember.remote(num_cpus=1)
+def parent_of_child():
+    """Where this task's child goes when it names no group itself."""
+    return ember.get(where.remote(), timeout=60)
+
+
+@ember.remote(num_cpus=1)
+def parent_of_escaping_child():
+    return ember.get(where.options(scheduling_strategy="DEFAULT").remote(), timeout=60)
+
+
+def test_capture_child_tasks_puts_children_in_the_group(cluster):
+    pg = placement_group([{"CPU": 2}])
+    assert pg.wait(60)
+    captured = PlacementGroupSchedulingStrategy(pg, placement_group_capture_child_tasks=True)
+    assert ember.get(parent_of_child.options(scheduling_strategy=captured).remote(), timeout=60) == pg.id.hex()
+    assert ember.get(parent_of_escaping_child.options(scheduling_strategy=captured).remote(), timeout=60) is None
+    # without capture, a child runs outside the group
+    plain = PlacementGroupSchedulingStrategy(pg)
+    assert ember.get(parent_of_child.options(scheduling_strategy=plain).remote(), timeout=60) is None
+    # an actor made with capture puts what its methods start into the group
+    a = Holder.options(num_cpus=0, placement_group=pg, placement_group_capture_child_tasks=True).remote()
+    assert ember.get(a.pg.remote(), timeout=60) == (pg.id.hex(), pg.id.hex())
+    assert ember.get(where.options(scheduling_strategy=captured).remote(), timeout=60) == pg.id.hex()
+    remove_placement_group(pg)
+    assert wait_until(lambda: _available_cpus() == 4, 30)
+
+
+def test_a_task_waiting_on_its_captured_child_lends_the_bundle_cpu(cluster):
+    """One CPU in the bundle: the parent blocked in get gives it to its child, as outside groups."""
+    pg = placement_group([{"CPU": 1}])
+    assert pg.wait(60)
+    captured = PlacementGroupSchedulingStrategy(pg, placement_group_capture_child_tasks=True)
+    assert ember.get(parent_of_child.options(scheduling_strategy=captured).remote(), timeout=60) == pg.id.hex()
+    remove_placement_group(pg)
+    assert wait_until(lambda: _available_cpus() == 4, 30)

@@ -9,6 +9,7 @@ from ember_node.placement_groups import (
     CREATED,
     PENDING,
     REMOVED,
+    RESCHEDULING,
     PlacementGroups,
     check_bundles,
     group_resources,
@@ -96,3 +97,20 @@ def test_the_driver_renames_requests_into_the_agent_names():
     assert group_of(one) == "ab" and group_of({"CPU": 1.0}) is None
     with pytest.raises(ValueError, match="out of range"):
         bundle_resources({}, pg, 2)
+
+
+def test_bundles_of_a_dead_node_are_placed_again_elsewhere():
+    ns = {n.node_id: n for n in nodes(2, 2, 2)}
+    pgs = PlacementGroups(ns, lambda: None, lambda pg: None)
+    pgs.create("ab", [{"CPU": 1}, {"CPU": 1}], "STRICT_SPREAD", "", "job", False)
+    g = pgs.groups["ab"]
+    assert ids(g.nodes) == ["n0", "n1"]
+    ns["n1"].alive = False
+    pgs.node_dead(ns["n1"])
+    assert g.state == CREATED and ids(g.nodes) == ["n0", "n2"]  # not next to bundle 0
+    assert ns["n2"].available["CPU_group_1_ab"] == 1 and ns["n2"].available["CPU"] == 1
+    ns["n2"].alive = False
+    pgs.node_dead(ns["n2"])
+    assert g.state == RESCHEDULING and g.info()["bundles_to_node_id"] == {0: "n0"}
+    pgs.remove("ab")  # gives back what the live node held
+    assert ns["n0"].available == {"CPU": 2}

@@ -183,7 +183,7 @@ def get_placement_group(placement_group_name: str) -> PlacementGroup:
 def group_of(resources: dict[str, float]) -> str | None:
     """The placement group id whose bundle ``resources`` (a task's, renamed) are in, or None."""
     for key in resources:
-        if key.startswith("bundle_group_"):
+        if key.startswith("bundle_group_") or key.startswith(CAPTURE):
             return key.rsplit("_", 1)[1]
     return None
 
@@ -196,15 +196,35 @@ def get_current_placement_group() -> PlacementGroup | None:
     return PlacementGroup(PlacementGroupID(pg_hex)) if pg_hex else None
 
 
-def bundle_resources(resources: dict[str, float], pg: PlacementGroup, index: int) -> dict[str, float]:
-    """``resources`` renamed into bundle ``index`` of ``pg`` (-1: any bundle)."""
+def bundle_resources(resources: dict[str, float], pg: PlacementGroup, index: int,
+                     capture: bool = False) -> dict[str, float]:
+    """``resources`` renamed into bundle ``index`` of ``pg`` (-1: any bundle). With ``capture``,
+    a zero-amount marker ``capture_group_<pg>`` rides along: it costs nothing to schedule and
+    tells the work, which sees its resources, to put its own children in the group too."""
     if not isinstance(index, int) or isinstance(index, bool) or index < -1:
         raise ValueError(f"placement_group_bundle_index must be -1 (any bundle) or a bundle index, got {index!r}")
     if pg._bundles is not None and index >= len(pg._bundles):
         raise ValueError(f"placement_group_bundle_index {index} is out of range: the group has "
                          f"{len(pg._bundles)} bundles (0..{len(pg._bundles) - 1})")
-    pg_hex = _id_hex(pg)
+    return _renamed(resources, _id_hex(pg), index, capture)
+
+
+CAPTURE = "capture_group_"
+
+
+def _renamed(resources: dict[str, float], pg_hex: str, index: int, capture: bool) -> dict[str, float]:
     tag = f"_group_{pg_hex}" if index < 0 else f"_group_{index}_{pg_hex}"
     out = {f"{k}{tag}": v for k, v in resources.items() if v}
     out[f"bundle{tag}"] = BUNDLE_SHARE
+    if capture:
+        out[CAPTURE + pg_hex] = 0.0
     return out
+
+
+def captured_resources(resources: dict[str, float], held: dict[str, float]) -> dict[str, float]:
+    """``resources`` of a child task or actor, renamed into the placement group whose work
+    (holding ``held``) captures its children; as they are when it does not."""
+    for key in held:
+        if key.startswith(CAPTURE):
+            return _renamed(resources, key[len(CAPTURE):], -1, True)
+    return resources
