@@ -3,7 +3,8 @@ Ray documents them: a group reserves its bundles (the reserved CPUs leave
 ``available_resources``), ``ready()``/``wait()`` tell when it is placed, a group that cannot
 be placed stays pending, tasks and actors scheduled into a bundle run inside its reservation,
 removing the group gives the resources back and ends its actors, and the group's state
-shows in ``placement_group_table``."""
+shows in ``placement_group_table``; children of captured work go into the group; and a Ray
+program using them runs unchanged under ``ember run``."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from ember.util.placement_group import get_placement_group
 from ember.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from tests.cluster.helpers import wait_until
+from tests.rayapi.helpers import output_lines, run_ray_program
 
 CLUSTER_ARGS = {"num_cpus": 4, "resources": {"slot": 2}}
 
@@ -152,3 +154,51 @@ def test_a_task_waiting_on_its_captured_child_lends_the_bundle_cpu(cluster):
     assert ember.get(parent_of_child.options(scheduling_strategy=captured).remote(), timeout=60) == pg.id.hex()
     remove_placement_group(pg)
     assert wait_until(lambda: _available_cpus() == 4, 30)
+
+
+RAY_PROGRAM = """
+import ray
+from ray.util.placement_group import placement_group, placement_group_table, remove_placement_group
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy, PlacementGroupSchedulingStrategy
+
+ray.init(num_cpus=4)
+
+# reserve two one-CPU bundles, wait for them, and run an actor and tasks in them
+pg = placement_group([{"CPU": 1}] * 2, strategy="PACK")
+ray.get(pg.ready(), timeout=60)
+print("state", placement_group_table(pg)["state"])
+
+@ray.remote(num_cpus=1)
+class Counter:
+    def __init__(self):
+        self.n = 0
+
+    def add(self):
+        self.n += 1
+        return self.n
+
+@ray.remote(num_cpus=1)
+def square(x):
+    return x * x
+
+c = Counter.options(scheduling_strategy=PlacementGroupSchedulingStrategy(
+    placement_group=pg, placement_group_bundle_index=0)).remote()
+print("counter", ray.get([c.add.remote() for _ in range(3)], timeout=60))
+in_pg = PlacementGroupSchedulingStrategy(placement_group=pg, placement_group_bundle_index=1)
+print("squares", ray.get([square.options(scheduling_strategy=in_pg).remote(i) for i in range(4)], timeout=60))
+remove_placement_group(pg)
+print("removed", placement_group_table(pg)["state"])
+
+here = ray.get_runtime_context().get_node_id()
+on_node = NodeAffinitySchedulingStrategy(node_id=here, soft=False)
+print("affinity", ray.get(square.options(scheduling_strategy=on_node).remote(3), timeout=60))
+print("spread", sorted(ray.get([square.options(scheduling_strategy="SPREAD").remote(i) for i in range(3)],
+                              timeout=60)))
+ray.shutdown()
+"""
+
+
+def test_a_ray_program_with_placement_groups_runs_unchanged(tmp_path):
+    assert output_lines(run_ray_program(tmp_path, RAY_PROGRAM)) == [
+        "state CREATED", "counter [1, 2, 3]", "squares [0, 1, 4, 9]", "removed REMOVED", "affinity 9",
+        "spread [0, 1, 4]"]
