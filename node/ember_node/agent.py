@@ -44,7 +44,7 @@ from ember_node.memory_monitor import MemoryMonitor, node_views, settings_from_e
 from ember_node.memory_usage import UsageReader
 from ember_node.metrics import NodeMetrics
 from ember_node.objects import PENDING, ClientRefs, Obj, ObjectTable
-from ember_node.placement_groups import PlacementGroups
+from ember_node.placement_groups import PlacementGroups, in_placement_group
 from ember_node.protocol import check as check_message
 from ember_node.protocol import name_of
 from ember_node.requests import Requests
@@ -720,7 +720,7 @@ class Agent(Membership, Requests):
         what = f"{'actor' if task.extra and task.extra[0] == 'create' else 'task'} {task.name}"
         problem = describe_unmet(what, task.resources, self._largest) or f"{what} fits no node"
         task.pending_reason = problem
-        if any(k.startswith("bundle_group_") for k in task.resources):
+        if in_placement_group(task.resources):
             return  # waits for its placement group to be placed: no warning, as in Ray
         driver = self._driver_of(task)
         if driver is not None and task.shape not in driver.warned_shapes:

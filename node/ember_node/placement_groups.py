@@ -44,6 +44,11 @@ def group_resources(index: int, pg_hex: str, bundle: Mapping[str, float]) -> dic
     return out
 
 
+def in_placement_group(resources: Mapping[str, float]) -> bool:
+    """Whether a request is for a placement group's bundle (renamed by the driver)."""
+    return any(k.startswith("bundle_group_") for k in resources)
+
+
 def _take(avail: dict[str, float], bundle: Mapping[str, float]) -> None:
     for k, v in bundle.items():
         avail[k] = avail.get(k, 0.0) - v
@@ -231,6 +236,17 @@ class PlacementGroups:
         self.end_work(pg_hex)
         self.on_changed()
         self.retry()
+
+    def pending_shapes(self) -> list[dict[str, float]]:
+        """What the groups waiting to be placed ask for, for the autoscaler's demand: each
+        bundle not placed yet (a STRICT_PACK group's, together as one node's worth).
+        Read from gRPC threads: works on copies."""
+        out: list[dict[str, float]] = []
+        for g in list(self.pending):
+            nodes = list(g.nodes)
+            todo = [b for i, b in enumerate(g.bundles) if g.state == PENDING or nodes[i] is None]
+            out += [_total(todo)] if g.strategy == "STRICT_PACK" else [dict(b) for b in todo]
+        return out
 
     def node_dead(self, node: Any) -> None:
         """``node`` is gone: the bundles it held are placed again elsewhere when they fit."""

@@ -114,3 +114,15 @@ def test_bundles_of_a_dead_node_are_placed_again_elsewhere():
     assert g.state == RESCHEDULING and g.info()["bundles_to_node_id"] == {0: "n0"}
     pgs.remove("ab")  # gives back what the live node held
     assert ns["n0"].available == {"CPU": 2}
+
+
+def test_pending_groups_ask_for_their_unplaced_bundles():
+    ns = {n.node_id: n for n in nodes(2, 2)}
+    pgs = PlacementGroups(ns, lambda: None, lambda pg: None)
+    pgs.create("a", [{"CPU": 3}, {"CPU": 1}], "PACK", "", "job", False)
+    pgs.create("b", [{"CPU": 2}, {"CPU": 2}], "STRICT_PACK", "", "job", False)
+    assert pgs.pending_shapes() == [{"CPU": 3.0}, {"CPU": 1.0}, {"CPU": 4.0}]
+    pgs.create("c", [{"CPU": 1}, {"CPU": 1}], "STRICT_SPREAD", "", "job", False)
+    ns["n1"].alive = False
+    pgs.node_dead(ns["n1"])  # bundle 1 of c is lost, and no other node may take it
+    assert pgs.pending_shapes()[-1] == {"CPU": 1.0} and len(pgs.pending_shapes()) == 4
