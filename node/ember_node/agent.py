@@ -718,10 +718,11 @@ class Agent(Membership, Requests):
         if task.pending_reason is not None:
             return
         what = f"{'actor' if task.extra and task.extra[0] == 'create' else 'task'} {task.name}"
+        if in_placement_group(task.resources):  # no warning, as in Ray
+            task.pending_reason = self.pgs.why_waiting(what, task.resources)
+            return
         problem = describe_unmet(what, task.resources, self._largest) or f"{what} fits no node"
         task.pending_reason = problem
-        if in_placement_group(task.resources):
-            return  # waits for its placement group to be placed: no warning, as in Ray
         driver = self._driver_of(task)
         if driver is not None and task.shape not in driver.warned_shapes:
             driver.warned_shapes.add(task.shape)

@@ -237,6 +237,19 @@ class PlacementGroups:
         self.on_changed()
         self.retry()
 
+    def why_waiting(self, what: str, resources: Mapping[str, float]) -> str:
+        """Why work asking for a group's bundle resources waits (for ``ember status``)."""
+        key = next(k for k in resources if k.startswith("bundle_group_"))
+        g = self.groups.get(key.rsplit("_", 1)[1])
+        if g is None or g.state == REMOVED:
+            return f"{what} asks for a placement group that does not exist (any more)"
+        if g.state != CREATED:
+            return f"{what} waits for its placement group {g.pg_hex} ({g.state}: its bundles do not fit the nodes yet)"
+        asks = ", ".join(f"{k.split('_group_')[0]}={v:g}" for k, v in resources.items()
+                         if not k.startswith("bundle_group_"))
+        return (f"{what} waits for room in its placement group {g.pg_hex} (it needs {asks or 'no resources'} "
+                f"of a bundle; a bundle that reserved less can never run it)")
+
     def pending_shapes(self) -> list[dict[str, float]]:
         """What the groups waiting to be placed ask for, for the autoscaler's demand: each
         bundle not placed yet (a STRICT_PACK group's, together as one node's worth).

@@ -181,11 +181,13 @@ def place(req: Request, nodes: Iterable[Any], workers: Iterable[Any], largest: M
 
 
 def _busy(node: Any) -> float:
-    """How loaded a node is, for SPREAD: the share of its CPUs (or of its workers) in use."""
+    """How loaded a node is, for SPREAD: the share of its CPUs in use plus its workers that
+    are not idle (starting, running, blocked, actors, which may hold no CPU) per CPU."""
+    working = node.nworkers - len(node.idle)
     cpus = node.totals.get("CPU", 0.0)
     if cpus > 0:
-        return (cpus - node.available.get("CPU", 0.0)) / cpus + node.starting / (cpus + 1)
-    return float(node.nworkers - len(node.idle))
+        return (cpus - node.available.get("CPU", 0.0)) / cpus + working / cpus
+    return float(working)
 
 
 def _makes_progress(w: Any) -> bool:

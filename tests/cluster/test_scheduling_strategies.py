@@ -62,6 +62,14 @@ def test_spread_runs_two_tasks_on_two_nodes(cluster):
     assert set(ember.get(refs, timeout=90)) == {head.node_id, node.node_id}
 
 
+def test_spread_actors_land_on_both_nodes(cluster):
+    head, node, _ = cluster
+    actors = [Where.options(scheduling_strategy="SPREAD").remote() for _ in range(2)]
+    assert set(ember.get([a.node.remote() for a in actors], timeout=90)) == {head.node_id, node.node_id}
+    for a in actors:
+        ember.kill(a)
+
+
 def test_default_strategy_is_accepted(cluster):
     head, node, _ = cluster
     assert ember.get(node_of.options(scheduling_strategy="DEFAULT").remote(), timeout=60) in {

@@ -126,3 +126,15 @@ def test_pending_groups_ask_for_their_unplaced_bundles():
     ns["n1"].alive = False
     pgs.node_dead(ns["n1"])  # bundle 1 of c is lost, and no other node may take it
     assert pgs.pending_shapes()[-1] == {"CPU": 1.0} and len(pgs.pending_shapes()) == 4
+
+
+def test_why_work_in_a_group_waits():
+    ns = {n.node_id: n for n in nodes(2)}
+    pgs = PlacementGroups(ns, lambda: None, lambda pg: None)
+    pgs.create("ab", [{"CPU": 1}], "PACK", "", "job", False)
+    pgs.create("cd", [{"CPU": 5}], "PACK", "", "job", False)
+    pg = PlacementGroup(PlacementGroupID("ab"), None)
+    assert "waits for room in its placement group ab (it needs CPU=2" in pgs.why_waiting(
+        "task f", bundle_resources({"CPU": 2.0}, pg, 0))
+    assert "PENDING" in pgs.why_waiting("task f", bundle_resources({}, PlacementGroup(PlacementGroupID("cd")), -1))
+    assert "does not exist" in pgs.why_waiting("task f", bundle_resources({}, PlacementGroup(PlacementGroupID("zz")), -1))

@@ -102,3 +102,11 @@ def test_soft_affinity_to_a_missing_or_too_small_node_goes_anywhere():
     assert d.kind is Kind.START and d.node is b
     d = decide(req(strategy=Strategy(node_id="gone", soft=True)), [a, b], [])
     assert d.kind is Kind.START and d.node is a
+
+
+def test_spread_counts_actors_that_hold_no_cpu():
+    a, b = node(cpus=2), node(cpus=2, head=False)
+    actor = worker(a, BUSY, resources={}, actor=object())
+    idle_a, idle_b = worker(a, IDLE), worker(b, IDLE)
+    d = decide(req({}, strategy=Strategy(spread=True)), [a, b], [actor, idle_a, idle_b])
+    assert d.kind is Kind.RUN and d.worker is idle_b
