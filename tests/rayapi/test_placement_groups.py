@@ -202,3 +202,44 @@ def test_a_ray_program_with_placement_groups_runs_unchanged(tmp_path):
     assert output_lines(run_ray_program(tmp_path, RAY_PROGRAM)) == [
         "state CREATED", "counter [1, 2, 3]", "squares [0, 1, 4, 9]", "removed REMOVED", "affinity 9",
         "spread [0, 1, 4]"]
+
+
+@ember.remote(num_cpus=1, max_retries=0)
+def run_until(flag: str):
+    import os
+    import time
+
+    open(flag + ".started", "w").close()
+    deadline = time.monotonic() + 120
+    while not os.path.exists(flag) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return "finished"
+
+
+def test_removing_a_group_cancels_its_running_and_queued_tasks(cluster, tmp_path):
+    from ember.exceptions import TaskCancelledError
+    from ember.util.state import list_tasks
+
+    pg = placement_group([{"CPU": 1}])
+    assert pg.wait(60)
+    s = PlacementGroupSchedulingStrategy(pg)
+    flag = str(tmp_path / "flag")
+    running = run_until.options(scheduling_strategy=s).remote(flag)
+    queued = run_until.options(scheduling_strategy=s).remote(flag + "-2")
+    assert wait_until(lambda: (tmp_path / "flag.started").exists(), 60)
+
+    def reason():
+        rows = [t for t in list_tasks(detail=True) if t.get("state") not in ("FINISHED", "FAILED", "RUNNING")]
+        return " ".join(str(t.get("pending_reason") or "") for t in rows)
+
+    remove_placement_group(pg)
+    for ref in (running, queued):
+        with pytest.raises(TaskCancelledError):
+            ember.get(ref, timeout=60)
+    waiting = placement_group([{"CPU": 9}])  # more than the node has: it stays pending
+    inside = where.options(scheduling_strategy=PlacementGroupSchedulingStrategy(waiting)).remote()
+    assert wait_until(lambda: f"placement group {waiting.id.hex()} (PENDING" in reason(), 60), reason()
+    remove_placement_group(waiting)
+    with pytest.raises(TaskCancelledError):
+        ember.get(inside, timeout=60)
+    assert wait_until(lambda: _available_cpus() == 4, 30)
