@@ -38,7 +38,7 @@ RAY_ONLY_MODULES = frozenset({
     "serve", "train", "tune", "widgets", "workflow",
     "util.accelerators", "util.annotations", "util.check_serialize", "util.client",
     "util.collective", "util.dask", "util.debug", "util.iter", "util.joblib",
-    "util.placement_group", "util.rpdb", "util.scheduling_strategies", "util.serialization",
+    "util.rpdb", "util.serialization",
     "util.spark", "util.state", "util.tracing",
 })
 
@@ -76,11 +76,29 @@ def resolve(ray_name: str) -> types.ModuleType:
 
 
 class _Loader(importlib.abc.Loader):
+    def __init__(self, ray_name: str = "") -> None:
+        self.ray_name = ray_name
+
     def create_module(self, spec: importlib.machinery.ModuleSpec) -> types.ModuleType:
         return resolve(spec.name)
 
     def exec_module(self, module: types.ModuleType) -> None:
-        pass  # already executed under its ember name
+        # already executed under its ember name
+        if self.ray_name and hasattr(module, "__path__"):
+            _alias_shadowed_submodules(self.ray_name, module)
+
+
+def _alias_shadowed_submodules(ray_name: str, package: types.ModuleType) -> None:
+    """A submodule whose name the package binds to something else (``ember.util.placement_group``
+    is the function, as ``ray.util.placement_group`` is in Ray) is entered under its ``ray``
+    name now: importing it later finds it loaded and leaves the package's attribute alone."""
+    prefix = package.__name__ + "."
+    for name, sub in list(sys.modules.items()):
+        child = name[len(prefix):]
+        if name.startswith(prefix) and "." not in child:
+            attr = getattr(package, child, None)
+            if attr is not None and attr is not sub:
+                sys.modules.setdefault(f"{ray_name}.{child}", sub)
 
 
 class RayAliasFinder(importlib.abc.MetaPathFinder):
@@ -92,7 +110,7 @@ class RayAliasFinder(importlib.abc.MetaPathFinder):
         if os.environ.get(ENV_VAR) != "1":  # (a worker between tasks of an ember run job)
             return None
         module = resolve(fullname)  # raises ModuleNotFoundError for a name Ray lacks too
-        spec = importlib.machinery.ModuleSpec(fullname, _Loader(), is_package=hasattr(module, "__path__"))
+        spec = importlib.machinery.ModuleSpec(fullname, _Loader(fullname), is_package=hasattr(module, "__path__"))
         return spec
 
 

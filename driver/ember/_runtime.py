@@ -673,15 +673,18 @@ class CoreRuntime:
         retry_exceptions: Any,
         extra: Any = None,
         ids: Callable[[bytes, int], tuple[bytes, ...]] = return_ids,
+        strategy: tuple | None = None,
     ) -> list[ObjectRef]:
-        """Submit a task; ``ids`` names its returns from its task id (a generator's differ)."""
+        """Submit a task; ``ids`` names its returns from its task id (a generator's differ);
+        ``strategy``: its scheduling strategy as ``ember._scheduling.wire_strategy`` gives it."""
         blob, deps, contained, keep = self.pack_args(args, kwargs)
         task_id = self.ids.task_id()
         rids = ids(task_id, num_returns)
         refs = [self._owned_ref(r) for r in rids]
         self._owned_pending.update(rids)
-        msg = (M.SUBMIT, (task_id, fn_id, name, blob, deps, rids, resources, max_retries, retry_exceptions,
-                          contained, extra, self.namespace))
+        spec = (task_id, fn_id, name, blob, deps, rids, resources, max_retries, retry_exceptions, contained, extra,
+                self.namespace)
+        msg = (M.SUBMIT, spec if strategy is None else (*spec, strategy))
         self.send((*msg, _call_site.call_site()) if self.record_sites else msg)
         del keep
         return refs

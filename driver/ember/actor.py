@@ -16,6 +16,12 @@ from ember import _context, _runtime_packages, generators, runtime_env
 from ember._concurrency_groups import check_groups, check_method_groups, method_groups
 from ember._namespace import is_anonymous
 from ember._resources import validate_request
+from ember._scheduling import (
+    inherits_placement,
+    placed_resources,
+    submitted_resources,
+    wire_strategy,
+)
 from ember._serialization import dumps_function, serialize
 from ember._signature import CallShape, check, shape_of
 from ember.object_ref import ObjectRef
@@ -141,6 +147,7 @@ class ActorClass:
         explicit_cpus = options.get("num_cpus")
         held = validate_request(explicit_cpus, options.get("num_gpus"), options.get("resources"),
                                 options.get("memory"), default_cpus=0.0)
+        held = submitted_resources(rt, placed_resources(held, options), inherits_placement(options))
         if name is not None:
             existing = _lookup(rt, name, namespace)
             if existing is not None:
@@ -184,7 +191,7 @@ class ActorClass:
             "concurrency_groups": groups,
         }
         refs = rt.submit(fn_id, f"{self._name}.__init__", args, kwargs, 1, held, 0, False,
-                         extra=("create", spec))
+                         extra=("create", spec), strategy=wire_strategy(options.get("scheduling_strategy")))
         creation = refs[0]
         return ActorHandle(creation, meta)
 

@@ -102,18 +102,19 @@ def is_generator_function(fn: Any) -> bool:
 
 def submit(rt: Any, mode: GeneratorMode, fn_id: bytes, name: str, args: tuple, kwargs: dict,
            resources: dict[str, float], max_retries: int, retry_exceptions: Any,
-           extra: Any = None) -> Any:
+           extra: Any = None, strategy: tuple | None = None) -> Any:
     """Submit a generator task: an ObjectRefGenerator (streaming) or an ObjectRef (dynamic)."""
     if mode.kind == DYNAMIC:
         return rt.submit(fn_id, name, args, kwargs, 1, resources, max_retries, retry_exceptions, extra,
-                         ids=lambda tid, n: (dynamic_id(tid),))[0]
+                         ids=lambda tid, n: (dynamic_id(tid),), strategy=strategy)[0]
     stream: dict[int, ObjectRef] = {}
 
     def ids(tid: bytes, n: int) -> tuple[bytes, ...]:
         rt.streams[tid] = stream  # before the task is sent: its first value may come at once
         return (stream_id(tid, mode.backpressure),)
 
-    end = rt.submit(fn_id, name, args, kwargs, 1, resources, max_retries, retry_exceptions, extra, ids=ids)[0]
+    end = rt.submit(fn_id, name, args, kwargs, 1, resources, max_retries, retry_exceptions, extra, ids=ids,
+                    strategy=strategy)[0]
     return ObjectRefGenerator(rt, end, stream, mode.backpressure)
 
 

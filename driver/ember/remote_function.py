@@ -9,6 +9,12 @@ from typing import Any
 from ember import _context, _runtime_packages, generators, runtime_env
 from ember._call_limit import CallLimit, default_max_calls
 from ember._resources import validate_request
+from ember._scheduling import (
+    inherits_placement,
+    placed_resources,
+    submitted_resources,
+    wire_strategy,
+)
 from ember._serialization import dumps_function, serialize
 from ember._signature import check, shape_of
 
@@ -18,9 +24,7 @@ TASK_OPTIONS = {
     "placement_group", "placement_group_bundle_index", "placement_group_capture_child_tasks",
     "_metadata", "enable_task_events", "max_calls", generators.BACKPRESSURE_OPTION,
 }
-_IGNORED = {"scheduling_strategy", "accelerator_type", "label_selector", "placement_group",
-            "placement_group_bundle_index", "placement_group_capture_child_tasks", "_metadata",
-            "enable_task_events"}
+_IGNORED = {"accelerator_type", "label_selector", "_metadata", "enable_task_events"}
 
 
 def check_options(options: dict[str, Any], valid: set[str], what: str) -> None:
@@ -42,6 +46,7 @@ def check_options(options: dict[str, Any], valid: set[str], what: str) -> None:
     if options.get("max_calls") is not None:
         default_max_calls(options["max_calls"], None)  # raises for a bad value
     runtime_env.check(options.get("runtime_env"))  # refuses what ember cannot do, by name
+    wire_strategy(options.get("scheduling_strategy"))  # raises for a bad strategy
     res = options.get("resources")
     if res is not None and not isinstance(res, dict):
         raise TypeError(f"resources must be a dict of name -> amount, got {type(res).__name__}")
@@ -67,13 +72,15 @@ class RemoteFunction:
     def _resolve(self, options: dict[str, Any]) -> tuple:
         resources = validate_request(options.get("num_cpus"), options.get("num_gpus"),
                                      options.get("resources"), options.get("memory"), default_cpus=1.0)
+        resources = placed_resources(resources, options)
         rex = options.get("retry_exceptions", False)
         if isinstance(rex, list | tuple):
             rex = serialize(list(rex)).to_bytes()
         return (generators.returns_of(self._function, options), resources, options.get("max_retries", 3), rex,
                 options.get("name") or self._name, runtime_env.check(options.get("runtime_env")),
                 default_max_calls(options.get("max_calls"), resources.get("GPU")),
-                _runtime_packages.parse(options.get("runtime_env")))
+                _runtime_packages.parse(options.get("runtime_env")),
+                wire_strategy(options.get("scheduling_strategy")), inherits_placement(options))
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         raise TypeError(
@@ -123,7 +130,9 @@ class RemoteFunction:
     def _submit(self, args: tuple, kwargs: dict, resolved: tuple) -> Any:
         check(self._shape, args, kwargs)
         rt = _context.require_runtime()
-        num_returns, resources, max_retries, rex, name, own_env, max_calls, own_packages = resolved
+        (num_returns, resources, max_retries, rex, name, own_env, max_calls, own_packages, strategy,
+         inherit) = resolved
+        resources = submitted_resources(rt, resources, inherit)
         env = runtime_env.effective(own_env) if (own_env or rt.env_vars) else None
         packages = _runtime_packages.resolve(rt, own_packages)
         if env or max_calls or packages:
@@ -131,8 +140,9 @@ class RemoteFunction:
         else:
             fn_id = self._fn_id(rt)
         if type(num_returns) is not int:  # a generator task (ember.generators)
-            return generators.submit(rt, num_returns, fn_id, name, args, kwargs, resources, max_retries, rex)
-        refs = rt.submit(fn_id, name, args, kwargs, num_returns, resources, max_retries, rex)
+            return generators.submit(rt, num_returns, fn_id, name, args, kwargs, resources, max_retries, rex,
+                                     strategy=strategy)
+        refs = rt.submit(fn_id, name, args, kwargs, num_returns, resources, max_retries, rex, strategy=strategy)
         if num_returns == 1:
             return refs[0]
         if num_returns == 0:

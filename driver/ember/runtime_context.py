@@ -45,6 +45,16 @@ def current_task() -> TaskInfo | None:
     return _current_task.get()
 
 
+def held_resources(rt: Any) -> dict[str, float]:
+    """What the running actor or task asked for, as it was sent (zero amounts included: a
+    placement group's capture marker is one, see ember.util.placement_group)."""
+    actor = rt.actor
+    if actor is not None:
+        return dict(actor.resources)
+    info = _current_task.get()
+    return dict(info.resources) if info is not None else {}
+
+
 class RuntimeContext:
     """The runtime context of the current process; ids are hex strings, as in Ray."""
 
@@ -135,18 +145,16 @@ class RuntimeContext:
         return actor.actor_id.hex() if actor is not None else None
 
     def get_placement_group_id(self) -> str | None:
-        """Placement groups are not implemented by ember yet: always None."""
-        return None
+        """The hex id of the placement group the running task or actor is in; None outside one."""
+        from ember.util.placement_group import group_of
+
+        return group_of(held_resources(self._rt))
 
     # ------------------------------------------------------------------ resources
     def get_assigned_resources(self) -> dict[str, float]:
         """The resources the running task or actor holds (``{"CPU": 1.0}`` by default); empty
         in a driver."""
-        actor = self._rt.actor
-        if actor is not None:
-            return dict(actor.resources)
-        info = _current_task.get()
-        return dict(info.resources) if info is not None else {}
+        return {k: v for k, v in held_resources(self._rt).items() if v}
 
     def get_accelerator_ids(self) -> dict[str, list[str]]:
         """The accelerators this task or actor may use, by type: ``{"GPU": ["0"]}``."""

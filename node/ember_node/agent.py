@@ -28,6 +28,7 @@ from ember._resources import acquire, describe_unmet, release
 from ember._serialization import serialize
 from ember._wire import RECV_CHUNK, ServerConnection
 from ember.exceptions import (
+    ActorUnschedulableError,
     ObjectLostError,
     ObjectStoreFullError,
     RayError,
@@ -43,10 +44,11 @@ from ember_node.memory_monitor import MemoryMonitor, node_views, settings_from_e
 from ember_node.memory_usage import UsageReader
 from ember_node.metrics import NodeMetrics
 from ember_node.objects import PENDING, ClientRefs, Obj, ObjectTable
+from ember_node.placement_groups import PlacementGroups, in_placement_group
 from ember_node.protocol import check as check_message
 from ember_node.protocol import name_of
 from ember_node.requests import Requests
-from ember_node.scheduler import Kind, Limits, Request, place, steal_candidate
+from ember_node.scheduler import Kind, Limits, Request, place, steal_candidate, strategy_of
 from ember_node.store import Arena
 from ember_node.streams import Streams
 from ember_node.tasks import FINISHED, QUEUED, RUNNING, Task
@@ -86,8 +88,17 @@ class Client:
         self.job = ""  # a driver's (or its output connection's) job id
 
 
+def _is_cpu(name: str) -> bool:
+    """The CPU, or a placement group's reserved CPU (``CPU_group_...``)."""
+    return name == "CPU" or name.startswith("CPU_group_")
+
+
 def _without_cpu(resources: dict[str, float]) -> dict[str, float]:
-    return {k: v for k, v in resources.items() if k != "CPU"}
+    return {k: v for k, v in resources.items() if not _is_cpu(k)}
+
+
+def _cpu_of(resources: dict[str, float]) -> dict[str, float]:
+    return {k: v for k, v in resources.items() if _is_cpu(k)}
 
 
 def cancel_file(session_dir: str, pid: int) -> str:
@@ -139,6 +150,7 @@ class Agent(Membership, Requests):
         self.metrics = NodeMetrics(self)  # also hooks the table's spills and restores
         self.actors = ActorManager(self)
         self.history = History(*limits_from_env(os.environ))  # ended tasks, dead actors
+        self.pgs = PlacementGroups(self.nodes, self._resources_changed, self._end_placement_group_work)
         actor_table = self.actors.actors
         self.table.on_free = self._on_freed
         # worker nodes holding a copy (or that held one: see NodeRec.dropped), told when freed
@@ -371,6 +383,8 @@ class Agent(Membership, Requests):
         if now - self._last_timer < 0.1:
             return
         self._last_timer = now
+        if self.pgs.pending:
+            self.pgs.retry()
         self._resume_accepting(now)
         self._expire_ungreeted(now)
         self._forward_output(self.output.poll())
@@ -558,6 +572,7 @@ class Agent(Membership, Requests):
         job = driver.job
         if not job or any(c is not driver and c.kind == "driver" and c.job == job for c in self.clients.values()):
             return  # not a driver with work of its own (a tool), or its job has another driver
+        self.pgs.remove_job(job)  # its placement groups that are not detached
         mine = [t for t in self.tasks.values()
                 if t.job == job and t.state != FINISHED and not (t.extra and t.extra[0] == "call")]
         if not mine:
@@ -610,7 +625,8 @@ class Agent(Membership, Requests):
         store_args = any((o := objs.get(d)) is not None and o.kind == M.STORE for d in task.deps)
         return Request(task.resources, task.shape, task.deps if self.remote_readers else (),
                        may_pipeline=not create and not store_args,
-                       needs_cpu_node=create and bool(task.extra[1].get("cpu_node")))
+                       needs_cpu_node=create and bool(task.extra[1].get("cpu_node")),
+                       strategy=strategy_of(task.strategy))
 
     def _place_queued(self) -> None:
         nodes = self.nodes.values()
@@ -646,10 +662,56 @@ class Agent(Membership, Requests):
                         f"{self.limits.max_workers_per_node}) and every one of them waits on other "
                         f"work (nested tasks blocked in get). Raise EMBER_MAX_WORKERS_PER_NODE when "
                         f"starting the node, or nest fewer levels of tasks that wait on each other."))
+                elif kind is Kind.UNSCHEDULABLE:
+                    q.popleft()
+                    self._fail_unschedulable(task, d.node)
                 else:  # WAIT (or enough workers already starting for this queue)
                     break
             if not q:
                 del self.queues[shape]
+
+    def _fail_unschedulable(self, task: Task, node: NodeRec | None) -> None:
+        """``task``'s hard node affinity names a node that is gone or too small for it."""
+        create = task.extra is not None and task.extra[0] == "create"
+        what = f"{'actor' if create else 'task'} {task.name}"
+        node_id = task.strategy[1]
+        why = (f"node {node_id} is not in the cluster (or has died)" if node is None or not node.alive
+               else f"{node.describe()} could never fit it ({describe_unmet(what, task.resources, node.totals)})")
+        exc_type = ActorUnschedulableError if create else TaskUnschedulableError
+        exc = exc_type(f"{what} cannot be scheduled: its NodeAffinitySchedulingStrategy(soft=False) requires "
+                       f"a node where {why}. Pass soft=True to let it run elsewhere, or name a live node "
+                       f"from ember.nodes().")
+        self._fail(task, exc)  # an actor's creation: the actor dies with this cause
+
+    def _resources_changed(self) -> None:
+        """Placement groups reserved or gave back resources: views and queued work follow."""
+        self._nodes_changed()
+        for q in self.queues.values():
+            for t in q:
+                t.pending_reason = None
+        self._schedule()
+
+    def _end_placement_group_work(self, pg_hex: str) -> None:
+        """A placement group was removed: its actors die and its tasks fail (queued) or are
+        cancelled (running, their workers killed), as Ray does."""
+        suffix = "_" + pg_hex
+        def in_group(resources: dict) -> bool:
+            return any(k.endswith(suffix) for k in resources)
+        for actor in list(self.actors.actors.values()):
+            if in_group(actor.spec.get("held", {})):
+                self.actors.kill(actor.aid, no_restart=True, reason="died: its placement group was removed")
+        for t in list(self.tasks.values()):
+            if t.state == FINISHED or t.extra is not None or not in_group(t.resources):
+                continue
+            rec = t.worker
+            if rec is None:
+                self._fail(t, TaskCancelledError(f"task {t.name} was cancelled: its placement group was removed"))
+            else:
+                t.cancelled = True
+                if rec.inflight and rec.inflight[0] is t:
+                    self._kill_worker(rec)
+                else:
+                    self._send(rec.client, (M.CANCEL, t.tid))
 
     def _note_infeasible(self, task: Task) -> None:
         """``task`` fits no node of the cluster: it stays pending (a node that fits may join),
@@ -658,6 +720,9 @@ class Agent(Membership, Requests):
         if task.pending_reason is not None:
             return
         what = f"{'actor' if task.extra and task.extra[0] == 'create' else 'task'} {task.name}"
+        if in_placement_group(task.resources):  # no warning, as in Ray
+            task.pending_reason = self.pgs.why_waiting(what, task.resources)
+            return
         problem = describe_unmet(what, task.resources, self._largest) or f"{what} fits no node"
         task.pending_reason = problem
         driver = self._driver_of(task)
@@ -823,7 +888,7 @@ class Agent(Membership, Requests):
 
     def _hold(self, rec: WorkerRec, resources: dict[str, float]) -> None:
         """Give ``rec`` the resources it runs with (and the GPU ids to make visible)."""
-        rec.held = dict(resources)
+        rec.held = {k: v for k, v in resources.items() if v}  # (a zero marker is no resource)
         acquire(rec.node.available, rec.held)
         gpus = rec.held.get("GPU")
         if gpus:
@@ -834,6 +899,8 @@ class Agent(Membership, Requests):
         """Return what ``rec`` held (a blocked worker gave its CPU back already)."""
         held = rec.held
         if held:
+            # a removed placement group's renamed resources are gone from the node: not given back
+            held = {k: v for k, v in held.items() if k in rec.node.totals}
             release(rec.node.available, _without_cpu(held) if rec.blocked else held)
             if rec.gpu_ids:
                 rec.node.gpus.give(rec.gpu_ids, held.get("GPU", 0.0))
@@ -950,15 +1017,15 @@ class Agent(Membership, Requests):
         rec = client.worker
         if rec is not None and not rec.blocked:
             rec.blocked = True
-            if rec.held and rec.held.get("CPU"):  # only the CPU: GPUs and the rest stay held
-                release(rec.node.available, {"CPU": rec.held["CPU"]})
+            if rec.held:  # only the CPU: GPUs and the rest stay held
+                release(rec.node.available, _cpu_of(rec.held))
 
     def _on_unblocked(self, client: Client, msg: tuple) -> None:
         rec = client.worker
         if rec is not None and rec.blocked:
             rec.blocked = False
-            if rec.held and rec.held.get("CPU"):
-                acquire(rec.node.available, {"CPU": rec.held["CPU"]})
+            if rec.held:
+                acquire(rec.node.available, _cpu_of(rec.held))
 
     def _on_cancel(self, client: Client, msg: tuple) -> None:
         _, tid, force, _recursive = msg

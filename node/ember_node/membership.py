@@ -19,6 +19,7 @@ from ember.exceptions import (
 
 from ember_node.demand import Demand, WorkRequest, unmet_demand, waiting_demand
 from ember_node.memory_usage import MemoryUsage
+from ember_node.placement_groups import in_placement_group
 from ember_node.tasks import QUEUED
 from ember_node.workers import BUSY, DEAD, NodeRec, WorkerRec, describe_exit
 
@@ -101,6 +102,7 @@ class Membership:
             return
         node.alive = False
         node.death_cause = cause
+        self.pgs.node_dead(node)  # its placement-group bundles are placed again elsewhere
         self._nodes_changed()
         node.idle.clear()
         log.warning("%s is dead: %s", node.describe(), cause)
@@ -196,11 +198,11 @@ class Membership:
 
         Read from the gRPC threads: works on copies.
         """
-        requests = []
+        requests = [WorkRequest(shape) for shape in self.pgs.pending_shapes()]
         for queue in list(self.queues.values()):
             for task in list(queue):
-                if task.state != QUEUED or task.cancelled:
-                    continue
+                if task.state != QUEUED or task.cancelled or in_placement_group(task.resources):
+                    continue  # (work in a group counts through the group's bundles)
                 create = task.extra is not None and task.extra[0] == "create"
                 requests.append(WorkRequest(task.resources,
                                             needs_cpu_node=create and bool(task.extra[1].get("cpu_node"))))

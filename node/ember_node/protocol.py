@@ -15,6 +15,8 @@ from typing import Any
 
 from ember import _messages as M
 
+from ember_node.scheduler import strategy_of
+
 PEER_KINDS = ("driver", "worker", "node", "tool", "output")  # output: a driver's printed-lines connection
 
 _Check = Callable[[tuple], str | None]
@@ -53,9 +55,14 @@ def _register_fn(m: tuple) -> str | None:
 
 def task_spec_problem(spec: Any) -> str | None:
     """Why ``spec`` is not a SUBMIT task spec (see ``ember_node.tasks.Task``), or None."""
-    if not isinstance(spec, tuple) or len(spec) != 12:
-        return "SUBMIT needs a task spec of 12 fields"
-    tid, fn_id, name, args, deps, rids, resources, max_retries, _retry_exc, contained, extra, ns = spec
+    if not isinstance(spec, tuple) or len(spec) not in (12, 13):
+        return "SUBMIT needs a task spec of 12 fields (13 with a scheduling strategy)"
+    tid, fn_id, name, args, deps, rids, resources, max_retries, _retry_exc, contained, extra, ns = spec[:12]
+    if len(spec) == 13:
+        try:
+            strategy_of(spec[12])
+        except ValueError:
+            return "a task spec's scheduling strategy must be ('SPREAD',) or ('NODE', node id, soft)"
     if not _is_id(tid) or not (fn_id is None or _is_id(fn_id)) or not isinstance(name, str):
         return "a task spec needs a task id, a function id and a name"
     if not isinstance(args, bytes | bytearray | memoryview | None) or not _ids(deps) or not _ids(rids):

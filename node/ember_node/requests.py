@@ -52,6 +52,23 @@ class Requests:
             return (*granted, peers)
         return granted
 
+    # placement groups (ember_node.placement_groups; the driver side is ember.util.placement_group)
+    def _req_pg_create(self, client: Client, arg: tuple) -> str:
+        pg_hex, bundles, strategy, name, detached = arg
+        if not isinstance(pg_hex, str) or not isinstance(name, str) or not isinstance(detached, bool):
+            raise ValueError("pg_create needs (id hex, bundles, strategy, name, detached)")
+        return self.pgs.create(pg_hex, list(bundles), strategy, name, self._job_of(client), detached)
+
+    def _req_pg_remove(self, client: Client, pg_hex: str) -> bool:
+        self.pgs.remove(pg_hex)
+        return True
+
+    def _req_pg_table(self, client: Client, pg_hex: str | None) -> dict:
+        return self.pgs.table(pg_hex)
+
+    def _req_pg_by_name(self, client: Client, name: str) -> dict:
+        return next((g.info() for g in self.pgs.groups.values() if g.name == name and g.state != "REMOVED"), {})
+
     def _req_drain_output(self, client: Client, arg: Any) -> bool:
         """A driver's output connection asks for what workers printed until now (its reply
         comes after those lines)."""

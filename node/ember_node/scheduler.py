@@ -11,7 +11,14 @@ The agent asks ``place`` for the task at the head of each queue and carries out 
   before it starts (``steal_candidate``), so a worker that frees up first runs it instead;
 - ``INFEASIBLE``: no node of the cluster could ever fit it: it stays pending until one joins;
 - ``STUCK``: it fits, but the node with room has reached its worker cap and every worker
-  there waits on other work: starting nothing more, it would wait forever.
+  there waits on other work: starting nothing more, it would wait forever;
+- ``UNSCHEDULABLE``: its strategy names a node (hard affinity) that is gone or could never
+  fit it: it fails.
+
+A request's ``Strategy`` (``strategy_of`` decodes the task spec's field) narrows or orders the
+nodes: ``spread`` tries the least busy nodes first (and never pipelines); ``node_id`` keeps the
+work on that node while it is alive and could fit it, and otherwise fails it (``soft`` False)
+or lets it go anywhere (``soft`` True), as Ray's NodeAffinitySchedulingStrategy does.
 
 Invariants (tests/unit/test_scheduler.py): a task is never pipelined while a node has room
 for it or a worker that could take it is starting; pipelining never depends on how long a
@@ -40,6 +47,29 @@ class Kind(enum.Enum):
     PIPELINE = "pipeline"
     INFEASIBLE = "infeasible"
     STUCK = "stuck"
+    UNSCHEDULABLE = "unschedulable"
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """Where a request may go (None on a Request: anywhere, local first)."""
+
+    spread: bool = False
+    node_id: str | None = None
+    soft: bool = False
+
+
+def strategy_of(wire: Any) -> Strategy | None:
+    """The Strategy of a task spec's strategy field (``ember._scheduling``); None for the default.
+    Raises ValueError for anything else (the agent's protocol check refuses it first)."""
+    if wire is None:
+        return None
+    if wire == ("SPREAD",):
+        return Strategy(spread=True)
+    if (isinstance(wire, tuple) and len(wire) == 3 and wire[0] == "NODE" and isinstance(wire[1], str)
+            and isinstance(wire[2], bool)):
+        return Strategy(node_id=wire[1], soft=wire[2])
+    raise ValueError(f"not a scheduling strategy: {wire!r}")
 
 
 @dataclass(frozen=True)
@@ -59,6 +89,7 @@ class Request:
     deps: tuple = ()
     may_pipeline: bool = True  # False for actor creation and tasks with store arguments
     needs_cpu_node: bool = False  # a default actor holds no CPU but needs a node with CPUs
+    strategy: Strategy | None = None
 
 
 @dataclass(frozen=True)
@@ -66,6 +97,11 @@ class Decision:
     kind: Kind
     worker: Any = None  # RUN, PIPELINE
     node: Any = None  # RUN, START, STUCK
+
+
+def _node_could_ever_host(req: Request, node: Any) -> bool:
+    return (node.alive and fits(req.resources, node.totals)
+            and not (req.needs_cpu_node and node.totals.get("CPU", 0.0) < 1))
 
 
 def _node_can_host(req: Request, node: Any) -> bool:
@@ -86,9 +122,27 @@ def place(req: Request, nodes: Iterable[Any], workers: Iterable[Any], largest: M
     client is None for this agent's own node); ``workers``: WorkerRec-like (state, shape,
     blocked, actor, node, inflight, claim); ``readers``: object id -> nodes holding a copy.
     """
+    nodes = list(nodes)
+    strategy = req.strategy
+    if strategy is not None and strategy.node_id is not None:
+        target = next((n for n in nodes if n.node_id == strategy.node_id), None)
+        if target is not None and _node_could_ever_host(req, target):
+            nodes = [target]
+            readers = {}
+        elif not strategy.soft:
+            return Decision(Kind.UNSCHEDULABLE, node=target)
     if req.resources and not fits(req.resources, largest):
         return Decision(Kind.INFEASIBLE)
-    nodes = list(nodes)
+    if strategy is not None and strategy.spread:
+        # the least busy node that fits runs it (stable: among equally busy, the usual order)
+        nodes.sort(key=_busy)
+        readers = {}
+        for node in nodes:
+            if _node_can_host(req, node):
+                if node.idle:
+                    return Decision(Kind.RUN, node.idle[-1], node)
+                if node.starting < MAX_STARTING_PER_NODE and node.nworkers < limits.max_workers_per_node:
+                    return Decision(Kind.START, node=node)
     # locality: an idle worker on a node that already holds a copy of a large argument
     for d in req.deps:
         for node in readers.get(d, ()):
@@ -119,11 +173,21 @@ def place(req: Request, nodes: Iterable[Any], workers: Iterable[Any], largest: M
             if not any(_makes_progress(w) for w in workers if w.node is node):
                 return Decision(Kind.STUCK, node=node)
         return Decision(Kind.WAIT)
-    if req.may_pipeline:
+    if req.may_pipeline and strategy is None:
         target = pipeline_target(req, workers, limits)
         if target is not None:
             return Decision(Kind.PIPELINE, target, target.node)
     return Decision(Kind.WAIT)
+
+
+def _busy(node: Any) -> float:
+    """How loaded a node is, for SPREAD: the share of its CPUs in use plus its workers that
+    are not idle (starting, running, blocked, actors, which may hold no CPU) per CPU."""
+    working = node.nworkers - len(node.idle)
+    cpus = node.totals.get("CPU", 0.0)
+    if cpus > 0:
+        return (cpus - node.available.get("CPU", 0.0)) / cpus + working / cpus
+    return float(working)
 
 
 def _makes_progress(w: Any) -> bool:

@@ -17,14 +17,19 @@ class Task:
     __slots__ = ("tid", "fn_id", "name", "args", "deps", "rids", "resources", "shape", "max_retries",
                  "retry_exc", "contained", "extra", "owner", "missing", "worker", "attempt",
                  "cancelled", "state", "failed_dep", "namespace", "seq", "job", "pending_reason",
-                 "started_at", "streamed", "consumed")
+                 "started_at", "streamed", "consumed", "strategy")
     # streamed/consumed: a generator task's values taken by the agent and consumed by its
     # caller (ember_node.streams); left unset for other tasks
 
     def __init__(self, spec: tuple, owner: Any) -> None:
         (self.tid, self.fn_id, self.name, self.args, self.deps, self.rids, self.resources,
-         self.max_retries, self.retry_exc, self.contained, self.extra, self.namespace) = spec
+         self.max_retries, self.retry_exc, self.contained, self.extra, self.namespace) = spec[:12]
+        # an optional 13th field: the scheduling strategy (ember._scheduling); tasks with one
+        # queue apart from those without, so one waiting for its node holds up no other
+        self.strategy = spec[12] if len(spec) > 12 else None
         self.shape = shape_key(self.resources)
+        if self.strategy is not None:
+            self.shape += (("strategy", self.strategy),)
         self.owner = owner
         self.missing = 0
         self.worker: Any = None

@@ -141,3 +141,28 @@ def test_demand_probe_reports_joined_pods_and_work_no_node_fits(cluster):
     finally:
         ember.shutdown()
     assert _demand_probe(cluster, token="wrong")(CLUSTER) is None
+
+
+def test_demand_probe_reports_the_bundles_of_a_pending_placement_group(cluster):
+    """A group no node can hold asks for its bundles (not for the renamed requests of the
+    work waiting in it), so the autoscaler adds nodes for it; removing it ends the demand."""
+    from ember.util import placement_group, remove_placement_group
+    from ember.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+    ember.init(cluster, token=TOKEN)
+    try:
+        pg = placement_group([{"on_pod": 2}, {"CPU": 1}], strategy="SPREAD")
+
+        @ember.remote(num_cpus=0)
+        def inside():
+            return None
+
+        ref = inside.options(scheduling_strategy=PlacementGroupSchedulingStrategy(pg)).remote()
+        expected = (PendingShape({"on_pod": 2.0}, 1),)
+        assert _wait_for(lambda: (_demand_probe(cluster)(CLUSTER)).demand == expected, timeout=60), \
+            _demand_probe(cluster)(CLUSTER)
+        remove_placement_group(pg)
+        assert _wait_for(lambda: (_demand_probe(cluster)(CLUSTER)).demand == (), timeout=60)
+        del ref
+    finally:
+        ember.shutdown()

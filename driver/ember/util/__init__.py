@@ -8,22 +8,30 @@ from typing import Any
 
 from ember._unsupported import module_getattr
 from ember.util.actor_pool import ActorPool
+from ember.util.placement_group import (
+    PlacementGroup,
+    get_current_placement_group,
+    get_placement_group,
+    placement_group,
+    placement_group_table,
+    remove_placement_group,
+)
 
-__all__ = ["ActorPool"]
+__all__ = ["ActorPool", "PlacementGroup", "get_current_placement_group", "get_placement_group", "placement_group",
+           "placement_group_table", "remove_placement_group"]
 
-_SUBMODULES = frozenset({"actor_pool", "metrics", "multiprocessing", "queue", "state"})
+_SUBMODULES = frozenset({"actor_pool", "metrics", "multiprocessing", "placement_group", "queue",
+                         "scheduling_strategies", "state"})
 # Ray's ray.util submodules ember lacks (placeholders, see ember._ray_alias)
 _RAY_ONLY_SUBMODULES = frozenset({
     "accelerators", "annotations", "check_serialize", "client", "collective", "dask", "debug",
-    "iter", "joblib", "placement_group", "scheduling_strategies", "serialization",
+    "iter", "joblib", "serialization",
     "spark", "tracing",
 })
 # Ray's ray.util names ember lacks: they resolve, and raise NotImplementedError when used.
 _RAY_ONLY_NAMES = frozenset({
-    "get_current_placement_group", "get_node_ip_address", "inspect_serializability",
-    "list_named_actors", "pdb", "placement_group_table",
-    "register_serializer", "remove_placement_group", "deregister_serializer",
-    "PlacementGroup", "log_once", "disable_log_once_globally", "enable_periodic_logging",
+    "get_node_ip_address", "inspect_serializability", "list_named_actors", "pdb",
+    "register_serializer", "deregister_serializer", "log_once", "disable_log_once_globally", "enable_periodic_logging",
 })
 _placeholder = module_getattr("ray.util", _RAY_ONLY_NAMES)
 
