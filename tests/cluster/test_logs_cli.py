@@ -16,7 +16,7 @@ PRINTER = r"""
 import json, os
 import ember
 
-ember.init(address="auto", log_to_driver=False)
+ember.init(address="auto", log_to_driver=False, namespace="logs")
 
 
 @ember.remote
@@ -102,7 +102,7 @@ def test_logs_list_print_follow_and_remote(cli):  # noqa: F811
 
         def followed() -> bool:
             nonlocal seen
-            r2 = cli.driver('import ember\nember.init(address="auto")\n'
+            r2 = cli.driver('import ember\nember.init(address="auto", namespace="logs")\n'
                             'ember.get(ember.get_actor("talker").say.remote(), timeout=60)\n')
             assert r2.returncode == 0, r2.stderr
             seen += follower.stdout.read() or b""
