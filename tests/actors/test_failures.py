@@ -55,8 +55,9 @@ class Fragile:
         """First attempt: note our pid in ``ready`` and hang (to be killed). Later: finish."""
         if not os.path.exists(marker):
             open(marker, "w").close()
-            with open(ready, "w") as f:
+            with open(ready + ".tmp", "w") as f:  # renamed into place: readers never see it empty
                 f.write(str(os.getpid()))
+            os.replace(ready + ".tmp", ready)
             time.sleep(60)
             return "first attempt finished (unexpected)"
         return ("retried", os.getpid())
