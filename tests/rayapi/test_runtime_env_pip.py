@@ -16,6 +16,8 @@ import ember
 import pytest
 from ember.exceptions import RuntimeEnvSetupError
 
+from tests.rayapi.helpers import output_lines, run_ray_program
+
 T = 120  # the first task of a new environment waits for the venv and pip
 
 
@@ -105,3 +107,50 @@ def test_a_requirement_pip_cannot_install_fails_the_task_with_pip_output(new_clu
     assert "No matching distribution found for ember-test-not-a-package" in str(info.value)  # pip's own words
     assert ember.get(venv_on_path.remote(str(env_dir)), timeout=T) is False  # the node still runs tasks
     assert not any(os.path.exists(os.path.join(env_dir, v, ".ember-ready")) for v in _venvs(env_dir))
+
+
+def test_tasks_of_different_pip_envs_in_one_worker_see_their_own_version(new_cluster, tmp_path, env_dir):
+    """One CPU, so one worker runs them all in turn: a module of the same name comes from the
+    venv of the task that runs, not from the one a task before it imported."""
+    one = build_wheel(tmp_path / "one", "tinyember_same", 1)
+    two = build_wheel(tmp_path / "two", "tinyember_same", 2)
+    new_cluster(num_cpus=1)
+    got = [ember.get(value_of.options(runtime_env={"pip": [w]}).remote("tinyember_same"), timeout=T)
+           for w in (one, two, one, two)]
+    assert got == [1, 2, 1, 2]
+    assert len(_venvs(env_dir)) == 2
+
+
+PROGRAM = """
+import sys
+import ray
+from ray.exceptions import RuntimeEnvSetupError
+
+ray.init(num_cpus=1)
+
+@ray.remote(runtime_env={"pip": [sys.argv[1]]})
+def value():
+    import tinyember_prog
+    return tinyember_prog.VALUE
+
+@ray.remote
+class Holder:
+    def value(self):
+        import tinyember_prog
+        return tinyember_prog.VALUE
+
+print("task", ray.get(value.remote()))
+h = Holder.options(runtime_env={"pip": [sys.argv[1]]}).remote()
+print("actor", ray.get(h.value.remote()))
+try:
+    ray.get(value.options(runtime_env={"pip": [sys.argv[1] + ".missing"]}).remote())
+except RuntimeEnvSetupError:
+    print("setup error")
+ray.shutdown()
+"""
+
+
+def test_a_ray_program_with_pip_runs_unchanged(tmp_path, env_dir):
+    wheel = build_wheel(tmp_path, "tinyember_prog", 5)
+    lines = output_lines(run_ray_program(tmp_path, PROGRAM, wheel, timeout=240))
+    assert lines == ["task 5", "actor 5", "setup error"]
