@@ -112,6 +112,13 @@ def parse_pip(value: Any) -> PipSpec | None:
     return PipSpec(tuple(sorted(set(packages))), pip_check, options)
 
 
+def as_dict(spec: PipSpec) -> dict[str, Any]:
+    """``spec`` as the ``{"packages", "pip_check", "pip_install_options"}`` dict that
+    ``parse_pip`` reads back (a submitted job's pip travels so). Pure."""
+    return {"packages": list(spec.packages), "pip_check": spec.pip_check,
+            "pip_install_options": list(spec.install_options)}
+
+
 # ------------------------------------------------------------------ on the node (worker)
 def cache_root() -> str:
     """Where this user's pip environments live on this node."""

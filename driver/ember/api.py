@@ -126,6 +126,8 @@ def init(
         # a submitted job's tasks run in (a copy of) its uploaded working directory, as in Ray
         job_code = {"working_dir": os.environ["EMBER_JOB_WORKING_DIR"], "py_modules": (job_code or {}).get("py_modules"),
                     "pip": (job_code or {}).get("pip")}
+    if runtime_env.submitted_job_pip() is not None and not (job_code or {}).get("pip"):
+        job_code = {**(job_code or {}), "pip": runtime_env.submitted_job_pip()}  # the submitted job's
     with _init_lock:
         if _context.current_runtime() is not None:
             if ignore_reinit_error:

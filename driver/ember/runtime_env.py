@@ -65,6 +65,7 @@ def check(runtime_env: Any) -> dict[str, str]:
 
 
 JOB_ENV_VAR = "EMBER_JOB_ENV_VARS"  # set by the head for a submitted job's entrypoint
+JOB_PIP_VAR = "EMBER_JOB_PIP"  # a submitted job's runtime_env pip, as JSON
 
 
 def submitted_job_env() -> dict[str, str]:
@@ -78,6 +79,18 @@ def submitted_job_env() -> dict[str, str]:
     except ValueError:
         return {}
     return {str(k): str(v) for k, v in env.items()} if isinstance(env, dict) else {}
+
+
+def submitted_job_pip() -> Any:
+    """The ``pip`` of the submitted job this process is the entrypoint of (None for other
+    drivers), for every task and actor it starts."""
+    raw = os.environ.get(JOB_PIP_VAR)
+    if not raw:
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return None
 
 
 def effective(own: dict[str, str] | None) -> dict[str, str]:

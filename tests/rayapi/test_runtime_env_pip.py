@@ -9,32 +9,15 @@ embedded cluster."""
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 
 import ember
 import pytest
 from ember.exceptions import RuntimeEnvSetupError
 
-from tests.rayapi.helpers import output_lines, run_ray_program
+from tests.rayapi.helpers import build_wheel, output_lines, run_ray_program
 
 T = 120  # the first task of a new environment waits for the venv and pip
-
-
-def build_wheel(root, name: str = "tinyember_pkg", value: int = 42) -> str:
-    """A wheel of a one-module package ``name`` whose ``VALUE`` is ``value``."""
-    src = root / f"src-{name}"
-    (src / name).mkdir(parents=True)
-    (src / name / "__init__.py").write_text(f"VALUE = {value}\n")
-    (src / "pyproject.toml").write_text(
-        '[build-system]\nrequires = ["setuptools"]\nbuild-backend = "setuptools.build_meta"\n'
-        f'[project]\nname = "{name.replace("_", "-")}"\nversion = "1.0"\n')
-    out = root / "wheels"
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index",
-                    "--disable-pip-version-check", "-w", str(out), str(src)],
-                   check=True, capture_output=True, timeout=300)
-    (wheel,) = [p for p in out.iterdir() if p.name.startswith(name)]
-    return str(wheel)
 
 
 @pytest.fixture
