@@ -38,7 +38,7 @@ from ember._job_package import (
     size_text,
     unpack,
 )
-from ember._runtime_pip import PipSpec, ensure_env, parse_pip
+from ember._runtime_pip import PipSpec, ensure_env, import_paths, parse_pip
 from ember.runtime_env import ActorEnv
 
 CACHE_DIR = "runtime_resources"
@@ -321,7 +321,7 @@ def _enter(packages: PackageSet) -> tuple[str, PackageSet | None, list[str]]:
     rt = _context.require_runtime()
     dirs = [materialize(p, rt.session.session_dir) for p in packages.py_modules]
     wd = materialize(packages.working_dir, rt.session.session_dir) if packages.working_dir else None
-    site_dir = [ensure_env(packages.pip, packages.pip.timeout_s)] if packages.pip is not None else []
+    site_dir = import_paths(ensure_env(packages.pip, packages.pip.timeout_s)) if packages.pip is not None else []
     cwd = os.getcwd()
     front = ([wd] if wd else []) + dirs + site_dir
     _forget_modules_of_other_packages(front)

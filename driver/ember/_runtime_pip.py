@@ -36,6 +36,7 @@ READY = ".ember-ready"
 DEFAULT_TIMEOUT_S = 600.0
 TAIL_LINES = 40
 PIP_KEYS = ("packages", "pip_check", "pip_install_options")
+PARENT_PTH = "_ember_parent.pth"
 
 
 @dataclass(frozen=True)
@@ -160,7 +161,7 @@ def _create(spec: PipSpec, venv: str, timeout: float) -> None:
     site_dir = venv_site_packages(venv)
     os.makedirs(site_dir, exist_ok=True)
     parents = [p for p in [*site.getsitepackages(), site.getusersitepackages()] if os.path.isdir(p)]
-    with open(os.path.join(site_dir, "_ember_parent.pth"), "w") as f:
+    with open(os.path.join(site_dir, PARENT_PTH), "w") as f:
         f.write("".join(p + "\n" for p in parents))  # ember and its deps, and pip itself
     python = os.path.join(venv, "bin", "python")
     _run([python, "-m", "pip", "install", "--disable-pip-version-check", "--no-input",
@@ -169,6 +170,31 @@ def _create(spec: PipSpec, venv: str, timeout: float) -> None:
         _run([python, "-m", "pip", "check", "--disable-pip-version-check"], "pip check", timeout)
     with open(os.path.join(venv, READY), "w") as f:
         f.write(json.dumps(list(spec.packages)))
+
+
+def import_paths(site_dir: str) -> list[str]:
+    """The directories a task of the venv imports from: its site-packages, then the
+    directories its packages' ``.pth`` files name (as ``site`` would add them; their
+    ``import`` lines are not run)."""
+    paths = [site_dir]
+    try:
+        names = sorted(n for n in os.listdir(site_dir) if n.endswith(".pth") and n != PARENT_PTH)
+    except OSError:
+        return paths
+    for name in names:
+        try:
+            with open(os.path.join(site_dir, name), encoding="utf-8") as f:
+                lines = f.read().splitlines()
+        except (OSError, UnicodeDecodeError):
+            continue
+        for line in lines:
+            line = line.strip()
+            if not line or line.startswith(("#", "import ", "import\t")):
+                continue
+            path = os.path.normpath(os.path.join(site_dir, line))
+            if os.path.isdir(path) and path not in paths:
+                paths.append(path)
+    return paths
 
 
 def ensure_env(spec: PipSpec, timeout: float | None = None) -> str:

@@ -13,7 +13,7 @@ import sys
 
 import ember
 import pytest
-from ember.exceptions import RuntimeEnvSetupError
+from ember.exceptions import RayActorError, RuntimeEnvSetupError
 
 from tests.rayapi.helpers import build_wheel, output_lines, run_ray_program
 
@@ -88,6 +88,10 @@ def test_a_requirement_pip_cannot_install_fails_the_task_with_pip_output(new_clu
     with pytest.raises(RuntimeEnvSetupError) as info:
         ember.get(value_of.options(runtime_env=bad).remote("x"), timeout=T)
     assert "No matching distribution found for ember-test-not-a-package" in str(info.value)  # pip's own words
+    # an actor whose packages cannot be installed is not created; its calls say why
+    actor = Reader.options(runtime_env={"pip": [missing]}).remote()
+    with pytest.raises(RayActorError, match="RuntimeEnvSetupError"):
+        ember.get(actor.value.remote(), timeout=T)
     assert ember.get(venv_on_path.remote(str(env_dir)), timeout=T) is False  # the node still runs tasks
     assert not any(os.path.exists(os.path.join(env_dir, v, ".ember-ready")) for v in _venvs(env_dir))
 

@@ -52,3 +52,16 @@ def test_pip_rides_with_the_code_packages_and_a_task_replaces_the_job_one():
     assert runtime_env.check({"pip": ["a"], "env_vars": {"X": "1"}}) == {"X": "1"}
     with pytest.raises(ValueError, match="setup_timeout_seconds"):
         rp.parse({"pip": ["a"], "config": {"setup_timeout_seconds": "soon"}})
+
+
+def test_a_venv_imports_from_its_site_packages_and_what_its_pth_files_name(tmp_path):
+    from ember._runtime_pip import PARENT_PTH, import_paths
+
+    site = tmp_path / "site-packages"
+    (site / "extra").mkdir(parents=True)
+    (tmp_path / "src").mkdir()
+    (site / "a.pth").write_text("# comment\nextra\nimport sys; sys.x = 1\n../src\nmissing\n")
+    (tmp_path / "parent").mkdir()
+    (site / PARENT_PTH).write_text(str(tmp_path / "parent") + "\n")  # already on the worker's path
+    assert import_paths(str(site)) == [str(site), str(site / "extra"), str(tmp_path / "src")]
+    assert import_paths(str(tmp_path / "nope")) == [str(tmp_path / "nope")]
