@@ -75,6 +75,15 @@ def _read_requirements(path: str) -> list[str]:
                          "list of requirements or the path of a requirements.txt on this machine") from None
 
 
+def _absolute(requirement: str) -> str:
+    """A relative path to a local wheel, archive or project (``./dist/x.whl``) made absolute:
+    the workers that install it run elsewhere. Anything else is left as pip reads it."""
+    looks_local = requirement.startswith(("./", "../")) or requirement.endswith((".whl", ".tar.gz", ".zip"))
+    if looks_local and not os.path.isabs(requirement) and os.path.exists(requirement):
+        return os.path.abspath(requirement)
+    return requirement
+
+
 def _packages(value: Any) -> list[str]:
     if isinstance(value, os.PathLike):
         value = os.fspath(value)
@@ -107,7 +116,7 @@ def parse_pip(value: Any) -> PipSpec | None:
                             "e.g. ['--no-cache-dir']")
         options = tuple(raw_options)
         value = value["packages"]
-    packages = _packages(value)
+    packages = [_absolute(p) for p in _packages(value)]
     if not packages:
         return None
     return PipSpec(tuple(sorted(set(packages))), pip_check, options)

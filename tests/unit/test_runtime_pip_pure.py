@@ -65,3 +65,11 @@ def test_a_venv_imports_from_its_site_packages_and_what_its_pth_files_name(tmp_p
     (site / PARENT_PTH).write_text(str(tmp_path / "parent") + "\n")  # already on the worker's path
     assert import_paths(str(site)) == [str(site), str(site / "extra"), str(tmp_path / "src")]
     assert import_paths(str(tmp_path / "nope")) == [str(tmp_path / "nope")]
+
+
+def test_a_relative_wheel_path_is_made_absolute_for_the_workers(tmp_path, monkeypatch):
+    (tmp_path / "dist").mkdir()
+    (tmp_path / "dist" / "x-1.0-py3-none-any.whl").write_bytes(b"")
+    monkeypatch.chdir(tmp_path)
+    spec = parse_pip(["./dist/x-1.0-py3-none-any.whl", "requests", "./not-there.whl"])
+    assert spec.packages == ("./not-there.whl", str(tmp_path / "dist" / "x-1.0-py3-none-any.whl"), "requests")
