@@ -112,17 +112,24 @@ def unpack(data: bytes, dest: str, limit: int = MAX_UPLOAD_BYTES) -> None:
             zf.extract(info, root)
 
 
-JOB_ENV_KEYS = ("working_dir", "excludes", "env_vars", "config")
+JOB_ENV_KEYS = ("working_dir", "excludes", "env_vars", "config", "pip")
 
 
 def split_runtime_env(runtime_env: dict | None) -> tuple[str | None, list[str], dict]:
     """A job's ``runtime_env`` as (local working directory, excludes, what the head keeps:
-    ``env_vars`` and ``config``); raises ``ValueError`` for what a job cannot have. Pure."""
+    ``env_vars``, ``config`` and ``pip``, a requirements file read here); raises
+    ``ValueError`` for what a job cannot have. Pure, but for reading a requirements file."""
     env = dict(runtime_env or {})
     for key in env:
         if key not in JOB_ENV_KEYS:
             raise ValueError(f"a job's runtime_env key {key!r} is not supported by ember "
                              f"(supported: {', '.join(JOB_ENV_KEYS)})")
+    if "pip" in env:
+        from ember._runtime_pip import as_dict, parse_pip
+
+        spec = parse_pip(env.pop("pip"))
+        if spec is not None:
+            env["pip"] = as_dict(spec)
     working_dir = env.pop("working_dir", None)
     if working_dir is not None:
         if not isinstance(working_dir, str) or "://" in working_dir:

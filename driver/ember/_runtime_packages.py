@@ -1,6 +1,7 @@
 """Code a ``runtime_env`` ships to the workers: ``working_dir`` (a local directory or zip
 file) and ``py_modules`` (package directories, ``.py`` files, zip files or imported modules),
-with ``excludes`` leaving files out.
+with ``excludes`` leaving files out; and ``pip`` (packages installed into a cached virtualenv
+on each node, ``ember._runtime_pip``), whose site-packages the task imports from.
 
 Each is packed into a zip once per driver (the first time a task, an actor or ``init`` uses
 it), named by the SHA-256 of its bytes, and stored as an object in the cluster (``put``:
@@ -37,6 +38,7 @@ from ember._job_package import (
     size_text,
     unpack,
 )
+from ember._runtime_pip import PipSpec, ensure_env, import_paths, parse_pip
 from ember.runtime_env import ActorEnv
 
 CACHE_DIR = "runtime_resources"
@@ -50,6 +52,18 @@ class PackageSpec:
     working_dir: str | None = None
     py_modules: tuple[str, ...] = ()
     excludes: tuple[str, ...] = ()
+    pip: PipSpec | None = None
+
+
+def _setup_timeout(runtime_env: dict) -> float | None:
+    config = runtime_env.get("config") or {}
+    value = config.get("setup_timeout_seconds") if isinstance(config, dict) else None
+    if value is None or value == -1:  # Ray's -1: no timeout
+        return None if value is None else 24 * 3600.0
+    if not isinstance(value, int | float) or value <= 0:
+        raise ValueError(f"runtime_env config setup_timeout_seconds must be a positive number of seconds "
+                         f"(or -1 for none), not {value!r}")
+    return float(value)
 
 
 def _local_path(value: Any, key: str) -> str:
@@ -76,17 +90,21 @@ def _module_path(module: Any) -> str:
 
 
 def parse(runtime_env: dict | None) -> PackageSpec | None:
-    """The ``working_dir``/``py_modules``/``excludes`` of ``runtime_env`` (None when it has
-    none); raises ``TypeError``/``ValueError`` naming what is wrong. Pure."""
+    """The ``working_dir``/``py_modules``/``excludes``/``pip`` of ``runtime_env`` (None when
+    it has none); raises ``TypeError``/``ValueError`` naming what is wrong. Pure, but for
+    reading a pip requirements file."""
     if not runtime_env:
         return None
     wd = runtime_env.get("working_dir")
     mods = runtime_env.get("py_modules")
     excludes = runtime_env.get("excludes")
+    pip = parse_pip(runtime_env.get("pip"))
+    if pip is not None:
+        pip = PipSpec(pip.packages, pip.pip_check, pip.install_options, _setup_timeout(runtime_env))
     if wd is None and mods is None:
         if excludes:
             raise ValueError("runtime_env excludes applies to working_dir and py_modules; give one of them")
-        return None
+        return PackageSpec(pip=pip) if pip is not None else None
     working_dir = _local_path(wd, "working_dir") if wd is not None else None
     if mods is not None and not isinstance(mods, list | tuple):
         raise TypeError("runtime_env py_modules must be a list of directories, .py or .zip files, or modules")
@@ -98,7 +116,7 @@ def parse(runtime_env: dict | None) -> PackageSpec | None:
     if excludes is not None and (not isinstance(excludes, list | tuple)
                                  or not all(isinstance(p, str) for p in excludes)):
         raise TypeError("runtime_env excludes must be a list of patterns, e.g. ['*.log', 'data/']")
-    return PackageSpec(working_dir, py_modules, tuple(excludes or ()))
+    return PackageSpec(working_dir, py_modules, tuple(excludes or ()), pip)
 
 
 def top_dir(names: list[str]) -> str:
@@ -178,10 +196,11 @@ class PackageSet:
 
     working_dir: Package | None
     py_modules: tuple[Package, ...]
+    pip: PipSpec | None = None
 
     def key(self) -> tuple:
         wd = self.working_dir.digest if self.working_dir else ""
-        return (wd, *(p.digest for p in self.py_modules))
+        return (wd, *(p.digest for p in self.py_modules), self.pip.digest() if self.pip else "")
 
 
 _uploaded: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # runtime -> {(path, kind, excludes): Package}
@@ -209,14 +228,16 @@ def _upload(rt: Any, path: str, kind: str, excludes: tuple[str, ...]) -> Package
 
 
 def merge(inherited: PackageSet | None, working_dir: Package | None,
-          py_modules: tuple[Package, ...] | None) -> PackageSet | None:
-    """A task's packages: its own ``working_dir``/``py_modules`` (None: not given) replace
-    those it inherits (the job's, or those of the task it is started from), key by key. Pure."""
+          py_modules: tuple[Package, ...] | None, pip: PipSpec | None = None) -> PackageSet | None:
+    """A task's packages: its own ``working_dir``/``py_modules``/``pip`` (None: not given)
+    replace those it inherits (the job's, or those of the task it is started from), key by
+    key. Pure."""
     wd = working_dir if working_dir is not None else (inherited.working_dir if inherited else None)
     mods = py_modules if py_modules is not None else (inherited.py_modules if inherited else ())
-    if wd is None and not mods:
+    pip = pip if pip is not None else (inherited.pip if inherited else None)
+    if wd is None and not mods and pip is None:
         return None
-    return PackageSet(wd, tuple(mods))
+    return PackageSet(wd, tuple(mods), pip)
 
 
 def resolve(rt: Any, spec: PackageSpec | None) -> PackageSet | None:
@@ -227,7 +248,7 @@ def resolve(rt: Any, spec: PackageSpec | None) -> PackageSet | None:
         return inherited
     wd = _upload(rt, spec.working_dir, "working_dir", spec.excludes) if spec.working_dir else None
     mods = tuple(_upload(rt, p, "py_modules", spec.excludes) for p in spec.py_modules) if spec.py_modules else None
-    return merge(inherited, wd, mods)
+    return merge(inherited, wd, mods, spec.pip)
 
 
 def describe(packages: PackageSet | None) -> dict[str, Any]:
@@ -240,6 +261,8 @@ def describe(packages: PackageSet | None) -> dict[str, Any]:
         out["working_dir"] = f"ember://{packages.working_dir.digest}.zip"
     if packages.py_modules:
         out["py_modules"] = [f"ember://{p.digest}.zip" for p in packages.py_modules]
+    if packages.pip is not None:
+        out["pip"] = {"packages": list(packages.pip.packages), "pip_check": packages.pip.pip_check}
     return out
 
 
@@ -298,8 +321,9 @@ def _enter(packages: PackageSet) -> tuple[str, PackageSet | None, list[str]]:
     rt = _context.require_runtime()
     dirs = [materialize(p, rt.session.session_dir) for p in packages.py_modules]
     wd = materialize(packages.working_dir, rt.session.session_dir) if packages.working_dir else None
+    site_dir = import_paths(ensure_env(packages.pip, packages.pip.timeout_s)) if packages.pip is not None else []
     cwd = os.getcwd()
-    front = ([wd] if wd else []) + dirs
+    front = ([wd] if wd else []) + dirs + site_dir
     _forget_modules_of_other_packages(front)
     sys.path[:0] = front
     if wd:

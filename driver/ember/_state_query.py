@@ -75,6 +75,25 @@ def select(rows: Iterable[dict[str, Any]], filters: Sequence[Filter],
     return picked, total
 
 
+def placement_group_rows(table: dict[str, dict[str, Any]], detail: bool) -> list[dict[str, Any]]:
+    """``placement_group_table()`` (id hex -> entry) as Ray's ``list_placement_groups`` rows:
+    placement_group_id, name, creator_job_id, state; with ``detail`` also bundles (a list of
+    {"bundle_id", "node_id", "unit_resources"}), is_detached and stats."""
+    rows = []
+    for pg_hex, info in table.items():
+        row: dict[str, Any] = {"placement_group_id": pg_hex, "name": info.get("name", ""),
+                               "creator_job_id": info.get("job_id", ""), "state": info.get("state", "")}
+        if detail:
+            nodes = info.get("bundles_to_node_id", {})
+            row["bundles"] = [{"bundle_id": f"{pg_hex}_{i}", "node_id": nodes.get(i),
+                               "unit_resources": dict(b)}
+                              for i, b in sorted(info.get("bundles", {}).items())]
+            row["is_detached"] = info.get("lifetime") == "detached"
+            row["stats"] = dict(info.get("stats", {}))
+        rows.append(row)
+    return rows
+
+
 def summarize(kind: str, rows: Iterable[dict[str, Any]]) -> dict[str, Any]:
     """Counts by state (per function or class name for tasks and actors), and total bytes
     for objects: what ``ember summary`` prints."""

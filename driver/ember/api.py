@@ -124,7 +124,10 @@ def init(
     job_code = kwargs.get("runtime_env")
     if os.environ.get("EMBER_JOB_WORKING_DIR") and not (job_code or {}).get("working_dir"):
         # a submitted job's tasks run in (a copy of) its uploaded working directory, as in Ray
-        job_code = {"working_dir": os.environ["EMBER_JOB_WORKING_DIR"], "py_modules": (job_code or {}).get("py_modules")}
+        job_code = {"working_dir": os.environ["EMBER_JOB_WORKING_DIR"], "py_modules": (job_code or {}).get("py_modules"),
+                    "pip": (job_code or {}).get("pip")}
+    if runtime_env.submitted_job_pip() is not None and not (job_code or {}).get("pip"):
+        job_code = {**(job_code or {}), "pip": runtime_env.submitted_job_pip()}  # the submitted job's
     with _init_lock:
         if _context.current_runtime() is not None:
             if ignore_reinit_error:
@@ -204,9 +207,10 @@ def init(
 
 
 def _ship_job_code(rt: CoreRuntime, env: dict | None) -> None:
-    """The job's runtime_env working_dir and py_modules, packed and stored now; ``init``
-    fails (and disconnects) when they cannot be."""
-    if not env or not (env.get("working_dir") or env.get("py_modules")):
+    """The job's runtime_env working_dir and py_modules, packed and stored now, and its pip
+    packages, installed by each node when a task needs them; ``init`` fails (and
+    disconnects) when they cannot be."""
+    if not env or not (env.get("working_dir") or env.get("py_modules") or env.get("pip")):
         return
     from ember._runtime_packages import set_job_packages
 

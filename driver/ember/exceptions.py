@@ -253,7 +253,8 @@ class ActorUnschedulableError(RayError):
 
 
 class RuntimeEnvSetupError(RayError):
-    """Runtime environments are not supported by ember yet."""
+    """A task's or actor's runtime_env could not be set up on its node (e.g. ``pip install``
+    failed); the message carries the end of the installer's output."""
 
 
 class CrossLanguageError(RayError):

@@ -4,7 +4,8 @@ that refuses the rest by name instead of ignoring it.
 Supported: ``env_vars`` (a dict of str to str), for ``init(runtime_env=...)`` (every task and
 actor of the job), and per task or actor through ``@remote``/``.options``; a task's or actor's
 variables override the job's, and tasks started from inside inherit them. ``working_dir``,
-``py_modules`` and ``excludes`` ship code the same way (``ember._runtime_packages``).
+``py_modules`` and ``excludes`` ship code the same way (``ember._runtime_packages``), and
+``pip`` installs packages into a cached virtualenv per node (``ember._runtime_pip``).
 ``config`` (setup timeouts) is accepted. Every other key Ray knows raises ``ValueError``
 naming it.
 """
@@ -17,10 +18,10 @@ from typing import Any
 
 from ember import _context
 
-SUPPORTED = ("env_vars", "config", "working_dir", "py_modules", "excludes")
+SUPPORTED = ("env_vars", "config", "working_dir", "py_modules", "excludes", "pip")
 ALIAS_VAR = "EMBER_RAY_ALIAS"  # (ember._ray_alias.ENV_VAR, without importing it here)
 # Ray's runtime_env keys that ember does not implement yet (anything else is not a key at all)
-RAY_ONLY = ("py_executable", "pip", "uv", "conda",
+RAY_ONLY = ("py_executable", "uv", "conda",
             "container", "image_uri", "nsight", "worker_process_setup_hook", "java_jars",
             "mpi", "rocprof_sys")
 
@@ -50,13 +51,13 @@ def check(runtime_env: Any) -> dict[str, str]:
         if key in RAY_ONLY:
             raise ValueError(
                 f"runtime_env key {key!r} is not supported by ember yet (supported: "
-                f"{', '.join(SUPPORTED)}); install what the program needs on every node instead, or ship "
+                f"{', '.join(SUPPORTED)}); install packages with runtime_env pip, or on every node, or ship "
                 "your own code with working_dir or py_modules")
         if key not in SUPPORTED:
             raise ValueError(f"runtime_env has no key {key!r}; keys ember supports: {', '.join(SUPPORTED)}")
     from ember._runtime_packages import parse
 
-    parse(runtime_env)  # working_dir, py_modules, excludes: raises for a bad one
+    parse(runtime_env)  # working_dir, py_modules, excludes, pip: raises for a bad one
     env = runtime_env.get("env_vars") or {}
     if not isinstance(env, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in env.items()):
         raise TypeError("runtime_env['env_vars'] must be a dict of str to str, e.g. {'OMP_NUM_THREADS': '1'}")
@@ -64,6 +65,7 @@ def check(runtime_env: Any) -> dict[str, str]:
 
 
 JOB_ENV_VAR = "EMBER_JOB_ENV_VARS"  # set by the head for a submitted job's entrypoint
+JOB_PIP_VAR = "EMBER_JOB_PIP"  # a submitted job's runtime_env pip, as JSON
 
 
 def submitted_job_env() -> dict[str, str]:
@@ -77,6 +79,18 @@ def submitted_job_env() -> dict[str, str]:
     except ValueError:
         return {}
     return {str(k): str(v) for k, v in env.items()} if isinstance(env, dict) else {}
+
+
+def submitted_job_pip() -> Any:
+    """The ``pip`` of the submitted job this process is the entrypoint of (None for other
+    drivers), for every task and actor it starts."""
+    raw = os.environ.get(JOB_PIP_VAR)
+    if not raw:
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return None
 
 
 def effective(own: dict[str, str] | None) -> dict[str, str]:

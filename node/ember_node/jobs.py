@@ -30,7 +30,8 @@ import time
 from collections.abc import Callable, Iterator
 
 from ember._job_package import MAX_UPLOAD_BYTES, size_text, unpack
-from ember.runtime_env import JOB_ENV_VAR
+from ember._runtime_pip import parse_pip
+from ember.runtime_env import JOB_ENV_VAR, JOB_PIP_VAR
 
 from ember_node.job_state import (
     JobConflict,
@@ -101,6 +102,11 @@ class JobManager:
         if len(package) > self.max_upload_bytes:
             raise ValueError(f"the uploaded working directory is {size_text(len(package))}, more than the "
                              f"{size_text(self.max_upload_bytes)} a job may upload; leave files out with excludes")
+        if runtime_env.get("pip") is not None:
+            try:
+                parse_pip(runtime_env["pip"])  # a bad one is refused here, by name
+            except TypeError as exc:
+                raise ValueError(str(exc)) from None
         env_vars = runtime_env.get("env_vars") or {}
         if not isinstance(env_vars, dict) or not all(isinstance(k, str) and isinstance(v, str)
                                                      for k, v in env_vars.items()):
@@ -113,7 +119,7 @@ class JobManager:
             self._table.add(record)
         try:
             cwd = self._prepare(sid, package)
-            proc = self._spawn(sid, entrypoint, cwd, env_vars, bool(package))
+            proc = self._spawn(sid, entrypoint, cwd, env_vars, bool(package), runtime_env.get("pip"))
         except (OSError, ValueError) as exc:
             log.warning("job %s could not be started: %s", sid, exc)
             with self._lock:
@@ -145,7 +151,7 @@ class JobManager:
         return cwd
 
     def _spawn(self, sid: str, entrypoint: str, cwd: str, env_vars: dict[str, str],
-               package: bool) -> subprocess.Popen:
+               package: bool, pip: dict | None = None) -> subprocess.Popen:
         env = {k: v for k, v in os.environ.items() if k not in ("EMBER_TOKEN", "EMBER_TLS_CA")}
         env.update(env_vars)
         env["EMBER_ADDRESS"] = self.driver_address
@@ -155,6 +161,10 @@ class JobManager:
         else:
             env.pop("EMBER_JOB_WORKING_DIR", None)
         env[JOB_ENV_VAR] = json.dumps(env_vars)  # for its tasks and actors
+        if pip:  # installed by the launcher for the entrypoint, and by init() for its tasks
+            env[JOB_PIP_VAR] = json.dumps(pip)
+        else:
+            env.pop(JOB_PIP_VAR, None)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (cwd, env.get("PYTHONPATH")) if p)
         # `python` in the entrypoint is the head's own interpreter (the one with ember)
         env["PATH"] = os.pathsep.join(p for p in (os.path.dirname(sys.executable), env.get("PATH")) if p)

@@ -319,6 +319,28 @@ def test_runtime_env_from_a_yaml_file_and_refused_ray_flags(head, workdir):
         assert r.returncode == 1 and "gRPC port" in r.stderr, r.stderr
 
 
+def test_a_jobs_pip_packages_are_installed_for_its_entrypoint(head, workdir):
+    """runtime_env pip for a submitted job: the head's node installs the wheel the test built
+    (the venv cache is the test's directory, given through env_vars) and the entrypoint
+    imports it; a wheel that is not there fails the job with pip's words."""
+    from tests.rayapi.helpers import build_wheel
+
+    wheel = build_wheel(workdir, "tinyember_jobpkg", 9)
+    (workdir / "usepkg.py").write_text("import tinyember_jobpkg\nprint('pkg', tinyember_jobpkg.VALUE)\n")
+    env_vars = {"EMBER_RUNTIME_ENV_DIR": str(workdir / "envs")}
+    with head.client() as client:
+        sid = client.submit_job(entrypoint=f"python {workdir / 'usepkg.py'}",
+                                runtime_env={"pip": [wheel], "env_vars": env_vars})
+        assert wait_status(client, sid, 180) == JobStatus.SUCCEEDED, client.get_job_logs(sid)
+        assert "pkg 9" in client.get_job_logs(sid)
+        assert client.get_job_info(sid).runtime_env["pip"]["packages"] == [wheel]
+        sid = client.submit_job(entrypoint=f"python {workdir / 'usepkg.py'}",
+                                runtime_env={"pip": [wheel + ".gone"], "env_vars": env_vars})
+        assert wait_status(client, sid, 180) == JobStatus.FAILED
+        logs = client.get_job_logs(sid)
+        assert "RuntimeEnvSetupError" in logs and ".gone" in logs, logs
+
+
 def test_stopping_the_head_ends_its_running_jobs(procs, workdir):
     root = short_tmpdir()
     try:

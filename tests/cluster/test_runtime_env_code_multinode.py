@@ -65,3 +65,38 @@ def test_a_remote_driver_ships_code_to_a_worker_node(procs):
             ember.shutdown()
         procs.cleanup()
         shutil.rmtree(root, ignore_errors=True)
+
+
+def test_each_node_installs_a_pip_env_of_its_own(procs):
+    """runtime_env pip across nodes: each node makes the venv in its own cache directory
+    (``EMBER_RUNTIME_ENV_DIR`` per node here), from a wheel the test built."""
+    from tests.rayapi.helpers import build_wheel
+
+    root = short_tmpdir()
+    try:
+        head_envs, node_envs = root / "envs-head", root / "envs-a"
+        head = start_head(procs, root, num_cpus=1, resources={"on_head": 1},
+                          env={"EMBER_RUNTIME_ENV_DIR": str(head_envs)})
+        start_worker_node(procs, head, root, "a", num_cpus=1, resources={"node_a": 1},
+                          env={"EMBER_RUNTIME_ENV_DIR": str(node_envs)})
+        wait_cluster(head, alive_nodes=2, idle_workers=2)
+        wheel = build_wheel(root, "tinyember_nodes", 3)
+        ember.init(head.address, token=head.token, runtime_env={"pip": [wheel]})
+
+        @ember.remote
+        def value():
+            import tinyember_nodes
+
+            return tinyember_nodes.VALUE, os.environ.get("EMBER_TEST_NODE", "head")
+
+        on_a = ember.get(value.options(resources={"node_a": 1}).remote(), timeout=120)
+        on_head = ember.get(value.options(resources={"on_head": 1}).remote(), timeout=120)
+        assert on_a == (3, "a") and on_head == (3, "head")
+        for envs in (head_envs, node_envs):
+            made = [p for p in envs.iterdir() if p.is_dir()]
+            assert len(made) == 1 and (made[0] / ".ember-ready").exists(), (envs, made)
+    finally:
+        if ember.is_initialized():
+            ember.shutdown()
+        procs.cleanup()
+        shutil.rmtree(root, ignore_errors=True)

@@ -1,4 +1,5 @@
-"""Run a small Ray program the way a user would: ``ember run prog.py`` in a subprocess."""
+"""Run a small Ray program the way a user would (``ember run prog.py`` in a subprocess), and
+build a tiny wheel for runtime_env pip tests."""
 
 from __future__ import annotations
 
@@ -41,3 +42,19 @@ def output_lines(proc: subprocess.CompletedProcess) -> list[str]:
     """The program's stdout lines; fails with its stderr when it did not exit 0."""
     assert proc.returncode == 0, f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr[-6000:]}"
     return proc.stdout.splitlines()
+
+
+def build_wheel(root, name: str = "tinyember_pkg", value: int = 42) -> str:
+    """A wheel of a one-module package ``name`` whose ``VALUE`` is ``value``."""
+    src = root / f"src-{name}"
+    (src / name).mkdir(parents=True)
+    (src / name / "__init__.py").write_text(f"VALUE = {value}\n")
+    (src / "pyproject.toml").write_text(
+        '[build-system]\nrequires = ["setuptools"]\nbuild-backend = "setuptools.build_meta"\n'
+        f'[project]\nname = "{name.replace("_", "-")}"\nversion = "1.0"\n')
+    out = root / "wheels"
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index",
+                    "--disable-pip-version-check", "-w", str(out), str(src)],
+                   check=True, capture_output=True, timeout=300)
+    (wheel,) = [p for p in out.iterdir() if p.name.startswith(name)]
+    return str(wheel)

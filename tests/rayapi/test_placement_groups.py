@@ -63,6 +63,32 @@ def test_a_group_reserves_its_bundles_and_gives_them_back(cluster):
     assert placement_group_table(pg)["state"] == "REMOVED"
 
 
+def test_the_state_api_lists_groups_with_ray_columns(cluster):
+    from ember.util import state
+
+    pg = placement_group([{"CPU": 1}], name="listed")
+    assert pg.wait(60)
+    pending = placement_group([{"CPU": 99}], name="too-big")
+    try:
+        rows = state.list_placement_groups(filters=[("name", "=", "listed")])
+        assert [r["placement_group_id"] for r in rows] == [pg.id.hex()]
+        assert set(rows[0]) == {"placement_group_id", "name", "creator_job_id", "state"}
+        assert rows[0]["state"] == "CREATED" and rows[0]["creator_job_id"]
+        assert [r["name"] for r in state.list_placement_groups(filters=[("state", "=", "pending")])] == ["too-big"]
+        assert len(state.list_placement_groups(limit=1)) == 1
+        (row,) = state.list_placement_groups(filters=[("placement_group_id", "=", pg.id.hex())], detail=True)
+        assert row["is_detached"] is False
+        assert row["bundles"][0]["unit_resources"] == {"CPU": 1.0}
+        assert row["bundles"][0]["node_id"] == ember.get_runtime_context().get_node_id()
+        assert state.get_placement_group(pending.id.hex())["state"] == "PENDING"
+        assert state.get_placement_group("ff" * 18) is None
+    finally:
+        remove_placement_group(pg)
+        remove_placement_group(pending)
+    assert state.get_placement_group(pg.id.hex())["state"] == "REMOVED"
+    assert wait_until(lambda: _available_cpus() == 4, 30)
+
+
 def test_tasks_and_actors_run_inside_the_bundles(cluster):
     pg = placement_group([{"CPU": 1}, {"CPU": 1}], strategy="PACK")
     assert pg.wait(60)

@@ -113,7 +113,7 @@ def check(what, fn):
     except NotImplementedError as e:
         print(what, "NotImplementedError", "ember" in str(e))
 
-check("list_placement_groups", lambda: ray.util.state.list_placement_groups())
+check("list_workers", lambda: ray.util.state.list_workers())
 check("read_csv", lambda: ray.data.read_csv("x.csv"))
 check("allreduce", lambda: allreduce(None))
 check("get_object_locations", lambda: get_object_locations([]))
@@ -139,7 +139,7 @@ except ModuleNotFoundError as e:
 
 def test_ray_names_ember_lacks_fail_when_used_not_on_import(tmp_path):
     lines = output_lines(run_ray_program(tmp_path, NOT_IMPLEMENTED))
-    for what in ("list_placement_groups", "read_csv", "allreduce", "get_object_locations", "TorchTrainer", "java_function",
+    for what in ("list_workers", "read_csv", "allreduce", "get_object_locations", "TorchTrainer", "java_function",
                  "subclass"):
         assert f"{what} NotImplementedError True" in lines, lines
     assert "ObjectRef True" in lines

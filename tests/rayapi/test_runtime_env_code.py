@@ -167,8 +167,8 @@ def test_bad_code_paths_fail_with_the_path(new_cluster, tmp_path):
         probe.options(runtime_env={"working_dir": missing}).remote()
     with pytest.raises(ValueError, match="remote URI"):
         probe.options(runtime_env={"working_dir": "https://example.com/code.zip"})
-    with pytest.raises(ValueError, match="'pip'"):
-        probe.options(runtime_env={"working_dir": str(tmp_path), "pip": ["requests"]})
+    with pytest.raises(ValueError, match="'conda'"):
+        probe.options(runtime_env={"working_dir": str(tmp_path), "conda": "env.yaml"})
 
 
 PROGRAM = """

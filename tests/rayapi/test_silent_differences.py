@@ -130,8 +130,10 @@ def test_unpicklable_exception_has_a_ray_error_cause(cluster):
 
 
 def test_runtime_env_unsupported_keys_are_refused_by_name(cluster):
-    with pytest.raises(ValueError, match="'pip'"):
-        ember.remote(runtime_env={"pip": ["requests"]})(lambda: 1)
+    with pytest.raises(ValueError, match="'conda'"):
+        ember.remote(runtime_env={"conda": {"dependencies": ["requests"]}})(lambda: 1)
+    with pytest.raises(ValueError, match="'uv'"):
+        ember.remote(runtime_env={"uv": ["requests"]})(lambda: 1)
     with pytest.raises(ValueError, match="'container'"):
         @ember.remote(runtime_env={"container": {"image": "x"}})
         class A:
@@ -190,9 +192,9 @@ def greet():
 
 print(ray.get(greet.remote()))
 try:
-    ray.get(greet.options(runtime_env={"pip": ["numpy"]}).remote())
+    ray.get(greet.options(runtime_env={"conda": {"dependencies": ["numpy"]}}).remote())
 except ValueError as e:
-    print("refused", "'pip'" in str(e))
+    print("refused", "'conda'" in str(e))
 ray.shutdown()
 """
 

@@ -144,8 +144,10 @@ def test_split_runtime_env_keeps_what_the_head_needs():
     wd, excludes, kept = split_runtime_env({"working_dir": ".", "excludes": ["*.log"], "env_vars": {"A": "1"}})
     assert (wd, excludes, kept) == (".", ["*.log"], {"env_vars": {"A": "1"}})
     assert split_runtime_env(None) == (None, [], {})
-    with pytest.raises(ValueError, match="'pip' is not supported"):
-        split_runtime_env({"pip": ["requests"]})
+    with pytest.raises(ValueError, match="'conda' is not supported"):
+        split_runtime_env({"conda": "env.yaml"})
+    assert split_runtime_env({"pip": ["b", "a"]})[2] == {
+        "pip": {"packages": ["a", "b"], "pip_check": False, "pip_install_options": []}}
     with pytest.raises(ValueError, match="local directory"):
         split_runtime_env({"working_dir": "s3://bucket/code.zip"})
     with pytest.raises(TypeError, match="str to str"):

@@ -138,3 +138,20 @@ def test_why_work_in_a_group_waits():
         "task f", bundle_resources({"CPU": 2.0}, pg, 0))
     assert "PENDING" in pgs.why_waiting("task f", bundle_resources({}, PlacementGroup(PlacementGroupID("cd")), -1))
     assert "does not exist" in pgs.why_waiting("task f", bundle_resources({}, PlacementGroup(PlacementGroupID("zz")), -1))
+
+
+def test_the_table_becomes_ray_state_rows():
+    from ember._state_query import placement_group_rows
+
+    table = {"ab": {"placement_group_id": "ab", "name": "pair", "job_id": "01000000",
+                    "state": "CREATED", "lifetime": "detached",
+                    "bundles": {0: {"CPU": 1.0}, 1: {"GPU": 1.0}},
+                    "bundles_to_node_id": {0: "n1", 1: "n2"},
+                    "stats": {"scheduling_state": "FINISHED"}}}
+    assert placement_group_rows(table, detail=False) == [
+        {"placement_group_id": "ab", "name": "pair", "creator_job_id": "01000000", "state": "CREATED"}]
+    (row,) = placement_group_rows(table, detail=True)
+    assert row["is_detached"] is True and row["stats"] == {"scheduling_state": "FINISHED"}
+    assert row["bundles"] == [
+        {"bundle_id": "ab_0", "node_id": "n1", "unit_resources": {"CPU": 1.0}},
+        {"bundle_id": "ab_1", "node_id": "n2", "unit_resources": {"GPU": 1.0}}]

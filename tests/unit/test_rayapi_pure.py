@@ -38,7 +38,7 @@ def test_runtime_env_check():
     assert runtime_env.check(None) == {}
     assert runtime_env.check({"env_vars": {"A": "1"}, "config": {"setup_timeout_seconds": 5}}) == {"A": "1"}
     assert runtime_env.check(runtime_env.RuntimeEnv(env_vars={"B": "2"})) == {"B": "2"}
-    for key in ("pip", "conda", "container", "uv", "worker_process_setup_hook"):
+    for key in ("conda", "container", "uv", "worker_process_setup_hook"):
         with pytest.raises(ValueError, match=repr(key)):
             runtime_env.check({key: "x"})
     with pytest.raises(ValueError, match="no key 'nonsense'"):

@@ -13,11 +13,12 @@ from typing import Any
 
 from ember import _context
 from ember import _messages as M
-from ember._state_query import DEFAULT_LIMIT, check_filters
+from ember._state_query import DEFAULT_LIMIT, check_filters, placement_group_rows, select
 from ember._unsupported import module_getattr
 
 __all__ = [
-    "get_actor", "get_task", "list_actors", "list_nodes", "list_objects", "list_tasks",
+    "get_actor", "get_placement_group", "get_task", "list_actors", "list_nodes", "list_objects",
+    "list_placement_groups", "list_tasks",
     "summarize_actors", "summarize_objects", "summarize_tasks",
 ]
 
@@ -64,6 +65,25 @@ def list_nodes(filters: list[tuple[str, str, Any]] | None = None, limit: int = D
     return _rows("nodes", filters, limit, detail)
 
 
+def list_placement_groups(filters: list[tuple[str, str, Any]] | None = None,
+                          limit: int = DEFAULT_LIMIT, detail: bool = False,
+                          **_ignored: Any) -> list[dict[str, Any]]:
+    """Placement groups, including removed ones the head still knows: placement_group_id,
+    name, creator_job_id and state (PENDING, CREATED, REMOVED, RESCHEDULING); detail adds
+    bundles, is_detached and stats."""
+    if limit is not None and (not isinstance(limit, int) or limit < 0):
+        raise ValueError(f"limit must be a whole number of rows, not {limit!r}")
+    table = _context.require_runtime().request(M.REQUEST, "pg_table", None, timeout=30)
+    rows, _total = select(placement_group_rows(table, detail), check_filters(filters), limit)
+    return rows
+
+
+def get_placement_group(id: str, **_ignored: Any) -> dict[str, Any] | None:  # noqa: A002 - Ray's name
+    """The placement group with this hex id (with details), or None if unknown."""
+    rows = list_placement_groups([("placement_group_id", "=", id)], 1, True)
+    return rows[0] if rows else None
+
+
 def summarize_tasks(**_ignored: Any) -> dict[str, Any]:
     """Task counts: ``total``, ``by_state`` and ``by_name`` (function name -> state -> count)."""
     return _ask("tasks", None, None, False, summary=True)
@@ -97,8 +117,7 @@ def get_actor(id: str, **_ignored: Any) -> dict[str, Any] | None:  # noqa: A002 
 # Ray's ray.util.state names ember does not implement: they resolve, and raise
 # NotImplementedError naming themselves when used (never AttributeError).
 _RAY_ONLY_NAMES = frozenset({
-    "StateApiClient", "get_job", "get_log", "get_node", "get_objects", "get_placement_group",
-    "get_worker", "list_cluster_events", "list_jobs", "list_logs", "list_placement_groups",
-    "list_runtime_envs", "list_workers",
+    "StateApiClient", "get_job", "get_log", "get_node", "get_objects", "get_worker",
+    "list_cluster_events", "list_jobs", "list_logs", "list_runtime_envs", "list_workers",
 })
 __getattr__ = module_getattr("ray.util.state", _RAY_ONLY_NAMES)
