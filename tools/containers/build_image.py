@@ -255,7 +255,10 @@ def release(pid: int) -> None:
             log(f"dockerd left running: still used by pid(s) {', '.join(map(str, others))}")
             return
         stop_engine()
-    shutil.rmtree(SHARED, ignore_errors=True)
+        # the lock file itself stays (empty, in /run's tmpfs): removing it while another
+        # process waits on it would let a third one lock a new file beside it
+        with contextlib.suppress(OSError):
+            USERS.rmdir()
 
 
 def docker(*args: str, **kw) -> subprocess.CompletedProcess:
