@@ -5,14 +5,6 @@ object), since there is no API server on these machines."""
 from __future__ import annotations
 
 import base64
-import json
-import os
-import shutil
-import signal
-import socket
-import subprocess
-import sys
-import tempfile
 import time
 
 import ember
@@ -20,48 +12,16 @@ import pytest
 from ember_operator.autoscaler import PendingShape
 from ember_operator.demand import HeadDemand
 from ember_operator.idleness import HeadIdleness
+from ember_realhead import head_with_worker
 
 POD = "demo-workers-worker-abcde"
 TOKEN = "idleness-test-token"
 
 
-def _start(args: list[str]) -> subprocess.Popen:
-    rfd, wfd = os.pipe()
-    proc = subprocess.Popen([sys.executable, "-m", *args, "--ready-fd", str(wfd)], pass_fds=(wfd,),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    os.close(wfd)
-    with os.fdopen(rfd) as f:
-        assert json.loads(f.readline())
-    return proc
-
-
 @pytest.fixture(scope="module")
 def cluster():
-    tmp = tempfile.mkdtemp(prefix="ember-idle-")
-    token_file = os.path.join(tmp, "token")
-    with open(token_file, "w") as f:
-        f.write(TOKEN)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    address = f"127.0.0.1:{port}"
-    procs = []
-    try:
-        procs.append(_start(["ember_node", "--session-dir", os.path.join(tmp, "head"), "--num-cpus", "1",
-                             "--port", str(port), "--token-file", token_file]))
-        procs.append(_start(["ember_node.worker_node", "--address", address, "--token-file", token_file,
-                             "--session-dir", os.path.join(tmp, "node"), "--num-cpus", "1",
-                             "--resources", '{"on_pod": 1}', "--advertise", POD]))
+    with head_with_worker(TOKEN, POD, "ember-idle-") as address:
         yield address
-    finally:
-        for proc in reversed(procs):
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _probe(address: str, token: str = TOKEN) -> HeadIdleness:

@@ -11,14 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import json
-import os
-import shutil
-import signal
-import socket
-import subprocess
-import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -29,6 +21,7 @@ from ember_kmock import Cluster, EmberEmulator, cluster_spec, counts, eventually
 from ember_operator.idleness import HeadIdleness
 from ember_operator.reconciler import ReconcilerOptions
 from ember_operator.runtime import Operator, OperatorConfig
+from ember_realhead import head_with_worker
 
 pytestmark = [
     pytest.mark.kmock(cls=EmberEmulator),
@@ -39,44 +32,11 @@ TOKEN = "autoscaler-test-token"
 WORKER_POD = "demo-cpu-worker-00002"  # the names fixture: head 00001, then the worker
 
 
-def _start(args: list[str]) -> subprocess.Popen:
-    rfd, wfd = os.pipe()
-    proc = subprocess.Popen([sys.executable, "-m", *args, "--ready-fd", str(wfd)], pass_fds=(wfd,),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    os.close(wfd)
-    with os.fdopen(rfd) as f:
-        assert json.loads(f.readline())
-    return proc
-
-
 @pytest.fixture
 def head() -> Iterator[str]:
     """A real head and a worker node advertising WORKER_POD; yields the head's address."""
-    tmp = tempfile.mkdtemp(prefix="ember-autoscale-")
-    token_file = os.path.join(tmp, "token")
-    with open(token_file, "w") as f:
-        f.write(TOKEN)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    address = f"127.0.0.1:{port}"
-    procs = []
-    try:
-        procs.append(_start(["ember_node", "--session-dir", os.path.join(tmp, "head"), "--num-cpus", "1",
-                             "--port", str(port), "--token-file", token_file]))
-        procs.append(_start(["ember_node.worker_node", "--address", address, "--token-file", token_file,
-                             "--session-dir", os.path.join(tmp, "node"), "--num-cpus", "1",
-                             "--resources", '{"on_pod": 1}', "--advertise", WORKER_POD]))
+    with head_with_worker(TOKEN, WORKER_POD, "ember-autoscale-") as address:
         yield address
-    finally:
-        for proc in reversed(procs):
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 @pytest.fixture
