@@ -24,7 +24,9 @@ class EmbeddedCluster:
         object_store_memory: int | None,
         timeout: float = 30.0,
         metrics_port: int | None = None,
+        dashboard: tuple[str, int, bool] | None = None,
     ) -> None:
+        """``dashboard``: (host, port, next free port if taken), or None for no dashboard."""
         self.session_dir = new_session_dir("ember-")
         self.log_path = os.path.join(self.session_dir, "logs", "agent.log")
         cmd = [sys.executable, "-m", "ember_node", "--embedded", "--session-dir", self.session_dir]
@@ -38,6 +40,10 @@ class EmbeddedCluster:
             cmd += ["--object-store-memory", str(int(object_store_memory))]
         if metrics_port is not None:  # Prometheus /metrics and /healthz on 127.0.0.1:metrics_port
             cmd += ["--metrics-port", str(int(metrics_port))]
+        if dashboard is not None:  # the web UI (ember_node.dashboard); its URL comes back in the session
+            host, port, next_free = dashboard
+            cmd += ["--dashboard-host", host, "--dashboard-port", str(int(port))]
+            cmd += ["--dashboard-next-free"] if next_free else []
         rfd, wfd = os.pipe()
         cmd += ["--ready-fd", str(wfd)]
         self._log = open(self.log_path, "ab")

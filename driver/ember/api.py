@@ -47,7 +47,9 @@ class RuntimeInfo:
     def __init__(self, session: SessionInfo) -> None:
         self.address_info = {"node_id": session.node_id, "session_dir": session.session_dir,
                              "address": "local"}
-        self.dashboard_url = None
+        # Ray's dashboard_url has no scheme: "127.0.0.1:8265"
+        url = session.raw.get("dashboard_url") if session.raw else None
+        self.dashboard_url = url.split("://", 1)[-1].rstrip("/") if url else None
 
     def __getitem__(self, key: str) -> Any:
         return self.address_info[key]
@@ -181,7 +183,7 @@ def init(
                                          or not 0 <= metrics_port <= 65535):
             raise ValueError(f"metrics_port must be a port number (0-65535), got {metrics_port!r}")
         cluster = EmbeddedCluster(num_cpus, num_gpus, resources, object_store_memory,
-                                  metrics_port=metrics_port)
+                                  metrics_port=metrics_port, dashboard=_dashboard_choice(kwargs))
         try:
             session = SessionInfo(cluster.session)
             conn = ClientConnection.connect(session.socket_path)
@@ -190,6 +192,7 @@ def init(
             job = os.urandom(4).hex()  # Ray job ids are 4 bytes, 8 hex digits
             rt.job_id = bytes.fromhex(job)  # what get_runtime_context().get_job_id() says
             rt.send((M.HELLO, "driver", _pid(), None, {"direct": inbox, "job": job}))
+            _say_dashboard(session.raw)
             if kwargs.get("log_to_driver", True):
                 _printer = _open_printer(lambda: ClientConnection.connect(session.socket_path), job)
         except BaseException:
@@ -204,6 +207,28 @@ def init(
             atexit.register(shutdown)
             _atexit_registered = True
         return RuntimeInfo(session)
+
+
+def _dashboard_choice(kwargs: dict[str, Any]) -> tuple[str, int, bool] | None:
+    """init()'s include_dashboard / dashboard_host / dashboard_port (Ray's keywords) as the
+    embedded agent's dashboard: None when turned off; a port not given explicitly moves to
+    the next free one when 8265 is taken."""
+    if kwargs.get("include_dashboard") is False:
+        return None
+    port = kwargs.get("dashboard_port")
+    if port is not None and (not isinstance(port, int) or isinstance(port, bool) or not 0 <= port <= 65535):
+        raise ValueError(f"dashboard_port must be a port number (0-65535), got {port!r}")
+    host = kwargs.get("dashboard_host") or "127.0.0.1"
+    return (str(host), 8265 if port is None else port, port is None)
+
+
+def _say_dashboard(session: dict) -> None:
+    """One line, as Ray's init prints: where the dashboard is (with the login token, so a
+    click opens it), or why there is none."""
+    if session.get("dashboard_login_url"):
+        print(f"ember: dashboard at {session['dashboard_login_url']}", file=sys.stderr)
+    elif session.get("dashboard_error"):
+        print(f"ember: no dashboard: {session['dashboard_error']}", file=sys.stderr)
 
 
 def _ship_job_code(rt: CoreRuntime, env: dict | None) -> None:

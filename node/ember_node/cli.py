@@ -68,10 +68,12 @@ def _start_parser(sub: Any) -> None:
                    help="serve /metrics and /healthz on this port (Ray's --metrics-export-port)")
     p.add_argument("--heartbeat-timeout", type=float, default=None,
                    help="head: declare a worker node dead after this many seconds without a heartbeat (10)")
-    p.add_argument("--dashboard-port", type=int, default=None, help="reserved; ember has no dashboard yet")
-    p.add_argument("--dashboard-host", default=None, help="reserved; ember has no dashboard yet")
+    p.add_argument("--dashboard-port", type=int, default=None,
+                   help="head: serve the web dashboard on this port (default 8265, or the next free one)")
+    p.add_argument("--dashboard-host", default=None,
+                   help="head: address the dashboard binds to (default 127.0.0.1; 0.0.0.0 for all)")
     p.add_argument("--include-dashboard", nargs="?", const="true", default=None, type=parse_bool,
-                   help="reserved (true or false); ember has no dashboard yet")
+                   help="head: serve the dashboard (true, the default) or not (false)")
     p.add_argument("--token-file", default=None, help="use this token instead of generating one")
     p.add_argument("--state-dir", default=None, help="reserved for head persistence")
     p.add_argument("--tls-cert", default=None, help="head: PEM certificate, serve gRPC over TLS")
@@ -159,6 +161,7 @@ def start(args: argparse.Namespace) -> int:
                         ("--tls-key", args.tls_key and os.path.abspath(args.tls_key))):
         if value is not None:
             cmd += [flag, str(value)]
+    cmd += _dashboard_flags(args)
     proc, info = _launch(cmd, os.path.join(session_dir, "logs", "agent.log"), args.block)
     if info is None:
         return 1
@@ -172,11 +175,25 @@ def start(args: argparse.Namespace) -> int:
     print(f"  from elsewhere:   ember.init(\"{info.get('address')}\", token=...)  # or EMBER_TOKEN")
     if generated:
         print(f"  cluster token (stored 0600 in {token_file}): {token}")
+    if info.get("dashboard_url"):
+        print(f"  dashboard:        {info['dashboard_url']}  (log in with the cluster token)")
+    elif info.get("dashboard_error"):
+        print(f"  dashboard:        not served: {info['dashboard_error']}")
     print("  stop it with:     ember stop")
     sys.stdout.flush()
     if args.block:
         return _wait_foreground(proc)
     return 0
+
+
+def _dashboard_flags(args: argparse.Namespace) -> list[str]:
+    """The agent's dashboard flags for ``ember start --head``: on by default at 8265 (the
+    next free port when that one is taken and no port was asked for)."""
+    if args.include_dashboard is False:
+        return []
+    port = 8265 if args.dashboard_port is None else args.dashboard_port
+    flags = ["--dashboard-port", str(port), "--dashboard-host", args.dashboard_host or "127.0.0.1"]
+    return flags + (["--dashboard-next-free"] if args.dashboard_port is None else [])
 
 
 def _wait_foreground(proc: subprocess.Popen) -> int:

@@ -44,11 +44,49 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--metrics-port", type=int, default=None,
                    help="serve Prometheus /metrics and /healthz on this port (none: no endpoint)")
     p.add_argument("--metrics-host", default=None, help="address the metrics port binds to (default: --host)")
+    p.add_argument("--dashboard-port", type=int, default=None, help="serve the web dashboard on this port")
+    p.add_argument("--dashboard-host", default=None, help="address the dashboard binds to (default 127.0.0.1)")
+    p.add_argument("--dashboard-next-free", action="store_true",
+                   help="if --dashboard-port is taken, use the next free port after it")
     return p.parse_args(argv)
 
 
 def _exit_on_signal(signum: int, frame: Any) -> None:
     raise SystemExit(0)
+
+
+def _serve_dashboard(agent: Agent, args: argparse.Namespace, jobs: Any, token: str) -> Any:
+    """Start the web dashboard (ember_node.dashboard) and note its URL in the session; a
+    port in use is logged, not fatal: the cluster runs without it. An embedded cluster has
+    no cluster token: it makes one for the dashboard, and its URL carries it."""
+    import secrets
+
+    from ember_node.dashboard.data import AgentQuery, DashboardData
+    from ember_node.dashboard.server import PORT_TRIES, Dashboard
+
+    if not token:
+        token = secrets.token_urlsafe(24)
+        with_token = True
+    else:
+        with_token = False
+
+    def finished() -> int:
+        return sum(c[1] + c[2] for c in agent.metrics.task_counts().values())
+
+    data = DashboardData(AgentQuery(agent.socket_path), jobs, os.path.join(args.session_dir, "logs"), finished)
+    dashboard = Dashboard(data, token)
+    host = args.dashboard_host or "127.0.0.1"
+    try:
+        dashboard.serve(args.dashboard_port, host, PORT_TRIES if args.dashboard_next_free else 1)
+    except OSError as exc:
+        log.warning("%s; the cluster runs without its dashboard", exc)
+        agent.session["dashboard_error"] = str(exc)
+        return None
+    agent.session["dashboard_url"] = dashboard.url(host)
+    if with_token:
+        agent.session["dashboard_login_url"] = dashboard.url(host, with_token=True)
+    log.info("dashboard at %s", dashboard.url(host))
+    return dashboard
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -83,6 +121,8 @@ def main(argv: list[str] | None = None) -> None:
     agent.heartbeat_timeout = args.heartbeat_timeout
     server = None
     jobs = None
+    dashboard = None
+    token = ""
     try:
         if args.port is not None:
             from ember_node.grpc_server import serve
@@ -109,6 +149,8 @@ def main(argv: list[str] | None = None) -> None:
             agent.session["address"] = agent.address
         if args.metrics_port is not None:
             agent.session["metrics_port"] = agent.metrics.serve(args.metrics_port, args.metrics_host or args.host)
+        if args.dashboard_port is not None:
+            dashboard = _serve_dashboard(agent, args, jobs, token)
         if args.ready_fd is not None:
             os.write(args.ready_fd, json.dumps(agent.session).encode() + b"\n")
             os.close(args.ready_fd)
@@ -128,6 +170,8 @@ def main(argv: list[str] | None = None) -> None:
         try:
             if jobs is not None:  # the entrypoints end first (SIGTERM, then SIGKILL), like drivers
                 jobs.close()
+            if dashboard is not None:
+                dashboard.close()
             if server is not None and not server.stop(grace=0).wait(5):
                 log.warning("the gRPC server did not stop within 5 s; exiting anyway")
             agent.metrics.close()

@@ -171,7 +171,7 @@ def start_args(cluster: ClusterSpec, group: GroupSpec) -> list[str]:
     """Arguments after the ``ember`` entrypoint for a pod of this group.
 
     Head: ``start --head --block --host 0.0.0.0 --port 6380 --metrics-port 8080
-    --dashboard-port 8265 --token-file ...``; worker: ``start --block --address
+    --dashboard-port 8265 --dashboard-host 0.0.0.0 --token-file ...``; worker: ``start --block --address
     <cluster>-head-svc.<ns>.svc:6380 --host 0.0.0.0 --metrics-port 8080 --token-file ...``;
     then ``--num-cpus``/``--num-gpus``/``--memory`` from the agent container's resources
     unless startParams gives them, then every startParam as ``--key value``.
@@ -180,6 +180,8 @@ def start_args(cluster: ClusterSpec, group: GroupSpec) -> list[str]:
     if group.node_type == c.NODE_TYPE_HEAD:
         args = ["start", "--head", "--block", "--host", "0.0.0.0", "--port", str(c.GRPC_PORT),
                 "--metrics-port", str(c.METRICS_PORT), "--dashboard-port", str(c.DASHBOARD_PORT)]
+        if "dashboard-host" not in group.start_params:  # the Service's dashboard port reaches it
+            args += ["--dashboard-host", "0.0.0.0"]
     else:
         args = ["start", "--block", "--address", cluster.head_address,
                 "--host", "0.0.0.0", "--metrics-port", str(c.METRICS_PORT)]

@@ -79,7 +79,7 @@ def test_head_pod() -> None:
     assert agent["command"] == ["ember"]
     assert agent["args"] == [
         "start", "--head", "--block", "--host", "0.0.0.0", "--port", "6380",
-        "--metrics-port", "8080", "--dashboard-port", "8265",
+        "--metrics-port", "8080", "--dashboard-port", "8265", "--dashboard-host", "0.0.0.0",
         "--token-file", "/etc/ember/token/token",
         "--num-cpus", "2", "--memory", str(4 * 2**30),
     ]
@@ -128,6 +128,17 @@ def test_start_params_override_resource_defaults() -> None:
     assert args[args.index("--num-cpus") + 1] == "8"
     assert args.count("--num-cpus") == 1 and args.count("--memory") == 1
     assert args[-5:] == ["--include-dashboard", "--memory", "123", "--num-cpus", "8"]
+
+
+def test_head_dashboard_binds_all_addresses_unless_start_params_say_where() -> None:
+    cluster = make_cluster()
+    args = builders.start_args(cluster, cluster.head)
+    assert args[args.index("--dashboard-host") + 1] == "0.0.0.0"
+    head = cluster.head.__class__(**{**cluster.head.__dict__, "start_params": {"dashboard-host": "10.0.0.7"}})
+    args = builders.start_args(cluster, head)
+    assert args.count("--dashboard-host") == 1 and args[args.index("--dashboard-host") + 1] == "10.0.0.7"
+    worker = builders.start_args(cluster, cluster.workers[0])
+    assert "--dashboard-host" not in worker and "--dashboard-port" not in worker
 
 
 def test_cpu_limits_round_down_but_never_below_one() -> None:
