@@ -9,6 +9,7 @@
                    driver (``ember.init("host:port", token=...)``); disconnected afterwards.
 ``netns``          function-scoped: a network namespace joined to this one by a veth pair,
                    ``(namespace, host_ip, ns_ip)``; skipped with the reason when not root.
+``dash``           module-scoped: a head serving the dashboard under a workload (dashboard_cluster).
 ``forwarder``      function-scoped factory: ``forwarder(("127.0.0.1", port))`` -> a running
                    ``helpers.Forwarder`` (closed afterwards).
 
@@ -29,6 +30,7 @@ import ember
 import psutil
 import pytest
 
+from .dashboard_cluster import dash  # noqa: F401 - the dashboard tests' module fixture
 from .helpers import (
     Forwarder,
     Procs,
