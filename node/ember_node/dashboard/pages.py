@@ -153,8 +153,8 @@ def tasks(answer: dict[str, Any]) -> str:
                      "why": e(t.get("pending_reason") or ""),
                      "error": f'<details><summary>{e(t.get("error"))}</summary><pre>{e(t.get("error_message"))}</pre></details>'
                               if t.get("error_message") else "",
-                     "id": log_link("task_id", t.get("task_id"), short_id(t.get("task_id")))
-                           if t.get("worker_pid") else e(short_id(t.get("task_id")))})
+                     "id": log_link("task_id", t.get("task_id"), t.get("task_id"))
+                           if t.get("worker_pid") else e(t.get("task_id"))})
     return _shown(answer, "tasks") + table(
         (("name", "name"), ("state", "state"), ("type", "type"), ("node", "node"), ("pid", "worker pid"),
          ("attempt", "attempt"), ("started", "started"), ("duration", "duration"), ("why", "pending reason"),

@@ -4,6 +4,7 @@
 
 const REFRESH_MS = 2000;
 const LOG_MS = 1000;
+const CHART_MS = 1000;
 const SAMPLES = 90;
 const samples = []; // {t, finished, store, capacity}
 
@@ -89,7 +90,7 @@ function pollOverview() {
     drawCharts();
   }).catch(() => {});
   tick();
-  setInterval(tick, REFRESH_MS);
+  setInterval(tick, CHART_MS);
 }
 
 function tailLog() {
