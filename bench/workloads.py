@@ -140,9 +140,10 @@ class Ctx:
         return quick if self.quick else full
 
     def init_kwargs(self) -> dict:
-        kwargs: dict = {"num_cpus": self.num_cpus}
+        # no dashboard on either side (bench/dashboard_cost.py measures ember's)
+        kwargs: dict = {"num_cpus": self.num_cpus, "include_dashboard": False}
         if self.system == "ray":
-            kwargs.update(include_dashboard=False, logging_level="WARNING")
+            kwargs.update(logging_level="WARNING")
         return kwargs
 
 

@@ -42,3 +42,8 @@ bench: $(STAMP) $(RAY_STAMP)
 
 bench-quick: $(STAMP) $(RAY_STAMP)
 	$(PY) bench/run.py --quick --ray-python $(RAY_PY) --json $(BENCH_JSON) $(BENCH_ARGS)
+
+# the dashboard's cost on the head (agent CPU, RSS/PSS under 10k tasks, page open or not)
+.PHONY: bench-dashboard
+bench-dashboard: $(STAMP)
+	$(PY) bench/dashboard_cost.py
