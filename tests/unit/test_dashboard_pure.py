@@ -57,3 +57,28 @@ def test_empty_tables_say_so():
 def test_login_page_keeps_next_escaped():
     html = pages.login("bad token", '/x"><script>')
     assert "<script>" not in html and "bad token" in html and 'name=token' in html
+
+
+def test_serve_moves_to_the_next_free_port_or_says_which_flag_to_change():
+    """A real listening socket holds the port; the server runs in-process (no agent), its
+    data never asked (only the port choice is checked), and closes leaving no thread."""
+    import socket
+    import threading
+    from types import SimpleNamespace
+
+    import pytest
+    from ember_node.dashboard.server import Dashboard
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(OSError, match="--dashboard-port"):
+            Dashboard(SimpleNamespace(query=None), "t").serve(port, tries=1)
+        d = Dashboard(SimpleNamespace(query=None), "t")
+        got = d.serve(port, tries=10)
+        try:
+            assert got != port and d.url("0.0.0.0", with_token=True) == f"http://127.0.0.1:{got}/?token=t"
+        finally:
+            d.close()
+    assert not [t for t in threading.enumerate() if t.name == "ember-dashboard"]
