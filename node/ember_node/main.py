@@ -43,6 +43,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--tls-key", default=None, help="PEM private key for --tls-cert")
     p.add_argument("--metrics-port", type=int, default=None,
                    help="serve Prometheus /metrics and /healthz on this port (none: no endpoint)")
+    p.add_argument("--state-dir", default=None,
+                   help="keep the cluster directory in DIR/head.db (ember_node.head_state)")
     p.add_argument("--metrics-host", default=None, help="address the metrics port binds to (default: --host)")
     return p.parse_args(argv)
 
@@ -81,6 +83,16 @@ def main(argv: list[str] | None = None) -> None:
         end_session(args.session_dir)  # its logs stay
         raise
     agent.heartbeat_timeout = args.heartbeat_timeout
+    if args.state_dir:
+        from ember_node.head_state import HeadState, StateVersionError
+
+        try:
+            agent.head_state = HeadState(args.state_dir)
+        except (UnsafePathError, StateVersionError, OSError) as exc:
+            agent.close()
+            end_session(args.session_dir)
+            raise SystemExit(f"ember head: cannot use --state-dir {args.state_dir}: {exc}") from None
+        log.info("keeping the cluster directory in %s", agent.head_state.path)
     server = None
     jobs = None
     try:
@@ -132,5 +144,7 @@ def main(argv: list[str] | None = None) -> None:
                 log.warning("the gRPC server did not stop within 5 s; exiting anyway")
             agent.metrics.close()
             agent.close()
+            if agent.head_state is not None:
+                agent.head_state.close()
         finally:
             end_session(args.session_dir)  # its logs stay (ember._local_cluster prunes old ones)
