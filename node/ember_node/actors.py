@@ -53,13 +53,15 @@ class Actor:
 
 
 def actor_record(actor: Actor) -> ActorRecord:
-    """What ``--state-dir`` keeps of a named or detached actor: its creation spec as the agent
-    holds it (data only: names, options, the pickled parts as bytes), pickled into the head's
-    own 0700 directory."""
+    """What ``--state-dir`` keeps of a named or detached actor: its creation task as it was
+    submitted (data only: ids, names, options, the pickled arguments as bytes; see
+    ``ember_node.head_resume``), in the head's own 0700 directory."""
     ns, name = actor.key if actor.key is not None else (actor.spec.get("namespace") or "default", None)
-    spec = pickle.dumps({"spec": actor.spec, "name": actor.create_task.name})
-    return ActorRecord(actor.aid, ns, name, bool(actor.spec.get("detached")), actor.class_name, spec,
-                       actor.restarts)
+    t = actor.create_task
+    submitted = (t.tid, t.fn_id, t.name, t.args, tuple(t.deps), tuple(t.rids), t.resources, t.max_retries,
+                 t.retry_exc, tuple(t.contained), t.extra, t.namespace, t.strategy)
+    return ActorRecord(actor.aid, ns, name, bool(actor.spec.get("detached")), actor.class_name,
+                       pickle.dumps(submitted), actor.restarts)
 
 
 class ActorManager:

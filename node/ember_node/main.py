@@ -93,6 +93,9 @@ def main(argv: list[str] | None = None) -> None:
             end_session(args.session_dir)
             raise SystemExit(f"ember head: cannot use --state-dir {args.state_dir}: {exc}") from None
         log.info("keeping the cluster directory in %s", agent.head_state.path)
+        from ember_node.head_resume import resume
+
+        resume(agent, agent.head_state)
     server = None
     jobs = None
     try:

@@ -10,11 +10,19 @@ import stat
 
 from ember_node.head_state import HeadState
 
-from .helpers import last_json, run_driver, start_head, start_worker_node, wait_cluster, wait_until
+from .helpers import (
+    _spawn_agent,
+    last_json,
+    run_driver,
+    start_head,
+    start_worker_node,
+    wait_cluster,
+    wait_until,
+)
 
 DRIVER = """
 import json, ember
-ember.init({address!r}, token={token!r})
+ember.init({address!r}, token={token!r}, namespace="app")
 
 @ember.remote
 class Counter:
@@ -28,12 +36,34 @@ class Counter:
 def square(x):
     return x * x
 
-keep = Counter.options(name="keep", lifetime="detached").remote()
+keep = Counter.options(name="keep", lifetime="detached", max_restarts=1).remote()
 gone = Counter.options(name="gone", lifetime="detached").remote()
 assert ember.get(keep.add.remote(5)) == 5
 assert ember.get(square.remote(3)) == 9
 ember.kill(gone)
 print(json.dumps({{"ok": True}}))
+"""
+
+
+AFTER = """
+import json, time, ember
+deadline = time.monotonic() + 60
+while True:  # the head may still be starting
+    try:
+        ember.init({address!r}, token={token!r}, namespace="app")
+        break
+    except ConnectionError:
+        if time.monotonic() > deadline:
+            raise
+        time.sleep(0.2)
+keep = ember.get_actor("keep")
+n = ember.get(keep.add.remote(7))
+
+@ember.remote
+def square(x):
+    return x * x
+
+print(json.dumps({{"n": n, "restarts": 1, "square": ember.get(square.remote(4))}}))
 """
 
 
@@ -61,12 +91,24 @@ def test_head_records_detached_actors_functions_and_nodes(procs, tmp_short):
     st = HeadState(str(state_dir))  # what a crash leaves is complete (WAL)
     try:
         (actor,) = st.actors()
-        assert (actor.name, actor.detached, actor.class_name) == ("keep", True, "Counter")  # (its namespace: the driver's anonymous one)
+        assert (actor.namespace, actor.name, actor.detached, actor.class_name) == ("app", "keep", True, "Counter")
         assert actor.restarts == 0 and actor.spec
         assert len(st.functions()) >= 2  # the class and the function
         assert node.node_id in {n.node_id for n in st.nodes()}
     finally:
         st.close()
+
+    # the head comes back on the same port with the same DIR: the worker node joins again
+    # and the detached actor answers by name (created again: a restart, its state fresh)
+    args = list(head.proc.args[:-2])  # (without --ready-fd N), in a new session dir as `ember start` does
+    args[args.index("--session-dir") + 1] = str(tmp_short / "s-again")
+    again, _ = _spawn_agent(procs, args, tmp_short / "head2.log", {}, "head", "the restarted head")
+    out = run_driver(procs, AFTER.format(address=head.address, token=head.token), timeout=90)
+    assert out.returncode == 0, out.stderr[-3000:] + (tmp_short / "head2.log").read_text()[-3000:]
+    assert last_json(out) == {"n": 7, "restarts": 1, "square": 16}
+    assert "not restoring" not in (tmp_short / "head2.log").read_text()
+    os.kill(again.pid, signal.SIGTERM)
+    again.wait(30)
 
 
 def test_an_unsafe_state_dir_is_refused(procs, tmp_short):

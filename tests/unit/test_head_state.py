@@ -63,3 +63,30 @@ def test_running_jobs_whose_driver_is_gone_fail():
     out = jobs_after_restart(jobs, alive={"c"})
     assert [j.status for j in out] == ["FAILED", "SUCCEEDED", "RUNNING"]
     assert "head restarted" in out[0].message
+
+
+def _submitted(max_restarts: int, deps: tuple = ()) -> tuple:
+    spec = {"max_restarts": max_restarts, "name": "a", "detached": True, "meta": b"m"}
+    return (b"t", b"f", "A.__init__", b"args", deps, (b"a" * 28,), {"CPU": 0.0}, 0, False, (),
+            ("create", spec), "ns", None)
+
+
+def test_restore_decisions_follow_max_restarts_and_lost_arguments():
+    from ember_node.head_resume import decide
+
+    rec = ActorRecord(b"a" * 28, "ns", "a", True, "A", b"", restarts=1)
+    assert decide(rec, _submitted(2)).restore
+    assert decide(rec, _submitted(-1)).restore
+    out = decide(rec, _submitted(1))
+    assert not out.restore and "out of restarts (1/1)" in out.reason
+    assert "object refs" in decide(rec, _submitted(5, deps=(b"x",))).reason
+
+
+def test_recorded_specs_load_as_plain_data_only():
+    import pickle
+
+    from ember_node.head_resume import load_submitted
+
+    assert load_submitted(pickle.dumps(_submitted(1))) == _submitted(1)
+    with pytest.raises(pickle.UnpicklingError, match="not plain data"):
+        load_submitted(pickle.dumps(ActorRecord(b"", "", None, False, "", b"")))
