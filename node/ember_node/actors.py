@@ -8,12 +8,14 @@ it is named or detached: those are pinned by the agent).
 from __future__ import annotations
 
 import logging
+import pickle
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from ember import _messages as M
 from ember.exceptions import ActorCreationError, ActorDiedError, RayActorError
 
+from ember_node.head_state import ActorRecord
 from ember_node.tasks import FINISHED, QUEUED, RUNNING, Task
 from ember_node.workers import BUSY, WorkerRec
 
@@ -50,6 +52,18 @@ class Actor:
         self.class_name = task.name.rsplit(".", 1)[0]
 
 
+def actor_record(actor: Actor) -> ActorRecord:
+    """What ``--state-dir`` keeps of a named or detached actor: its creation task as it was
+    submitted (data only: ids, names, options, the pickled arguments as bytes; see
+    ``ember_node.head_resume``), in the head's own 0700 directory."""
+    ns, name = actor.key if actor.key is not None else (actor.spec.get("namespace") or "default", None)
+    t = actor.create_task
+    submitted = (t.tid, t.fn_id, t.name, t.args, tuple(t.deps), tuple(t.rids), t.resources, t.max_retries,
+                 t.retry_exc, tuple(t.contained), t.extra, t.namespace, t.strategy)
+    return ActorRecord(actor.aid, ns, name, bool(actor.spec.get("detached")), actor.class_name,
+                       pickle.dumps(submitted), actor.restarts)
+
+
 class ActorManager:
     """All actors on this node."""
 
@@ -75,6 +89,8 @@ class ActorManager:
             self.names[actor.key] = actor.aid
         if actor.key is not None or spec.get("detached"):
             self.agent.table.pin(actor.aid)  # lives without handles
+            if self.agent.head_state is not None:
+                self.agent.head_state.save_actor(actor_record(actor))
         return True
 
     def start(self, actor: Actor, rec: WorkerRec) -> None:
@@ -169,6 +185,8 @@ class ActorManager:
         if can_restart:
             actor.restarts += 1
             actor.state = RESTARTING
+            if self.agent.head_state is not None and (actor.key is not None or actor.spec.get("detached")):
+                self.agent.head_state.actor_restarted(actor.aid, actor.restarts)
             log.warning("actor %s (pid %s) %s; restarting (%d/%s)", actor.class_name, pid, cause,
                         actor.restarts, actor.spec["max_restarts"])
             # calls that were running: retried (in order, before queued ones) when allowed
@@ -226,6 +244,8 @@ class ActorManager:
         if actor.key is not None and self.names.get(actor.key) == actor.aid:
             del self.names[actor.key]
         if actor.key is not None or actor.spec.get("detached"):
+            if agent.head_state is not None:
+                agent.head_state.drop_actor(actor.aid)
             actor.spec = {**actor.spec, "detached": False}
             actor.key = None
             agent.table.unpin(actor.aid)

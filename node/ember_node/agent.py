@@ -38,6 +38,7 @@ from ember.exceptions import (
 )
 
 from ember_node.actors import ActorManager
+from ember_node.head_state import HeadState, NodeRecord
 from ember_node.history import History, limits_from_env
 from ember_node.membership import Membership
 from ember_node.memory_monitor import MemoryMonitor, node_views, settings_from_env
@@ -159,6 +160,8 @@ class Agent(Membership, Requests):
         self.table.on_orphan = lambda oid: (self.actors.on_freed(oid) if oid in actor_table
                                             else self.streams.on_abandoned(oid))
         self.functions: dict[bytes, bytes] = {}
+        # with --state-dir: the directory kept on disk (ember_node.head_state), rare events only
+        self.head_state: HeadState | None = None
         self.tasks: dict[bytes, Task] = {}
         self.streams = Streams(self.tasks, self.table, self._send, self._note_copy)
         self.queues: dict[tuple, deque[Task]] = {}
@@ -467,6 +470,8 @@ class Agent(Membership, Requests):
             self.nodes[node.node_id] = node
             self._nodes_changed()
             client.node = node
+            if self.head_state is not None:
+                self.head_state.save_node(NodeRecord(node.node_id, node.address, node.hostname, node.totals))
             log.info("%s joined with %s", node.describe(), node.totals)
             for _ in range(int(node.totals.get("CPU", 1)) or 1):
                 self._start_worker(node)
@@ -520,6 +525,8 @@ class Agent(Membership, Requests):
         _, fn_id, blob, contained = msg
         if fn_id not in self.functions:
             self.functions[fn_id] = blob
+            if self.head_state is not None:
+                self.head_state.save_function(fn_id, blob)
             for c in contained:  # refs captured by a function live as long as the cluster
                 self.table.pin(c)
 

@@ -75,7 +75,9 @@ def _start_parser(sub: Any) -> None:
     p.add_argument("--include-dashboard", nargs="?", const="true", default=None, type=parse_bool,
                    help="head: serve the dashboard (true, the default) or not (false)")
     p.add_argument("--token-file", default=None, help="use this token instead of generating one")
-    p.add_argument("--state-dir", default=None, help="reserved for head persistence")
+    p.add_argument("--state-dir", default=None,
+                   help="head: keep the cluster directory (named/detached actors, functions, jobs, "
+                        "nodes) in DIR/head.db (SQLite), created 0700")
     p.add_argument("--tls-cert", default=None, help="head: PEM certificate, serve gRPC over TLS")
     p.add_argument("--tls-key", default=None, help="head: PEM private key for --tls-cert")
     p.add_argument("--tls-ca", default=None, help="worker node: PEM CA to verify the head's certificate")
@@ -157,6 +159,7 @@ def start(args: argparse.Namespace) -> int:
                         ("--memory", args.memory), ("--object-store-memory", args.object_store_memory),
                         ("--resources", args.resources), ("--metrics-port", args.metrics_port),
                         ("--heartbeat-timeout", args.heartbeat_timeout),
+                        ("--state-dir", args.state_dir and os.path.abspath(args.state_dir)),
                         ("--tls-cert", args.tls_cert and os.path.abspath(args.tls_cert)),
                         ("--tls-key", args.tls_key and os.path.abspath(args.tls_key))):
         if value is not None:

@@ -43,6 +43,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--tls-key", default=None, help="PEM private key for --tls-cert")
     p.add_argument("--metrics-port", type=int, default=None,
                    help="serve Prometheus /metrics and /healthz on this port (none: no endpoint)")
+    p.add_argument("--state-dir", default=None,
+                   help="keep the cluster directory in DIR/head.db (ember_node.head_state)")
     p.add_argument("--metrics-host", default=None, help="address the metrics port binds to (default: --host)")
     p.add_argument("--dashboard-port", type=int, default=None, help="serve the web dashboard on this port")
     p.add_argument("--dashboard-host", default=None, help="address the dashboard binds to (default 127.0.0.1)")
@@ -119,6 +121,19 @@ def main(argv: list[str] | None = None) -> None:
         end_session(args.session_dir)  # its logs stay
         raise
     agent.heartbeat_timeout = args.heartbeat_timeout
+    if args.state_dir:
+        from ember_node.head_state import HeadState, StateVersionError
+
+        try:
+            agent.head_state = HeadState(args.state_dir)
+        except (UnsafePathError, StateVersionError, OSError) as exc:
+            agent.close()
+            end_session(args.session_dir)
+            raise SystemExit(f"ember head: cannot use --state-dir {args.state_dir}: {exc}") from None
+        log.info("keeping the cluster directory in %s", agent.head_state.path)
+        from ember_node.head_resume import resume
+
+        resume(agent, agent.head_state)
     server = None
     jobs = None
     dashboard = None
@@ -176,5 +191,7 @@ def main(argv: list[str] | None = None) -> None:
                 log.warning("the gRPC server did not stop within 5 s; exiting anyway")
             agent.metrics.close()
             agent.close()
+            if agent.head_state is not None:
+                agent.head_state.close()
         finally:
             end_session(args.session_dir)  # its logs stay (ember._local_cluster prunes old ones)

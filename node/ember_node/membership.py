@@ -102,6 +102,8 @@ class Membership:
             return
         node.alive = False
         node.death_cause = cause
+        if self.head_state is not None:
+            self.head_state.node_dead(node.node_id)
         self.pgs.node_dead(node)  # its placement-group bundles are placed again elsewhere
         self._nodes_changed()
         node.idle.clear()

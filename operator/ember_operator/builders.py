@@ -179,7 +179,8 @@ def start_args(cluster: ClusterSpec, group: GroupSpec) -> list[str]:
     container = group.template["spec"]["containers"][agent_container_index(group)]
     if group.node_type == c.NODE_TYPE_HEAD:
         args = ["start", "--head", "--block", "--host", "0.0.0.0", "--port", str(c.GRPC_PORT),
-                "--metrics-port", str(c.METRICS_PORT), "--dashboard-port", str(c.DASHBOARD_PORT)]
+                "--metrics-port", str(c.METRICS_PORT), "--dashboard-port", str(c.DASHBOARD_PORT),
+                "--state-dir", c.STATE_DIR]
         if "dashboard-host" not in group.start_params:  # the Service's dashboard port reaches it
             args += ["--dashboard-host", "0.0.0.0"]
     else:
@@ -263,8 +264,18 @@ def _agent_container(cluster: ClusterSpec, group: GroupSpec, raw: Mapping[str, A
     if not any(m.get("mountPath") == "/dev/shm" for m in mounts):
         # the object store lives in /dev/shm, which a container otherwise gets at 64 MiB
         mounts.append({"name": c.SHM_VOLUME, "mountPath": "/dev/shm"})
+    if group.node_type == c.NODE_TYPE_HEAD and not any(m.get("name") == c.STATE_VOLUME for m in mounts):
+        mounts.append({"name": c.STATE_VOLUME, "mountPath": c.STATE_MOUNT})
     container["volumeMounts"] = mounts
     return container
+
+
+def state_volume(cluster: ClusterSpec) -> dict[str, Any]:
+    """The head's state volume: the PVC the RayCluster names, else an emptyDir (kept across
+    container restarts in the same pod)."""
+    if cluster.state_claim:
+        return {"name": c.STATE_VOLUME, "persistentVolumeClaim": {"claimName": cluster.state_claim}}
+    return {"name": c.STATE_VOLUME, "emptyDir": {}}
 
 
 def build_pod(cluster: ClusterSpec, group: GroupSpec, name: str) -> dict[str, Any]:
@@ -291,6 +302,8 @@ def build_pod(cluster: ClusterSpec, group: GroupSpec, name: str) -> dict[str, An
             # the store's default share of memory (see ember_node.store.default_capacity)
             shm["sizeLimit"] = str(int(memory * 3 / 10))
         volumes.append({"name": c.SHM_VOLUME, "emptyDir": shm})
+    if group.node_type == c.NODE_TYPE_HEAD and not any(v.get("name") == c.STATE_VOLUME for v in volumes):
+        volumes.append(state_volume(cluster))
     spec["volumes"] = volumes
     return {
         "apiVersion": "v1",

@@ -67,6 +67,13 @@ TOKEN_DIR: Final = "/etc/ember/token"
 TOKEN_FILE: Final = f"{TOKEN_DIR}/{TOKEN_KEY}"
 TOKEN_VOLUME: Final = "ember-token"
 SHM_VOLUME: Final = "ember-shm"
+# The head's state volume (ember start --state-dir): an emptyDir, which survives container
+# restarts, or the PVC named by this annotation on the RayCluster, which also follows a
+# rescheduled head pod. The agent makes its own 0700 directory inside the mount.
+STATE_VOLUME: Final = "ember-state"
+STATE_MOUNT: Final = "/var/lib/ember/state"
+STATE_DIR: Final = f"{STATE_MOUNT}/head"
+ANNOTATION_STATE_CLAIM: Final = "ember.dev/state-volume-claim"
 ENV_NODE_NAME: Final = "EMBER_NODE_NAME"
 ENV_POD_IP: Final = "EMBER_POD_IP"
 GPU_RESOURCE: Final = "nvidia.com/gpu"

@@ -43,7 +43,9 @@ _GPU_KEYS = ("gpu", "nvidia.com/gpu", "amd.com/gpu")
 
 # spec-level fields the operator accepts but does not act on, with why.
 _SPEC_UNSUPPORTED: Mapping[str, str] = {
-    "gcsFaultToleranceOptions": "the ember head has no persistence yet",
+    "gcsFaultToleranceOptions": "no Redis is used: the head keeps its state in its own state volume "
+                                "(an emptyDir; annotate the RayCluster ember.dev/state-volume-claim: "
+                                "<PVC name> to keep it across head pod rescheduling)",
     "tlsOptions": "TLS between nodes is set with the tls-* start params",
     "historyServerOptions": "no history server",
     "networkPolicy": "no NetworkPolicy is created",

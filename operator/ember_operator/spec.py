@@ -46,7 +46,8 @@ RESERVED_START_PARAMS: Mapping[str, str] = {
     "dashboard-port": f"the head Service exposes {c.DASHBOARD_PORT}",
     "token-file": f"the token Secret is mounted at {c.TOKEN_FILE}",
     "node-ip-address": "agents in pods advertise the pod IP",
-    "state-dir": "pods keep no state",
+    "state-dir": f"the head keeps its state in its state volume at {c.STATE_DIR} "
+                 f"(annotation {c.ANNOTATION_STATE_CLAIM} names a PVC for it)",
 }
 # Reserved flags a KubeRay manifest often sets to what the operator sets anyway: dropped.
 TOLERATED_START_PARAMS: Mapping[str, tuple[str, ...]] = {"block": ("", "true")}
@@ -120,6 +121,8 @@ class ClusterSpec:
     autoscaling: bool = False  # enableInTreeAutoscaling
     autoscaler_idle_timeout_seconds: int | None = None  # autoscalerOptions.idleTimeoutSeconds
     upscaling_mode: str = "Default"  # autoscalerOptions.upscalingMode (see UPSCALING_MODES)
+    #: the PVC holding the head's --state-dir (annotation ember.dev/state-volume-claim); None: an emptyDir
+    state_claim: str | None = None
 
     @property
     def head_address(self) -> str:
@@ -381,4 +384,5 @@ def parse_cluster(body: Mapping[str, Any]) -> ClusterSpec:
             str((meta.get("annotations") or {}).get(key, "")).lower() == "true"
             for key in c.ANNOTATIONS_OVERWRITE_CMD),
         ray_version=str(spec.get("rayVersion") or ""),
+        state_claim=str((meta.get("annotations") or {}).get(c.ANNOTATION_STATE_CLAIM) or "") or None,
     )

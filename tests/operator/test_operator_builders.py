@@ -79,7 +79,8 @@ def test_head_pod() -> None:
     assert agent["command"] == ["ember"]
     assert agent["args"] == [
         "start", "--head", "--block", "--host", "0.0.0.0", "--port", "6380",
-        "--metrics-port", "8080", "--dashboard-port", "8265", "--dashboard-host", "0.0.0.0",
+        "--metrics-port", "8080", "--dashboard-port", "8265", "--state-dir", "/var/lib/ember/state/head",
+        "--dashboard-host", "0.0.0.0",
         "--token-file", "/etc/ember/token/token",
         "--num-cpus", "2", "--memory", str(4 * 2**30),
     ]
@@ -93,10 +94,34 @@ def test_head_pod() -> None:
         # readable by the image's non-root user: Kubernetes makes Secret files root-owned
         {"name": "ember-token", "secret": {"secretName": "demo-token", "defaultMode": 0o444}},
         # the object store's shared memory: 30% of the 4 GiB memory limit
-        {"name": "ember-shm", "emptyDir": {"medium": "Memory", "sizeLimit": str(int(4 * 2**30 * 3 / 10))}}]
+        {"name": "ember-shm", "emptyDir": {"medium": "Memory", "sizeLimit": str(int(4 * 2**30 * 3 / 10))}},
+        # the head's --state-dir: survives container restarts in the pod
+        {"name": "ember-state", "emptyDir": {}}]
+    assert {"name": "ember-state", "mountPath": "/var/lib/ember/state"} in agent["volumeMounts"]
     env = {e["name"]: e for e in agent["env"]}
     assert env["EMBER_NODE_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
     assert env["EMBER_POD_IP"]["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP"
+
+
+def test_head_state_volume_is_the_named_claim_and_workers_have_none() -> None:
+    import dataclasses
+
+    cluster = dataclasses.replace(make_cluster(), state_claim="demo-head-state")
+    pod = builders.build_head_pod(cluster, "abcde")
+    k8s_valid(pod)
+    assert {"name": "ember-state", "persistentVolumeClaim": {"claimName": "demo-head-state"}} in pod["spec"]["volumes"]
+    worker = builders.build_pod(cluster, cluster.workers[0], "demo-gpu-x")
+    assert not any(v["name"] == "ember-state" for v in worker["spec"]["volumes"])
+    assert "--state-dir" not in worker["spec"]["containers"][1]["args"]
+
+
+def test_the_state_claim_comes_from_the_annotation() -> None:
+    from ember_operator.spec import parse_cluster as parse
+
+    body = {"metadata": {"name": "demo", "namespace": "ml", "uid": "u", "generation": 1,
+                         "annotations": {"ember.dev/state-volume-claim": "my-pvc"}},
+            "spec": {"headGroupSpec": {"template": {"spec": {"containers": [{"name": "ember-head", "image": "e"}]}}}}}
+    assert parse(body).state_claim == "my-pvc"
 
 
 def test_worker_pod_runs_the_agent_in_the_named_container() -> None:
