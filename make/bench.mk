@@ -12,6 +12,9 @@
 #   make bench                          full run (about 1.5 minutes on 2 cores)
 #   make bench-quick                    fewer repetitions (about 30 s)
 #   make bench BENCH_ARGS='--only tasks,actor_rtt --systems ember'
+#   make bench-sim                      500 simulated nodes against a real head (about 40 s):
+#                                       head CPU, per-decision and per-task scheduling cost
+#                                       (SIM_ARGS='--nodes 100 --window 5')
 #
 # Figures also go to .bench-results/bench.json, child logs to .bench-results/logs/.
 
@@ -25,8 +28,9 @@ RAY_STAMP     := $(RAY_VENV)/.installed
 RAY_PACKAGES  ?= 'ray[default]>=2.40' 'numpy>=1.26' 'psutil>=5.9'
 BENCH_JSON    ?= .bench-results/bench.json
 BENCH_ARGS    ?=
+SIM_ARGS      ?=
 
-.PHONY: bench bench-quick bench-ray-venv
+.PHONY: bench bench-quick bench-ray-venv bench-sim
 
 bench-ray-venv: $(RAY_STAMP)
 
@@ -47,3 +51,6 @@ bench-quick: $(STAMP) $(RAY_STAMP)
 .PHONY: bench-dashboard
 bench-dashboard: $(STAMP)
 	$(PY) bench/dashboard_cost.py
+
+bench-sim: $(STAMP)
+	$(PY) bench/sim_cluster.py $(SIM_ARGS)

@@ -1,7 +1,8 @@
 """Message type tags for the intra-host protocol (``_wire``); the first item of each tuple.
 
 Client (driver or worker) to agent:
-  HELLO(kind, pid, worker_id, info)            first message on a connection
+  HELLO(kind, pid, worker_id, info)            first message on a connection; ``info`` carries
+                                               the peer's PROTOCOL_VERSION (``hello_info``)
   REGISTER_FN(fn_id, blob, contained)          a function's pickled body, once per driver
   SUBMIT(spec[, site])                         a task (see TaskSpec in ember_node.tasks); ``site``:
                                                where user code called it (ember._call_site)
@@ -48,6 +49,13 @@ Agent to client:
                                                caller has taken ``count`` values (backpressure)
 """
 
+from typing import Any
+
+# The version of this protocol (the messages here, their fields, and the gRPC service):
+# raised whenever a message changes shape. A peer's HELLO (and a gRPC Ping) carries it, and
+# an agent refuses a peer that speaks another one, naming both (see ``version_mismatch``).
+PROTOCOL_VERSION = 1
+
 HELLO = 1
 REGISTER_FN = 2
 SUBMIT = 3
@@ -91,3 +99,20 @@ ERROR = 2
 
 # values above this size go to the shared-memory store instead of inline in messages
 INLINE_LIMIT = 100 * 1024
+
+
+def hello_info(info: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A HELLO's info dict: ``info`` with this side's protocol version and ember version."""
+    from ember import __version__
+
+    return {**(info or {}), "protocol": PROTOCOL_VERSION, "ember": __version__}
+
+
+def version_mismatch(peer: str, theirs: Any, their_ember: Any, ours: int, our_ember: str) -> str | None:
+    """Why a ``peer`` (driver, worker, node...) speaking protocol ``theirs`` cannot talk to a
+    cluster speaking ``ours``, naming both and the fix; None when they match."""
+    if theirs == ours:
+        return None
+    from_ember = f" (ember {their_ember})" if isinstance(their_ember, str) and their_ember else ""
+    return (f"the {peer} speaks ember protocol {theirs!r}{from_ember}, the cluster {ours}: install the "
+            f"same ember version as the cluster ({our_ember}) where the {peer} runs")

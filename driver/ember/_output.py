@@ -167,7 +167,7 @@ class OutputPrinter:
         self._err = stderr
         self._drained = threading.Event()
         self._closed = False
-        conn.send((M.HELLO, "output", os.getpid(), None, {"job": job}))
+        conn.send((M.HELLO, "output", os.getpid(), None, M.hello_info({"job": job})))
         # once the agent answers, it knows this connection: nothing printed later is missed
         conn.send((M.REQUEST, 0, "session", None))
         deadline = time.monotonic() + 30

@@ -13,6 +13,7 @@ from typing import Any
 
 import grpc
 
+from ember import _messages as M
 from ember._proto import node_pb2 as pb
 from ember._proto import node_pb2_grpc as pb_grpc
 from ember._wire import ConnectionClosed, FrameReader, encode
@@ -129,7 +130,8 @@ def ping(address: str, token: str | None, timeout: float = 10.0, tls_ca: str | N
     try:
         stub = pb_grpc.NodeStub(chan)
         try:
-            return stub.Ping(pb.PingRequest(), metadata=_metadata(token), timeout=timeout).node_id
+            reply = stub.Ping(pb.PingRequest(protocol=M.PROTOCOL_VERSION), metadata=_metadata(token),
+                              timeout=timeout)
         except grpc.RpcError as exc:
             code = exc.code()
             if code == grpc.StatusCode.UNAUTHENTICATED:
@@ -137,7 +139,17 @@ def ping(address: str, token: str | None, timeout: float = 10.0, tls_ca: str | N
                     f"the cluster at {address} refused the token: pass the right one with "
                     f"ember.init({address!r}, token=...) or the EMBER_TOKEN environment variable"
                 ) from None
+            if code == grpc.StatusCode.FAILED_PRECONDITION:  # the agent refused our protocol version
+                raise ConnectionError(f"the cluster at {address} refused this process: {exc.details()}") from None
             raise ConnectionError(f"cannot reach an ember cluster at {address}: {exc.details()}") from None
+        if reply.protocol and reply.protocol != M.PROTOCOL_VERSION:  # (0: an agent from before versions)
+            from ember import __version__
+
+            raise ConnectionError(
+                f"the cluster at {address} speaks ember protocol {reply.protocol} (ember {reply.version}), "
+                f"this process {M.PROTOCOL_VERSION} (ember {__version__}): install the same ember version "
+                f"as the cluster ({reply.version}) here")
+        return reply.node_id
     finally:
         chan.close()
 

@@ -191,7 +191,7 @@ def init(
             inbox = rt.open_inbox(session.socket_dir)
             job = os.urandom(4).hex()  # Ray job ids are 4 bytes, 8 hex digits
             rt.job_id = bytes.fromhex(job)  # what get_runtime_context().get_job_id() says
-            rt.send((M.HELLO, "driver", _pid(), None, {"direct": inbox, "job": job}))
+            rt.send((M.HELLO, "driver", _pid(), None, M.hello_info({"direct": inbox, "job": job})))
             _say_dashboard(session.raw)
             if kwargs.get("log_to_driver", True):
                 _printer = _open_printer(lambda: ClientConnection.connect(session.socket_path), job)
@@ -306,7 +306,7 @@ def _connect(address: str, token: str | None, tls_ca: str | None, job: str) -> t
         def open_conn() -> Any:
             return GrpcConnection(address, token, tls_ca)
     inbox = rt.open_inbox(os.path.dirname(path)) if local else None
-    rt.send((M.HELLO, "driver", _pid(), None, {"direct": inbox, "job": job}))
+    rt.send((M.HELLO, "driver", _pid(), None, M.hello_info({"direct": inbox, "job": job})))
     rt.session = SessionInfo(rt.request(M.REQUEST, "session", None, timeout=30))
     return rt, open_conn
 

@@ -537,7 +537,7 @@ def run_worker(socket_path: str, session: dict, worker_id: int, marks: OutputMar
     signal.signal(signal.SIGUSR1, _on_cancel_signal)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    rt.send((M.HELLO, "worker", os.getpid(), worker_id, {"node_id": session.get("node_id")}))
+    rt.send((M.HELLO, "worker", os.getpid(), worker_id, M.hello_info({"node_id": session.get("node_id")})))
     code = 0
     try:
         worker.loop()

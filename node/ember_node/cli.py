@@ -338,7 +338,7 @@ def _query(requests: list[tuple[str, Any]]) -> list[Any]:
 
     rt = CoreRuntime(ClientConnection.connect(rec["socket"]), None, "driver")
     try:
-        rt.send((M.HELLO, "tool", os.getpid(), None, None))
+        rt.send((M.HELLO, "tool", os.getpid(), None, M.hello_info()))
         return [rt.request(M.REQUEST, what, arg, timeout=30) for what, arg in requests]
     finally:
         rt.close()

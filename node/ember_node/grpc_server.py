@@ -97,7 +97,10 @@ class NodeServicer(JobServicer, LogServicer, pb_grpc.NodeServicer):
     def Ping(self, request: pb.PingRequest, context: grpc.ServicerContext) -> pb.PingReply:
         from ember import __version__
 
-        return pb.PingReply(node_id=self.agent.node_id, version=__version__)
+        if request.protocol and request.protocol != M.PROTOCOL_VERSION:  # (0: a peer from before versions)
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION, M.version_mismatch(
+                "driver or node", request.protocol, None, M.PROTOCOL_VERSION, __version__))
+        return pb.PingReply(node_id=self.agent.node_id, version=__version__, protocol=M.PROTOCOL_VERSION)
 
     def ClusterInfo(self, request: pb.ClusterInfoRequest, context: grpc.ServicerContext) -> pb.ClusterInfoReply:
         agent = self.agent
@@ -251,7 +254,7 @@ class PeerServicer(pb_grpc.NodeServicer):
     def Ping(self, request: pb.PingRequest, context: grpc.ServicerContext) -> pb.PingReply:
         from ember import __version__
 
-        return pb.PingReply(node_id=self.node_id, version=__version__)
+        return pb.PingReply(node_id=self.node_id, version=__version__, protocol=M.PROTOCOL_VERSION)
 
     def ReadCopy(self, request: pb.CopyRequest, context: grpc.ServicerContext) -> Iterator[bytes]:
         entry = self.store.open_copy(request.object_id)

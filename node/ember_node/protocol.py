@@ -43,6 +43,11 @@ def _hello(m: tuple) -> str | None:
     if kind == "node" and not (isinstance(info, dict) and isinstance(info.get("node_id"), str)
                                and isinstance(info.get("resources"), dict)):
         return "a node's HELLO needs its node_id and resources"
+    if isinstance(info, dict) and "protocol" in info:
+        # (a peer from before protocol versions sends none: it is let through)
+        from ember import __version__
+
+        return M.version_mismatch(kind, info["protocol"], info.get("ember"), M.PROTOCOL_VERSION, __version__)
     return None
 
 

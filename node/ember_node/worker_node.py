@@ -144,9 +144,9 @@ class WorkerNode:
             zygote = Zygote("", session, os.path.join(self.session_dir, "logs", "workers.log"),
                             pass_fds=(arena.fd,))
             os.unlink(arena.path)
-            conn.send((M.HELLO, "node", os.getpid(), None, {
+            conn.send((M.HELLO, "node", os.getpid(), None, M.hello_info({
                 "node_id": self.node_id, "resources": self.totals, "address": self.advertise,
-                "hostname": socket.gethostname(), "peer": peer_address}))
+                "hostname": socket.gethostname(), "peer": peer_address})))
             threading.Thread(target=self._heartbeat, args=(conn, done), daemon=True).start()
             output = _SharedOutput(WorkerOutput(os.path.join(self.session_dir, "logs")))
             threading.Thread(target=self._zygote_events, args=(conn, zygote, done, output), daemon=True).start()
@@ -158,6 +158,8 @@ class WorkerNode:
                 for msg in conn.recv(1.0):
                     if msg[0] == M.START_WORKER:
                         zygote.fork(msg[1])
+                    elif msg[0] == M.GOODBYE:  # the head refused this node (and closes)
+                        log.error("the head at %s refused this node: %s", self.head, msg[1])
                     elif msg[0] == M.EVICT:
                         store.evict(msg[1])
                     elif msg[0] == M.KILL_WORKER and msg[1] in self.pids:

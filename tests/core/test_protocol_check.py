@@ -101,3 +101,15 @@ def test_a_call_site_may_follow_put_seal_and_submit(msg):
     (M.PUT, RID, b"x", [], "a.py:1", "extra")])
 def test_a_bad_call_site_is_refused(msg):
     assert check(msg, greeted=True) is not None
+
+
+def test_hello_of_this_protocol_passes_and_of_another_is_refused_naming_both():
+    from ember import __version__
+
+    assert check((M.HELLO, "driver", 1, None, M.hello_info({"job": "j"})), greeted=False) is None
+    assert check((M.HELLO, "tool", 1, None, None), greeted=False) is None  # a peer from before versions
+    problem = check((M.HELLO, "worker", 1, 3, {"protocol": M.PROTOCOL_VERSION + 1, "ember": "0.0.1"}),
+                    greeted=False)
+    assert problem == (f"the worker speaks ember protocol {M.PROTOCOL_VERSION + 1} (ember 0.0.1), the cluster "
+                       f"{M.PROTOCOL_VERSION}: install the same ember version as the cluster ({__version__}) "
+                       f"where the worker runs")
