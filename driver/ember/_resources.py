@@ -27,6 +27,8 @@ def release(available: dict[str, float], request: Mapping[str, float]) -> None:
 
 def shape_key(request: Mapping[str, float]) -> tuple:
     """A hashable key for a resource request (tasks of one shape share workers)."""
+    if not request:
+        return ()  # actor calls (their actor holds the resources) and zero-resource tasks
     return tuple(sorted((k, v) for k, v in request.items() if v))
 
 

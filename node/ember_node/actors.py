@@ -131,7 +131,7 @@ class ActorManager:
         if actor is None or actor.state == DEAD:
             self.agent._fail(task, self._dead_error(actor, task), pinned=False)
             return False
-        task.contained = list(task.contained) + [aid]
+        task.contained = [*task.contained, aid]
         q = actor.queues.get(client)
         if q is None:
             q = actor.queues[client] = deque()

@@ -22,16 +22,39 @@ PEER_KINDS = ("driver", "worker", "node", "tool", "output")  # output: a driver'
 _Check = Callable[[tuple], str | None]
 
 
+# These run on every message the agent reads (a SUBMIT and a DONE per task): exact-type
+# tests first, then the general isinstance (an ABC's such as Real costs ~1 us per call).
 def _is_id(v: Any) -> bool:
-    return isinstance(v, bytes)
+    return type(v) is bytes or isinstance(v, bytes)
 
 
 def _ids(v: Any) -> bool:
-    return isinstance(v, list | tuple) and all(isinstance(x, bytes) for x in v)
+    if type(v) is not list and type(v) is not tuple and not isinstance(v, list | tuple):
+        return False
+    for x in v:
+        if type(x) is not bytes and not isinstance(x, bytes):
+            return False
+    return True
 
 
 def _int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
+    return type(v) is int or (isinstance(v, int) and not isinstance(v, bool))
+
+
+def _real(v: Any) -> bool:
+    """A real number (bool included: callers that refuse it say so)."""
+    return type(v) is float or type(v) is int or isinstance(v, Real)
+
+
+def _resources_ok(resources: Any) -> bool:
+    if type(resources) is not dict and not isinstance(resources, dict):
+        return False
+    for k, v in resources.items():
+        if type(k) is not str and not isinstance(k, str):
+            return False
+        if not _real(v) or isinstance(v, bool) or not v >= 0:
+            return False
+    return True
 
 
 def _hello(m: tuple) -> str | None:
@@ -72,9 +95,7 @@ def task_spec_problem(spec: Any) -> str | None:
         return "a task spec needs a task id, a function id and a name"
     if not isinstance(args, bytes | bytearray | memoryview | None) or not _ids(deps) or not _ids(rids):
         return "a task spec's arguments, dependencies or return ids are malformed"
-    if not isinstance(resources, dict) or not all(
-            isinstance(k, str) and isinstance(v, Real) and not isinstance(v, bool) and v >= 0
-            for k, v in resources.items()):
+    if not _resources_ok(resources):
         return "a task spec's resources must map names to non-negative numbers"
     if not _int(max_retries) or not _ids(contained):
         return "a task spec's max_retries or contained ids are malformed"
@@ -151,7 +172,7 @@ def _id_list(m: tuple) -> str | None:
 
 def _done(m: tuple) -> str | None:
     _, tid, results, retry, duration, _direct = m
-    if not _is_id(tid) or not isinstance(results, list | tuple) or not isinstance(duration, Real):
+    if not _is_id(tid) or not isinstance(results, list | tuple) or not _real(duration):
         return "DONE needs (task id, results, retry, duration, direct)"
     if not isinstance(retry, bool | int):
         return "DONE's retry must be a bool"

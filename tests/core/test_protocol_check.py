@@ -113,3 +113,36 @@ def test_hello_of_this_protocol_passes_and_of_another_is_refused_naming_both():
     assert problem == (f"the worker speaks ember protocol {M.PROTOCOL_VERSION + 1} (ember 0.0.1), the cluster "
                        f"{M.PROTOCOL_VERSION}: install the same ember version as the cluster ({__version__}) "
                        f"where the worker runs")
+
+
+class _Id(bytes):
+    """A bytes subclass: the exact-type fast paths must still accept it."""
+
+
+class _Seconds(float):
+    pass
+
+
+@pytest.mark.parametrize("msg", [
+    (M.SUBMIT, (_Id(TID), *SPEC[1:5], (_Id(RID),), {"CPU": 1, "GPU": 0.5, "x": _Seconds(2)}, *SPEC[7:])),
+    (M.SUBMIT, (*SPEC[:6], {}, *SPEC[7:])),  # an actor call: no resources
+    (M.DONE, TID, [(_Id(RID), M.INLINE, b"x", (_Id(RID),))], True, _Seconds(0.5), True),
+    (M.DONE, TID, [], False, 1, False),  # an integer duration
+])
+def test_subclasses_and_plain_numbers_pass_the_fast_paths(msg):
+    assert check(msg, greeted=True) is None
+
+
+@pytest.mark.parametrize("msg,words", [
+    ((M.SUBMIT, (*SPEC[:6], {"CPU": True}, *SPEC[7:])), "non-negative"),
+    ((M.SUBMIT, (*SPEC[:6], {"CPU": float("nan")}, *SPEC[7:])), "non-negative"),
+    ((M.SUBMIT, (*SPEC[:6], {1: 1.0}, *SPEC[7:])), "non-negative"),
+    ((M.SUBMIT, (*SPEC[:6], [("CPU", 1.0)], *SPEC[7:])), "non-negative"),
+    ((M.SUBMIT, (*SPEC[:5], [RID, "x"], *SPEC[6:])), "malformed"),
+    ((M.SUBMIT, (*SPEC[:5], {RID}, *SPEC[6:])), "malformed"),
+    ((M.DONE, TID, [], False, "0.1", False), "DONE"),
+    ((M.DONE, bytearray(TID), [], False, 0.1, False), "DONE"),
+])
+def test_the_fast_paths_refuse_what_the_general_checks_refused(msg, words):
+    problem = check(msg, greeted=True)
+    assert problem is not None and words in problem, problem
