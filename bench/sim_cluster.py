@@ -95,7 +95,7 @@ def run_nodes(address: str, token: str, first: int, count: int, report: str) -> 
 # ---------------------------------------------------------------- the pure decision
 def time_decisions(nodes: int, repeat: int = 2000) -> dict[str, float]:
     """Microseconds per ``place`` call over ``nodes`` nodes' views, for the common cases."""
-    from ember_node.scheduler import Limits, Request, place
+    from ember_node.scheduler import Limits, Request, holders_of, place
     from ember_node.workers import NodeRec
 
     recs = [NodeRec("head", "", "", {"CPU": 0.0}, is_head=True)]
@@ -114,12 +114,14 @@ def time_decisions(nodes: int, repeat: int = 2000) -> dict[str, float]:
         "no_room_anywhere_waits": Request({"CPU": 1.0}, ("cpu",), may_pipeline=False),
         "infeasible": Request({"GPU": 1.0}, ("gpu",)),
     }
+    holders = holders_of(recs)
     out = {}
     for name, req in cases.items():
-        t0 = time.perf_counter()
-        for _ in range(repeat):
-            place(req, recs, (), largest, {}, limits)
-        out[name] = (time.perf_counter() - t0) / repeat * 1e6
+        for index in (None, holders):
+            t0 = time.perf_counter()
+            for _ in range(repeat):
+                place(req, recs, (), largest, {}, limits, index)
+            out[name + ("_indexed" if index else "_full_scan")] = (time.perf_counter() - t0) / repeat * 1e6
     return out
 
 

@@ -133,7 +133,7 @@ class Agent(Membership, Requests):
         self.local = NodeRec(self.node_id, "", socket.gethostname(), totals, is_head=True)
         self.nodes: dict[str, NodeRec] = {self.node_id: self.local}
         self.available = self.local.available
-        self._largest = dict(totals)
+        self._nodes_changed()  # self._largest and self._holders (see Membership)
         self._wids = itertools.count(1)
         self.stopping = False
         self.sel = selectors.DefaultSelector()
@@ -645,7 +645,8 @@ class Agent(Membership, Requests):
                 if task.state != QUEUED or task.cancelled:
                     q.popleft()
                     continue
-                d = place(self._request(task), nodes, workers, self._largest, self.remote_readers, self.limits)
+                d = place(self._request(task), nodes, workers, self._largest, self.remote_readers, self.limits,
+                          self._holders)
                 kind = d.kind
                 if kind is Kind.RUN:
                     q.popleft()

@@ -20,6 +20,7 @@ from ember.exceptions import (
 from ember_node.demand import Demand, WorkRequest, unmet_demand, waiting_demand
 from ember_node.memory_usage import MemoryUsage
 from ember_node.placement_groups import in_placement_group
+from ember_node.scheduler import holders_of
 from ember_node.tasks import QUEUED
 from ember_node.workers import BUSY, DEAD, NodeRec, WorkerRec, describe_exit
 
@@ -214,7 +215,8 @@ class Membership:
         return unmet_demand(requests, largest), waiting_demand(requests, largest)
 
     def _nodes_changed(self) -> None:
-        """Recompute, per resource, the most any one live node has (what one task can get)."""
+        """Recompute, per resource, the most any one live node has (what one task can get),
+        and which live nodes have any (``scheduler.holders_of``)."""
         largest: dict[str, float] = {}
         for node in self.nodes.values():
             if node.alive:
@@ -222,4 +224,5 @@ class Membership:
                     if amount > largest.get(name, 0.0):
                         largest[name] = amount
         self._largest = largest
+        self._holders = holders_of(self.nodes.values())
 

@@ -29,11 +29,11 @@ slot, ``ember._claims``) are pipelined onto.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ember._resources import fits
+from ember._resources import EPS, fits
 
 from ember_node.workers import BUSY
 
@@ -114,13 +114,42 @@ def _node_can_host(req: Request, node: Any) -> bool:
     return not gpus or node.gpus.pick(gpus) is not None
 
 
+def holders_of(nodes: Iterable[Any]) -> dict[str, tuple[Any, ...]]:
+    """Per resource name, the live nodes whose totals have some of it, in ``nodes``' order:
+    the index ``place`` narrows its scan with (rebuilt whenever a node's totals change)."""
+    out: dict[str, list[Any]] = {}
+    for node in nodes:
+        if node.alive:
+            for name, amount in node.totals.items():
+                if amount > 0:
+                    out.setdefault(name, []).append(node)
+    return {name: tuple(held) for name, held in out.items()}
+
+
+def _candidates(req: Request, nodes: list[Any], holders: Mapping[str, Sequence[Any]] | None) -> list[Any] | Sequence[Any]:
+    """The nodes that could host ``req``: those holding its scarcest requested resource (the
+    order kept), or all of ``nodes`` without an index or a resource to narrow by."""
+    if holders is None:
+        return nodes
+    best: Sequence[Any] | None = None
+    for name, amount in req.resources.items():
+        if amount > EPS:
+            held = holders.get(name, ())
+            if best is None or len(held) < len(best):
+                best = held
+    return nodes if best is None or len(best) >= len(nodes) else best
+
+
 def place(req: Request, nodes: Iterable[Any], workers: Iterable[Any], largest: Mapping[str, float],
-          readers: Mapping[bytes, Iterable[Any]], limits: Limits) -> Decision:
+          readers: Mapping[bytes, Iterable[Any]], limits: Limits,
+          holders: Mapping[str, Sequence[Any]] | None = None) -> Decision:
     """Decide what to do with ``req`` (see the module docstring).
 
     ``nodes``: NodeRec-like (alive, available, totals, gpus, idle, starting, nworkers,
     client is None for this agent's own node); ``workers``: WorkerRec-like (state, shape,
-    blocked, actor, node, inflight, claim); ``readers``: object id -> nodes holding a copy.
+    blocked, actor, node, inflight, claim); ``readers``: object id -> nodes holding a copy;
+    ``holders``: ``holders_of(nodes)``, current, or None (then every node is looked at: in a
+    large cluster, work that needs a resource few nodes have is found among those few).
     """
     nodes = list(nodes)
     strategy = req.strategy
@@ -129,10 +158,12 @@ def place(req: Request, nodes: Iterable[Any], workers: Iterable[Any], largest: M
         if target is not None and _node_could_ever_host(req, target):
             nodes = [target]
             readers = {}
+            holders = None
         elif not strategy.soft:
             return Decision(Kind.UNSCHEDULABLE, node=target)
     if req.resources and not fits(req.resources, largest):
         return Decision(Kind.INFEASIBLE)
+    nodes = list(_candidates(req, nodes, holders))
     if strategy is not None and strategy.spread:
         # the least busy node that fits runs it (stable: among equally busy, the usual order)
         nodes.sort(key=_busy)

@@ -11,6 +11,7 @@ from ember_node.scheduler import (
     Kind,
     Limits,
     Request,
+    holders_of,
     pipeline_target,
     place,
     steal_candidate,
@@ -62,7 +63,11 @@ def decide(r: Request, nodes: list[NodeRec], workers: list[WorkerRec]):
     for n in nodes:
         for k, v in n.totals.items():
             largest[k] = max(largest.get(k, 0.0), v)
-    return place(r, nodes, workers, largest, {}, LIMITS)
+    plain = place(r, nodes, workers, largest, {}, LIMITS)
+    # the index of which nodes hold which resource narrows the scan, never the decision
+    indexed = place(r, nodes, workers, largest, {}, LIMITS, holders_of(nodes))
+    assert indexed == plain, (indexed, plain)
+    return plain
 
 
 def test_an_idle_worker_on_a_node_with_room_runs_it():
@@ -211,3 +216,27 @@ def test_pipeline_target_ignores_workers_without_a_claim_slot():
     w = worker(n, BUSY)
     w.claim = None
     assert pipeline_target(req(), [w], LIMITS) is None
+
+
+def test_holders_index_lists_live_nodes_with_some_of_each_resource_in_order():
+    a, b, c = node(2), node(0, head=False, sim=1.0), node(4, head=False, sim=2.0)
+    c.alive = False
+    held = holders_of([a, b, c])
+    assert held["CPU"] == (a,)  # b has CPU 0, c is dead
+    assert held["sim"] == (b,)
+
+
+def test_work_for_a_resource_only_the_last_of_many_nodes_has_goes_there():
+    nodes = [node(2)] + [node(2, head=False, **{f"sim{i}": 1.0}) for i in range(300)]
+    last = nodes[-1]
+    d = decide(req({"CPU": 1.0, "sim299": 1.0}), nodes, [])
+    assert d.kind is Kind.START and d.node is last
+    worker(last, IDLE)
+    d = decide(req({"CPU": 1.0, "sim299": 1.0}), nodes, [])
+    assert d.kind is Kind.RUN and d.node is last
+
+
+def test_a_tiny_amount_of_a_resource_no_node_has_is_not_narrowed_away():
+    a = node(2)
+    # amounts within the rounding tolerance fit a node without the resource
+    assert decide(req({"CPU": 1.0, "other": 1e-12}), [a], []).kind is Kind.START
