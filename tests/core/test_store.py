@@ -258,11 +258,18 @@ def test_results_dropped_before_they_exist_are_freed(new_cluster):
     def barrier():
         return None
 
-    # Let the dropped tasks finish (tasks queue in order on 2 CPUs), then fill the store.
+    # Let the dropped tasks finish and their results be freed (waiting for the store to be
+    # empty again, not for a fixed time: under load they arrive late), then fill the store.
     import time
 
-    time.sleep(1.0)
+    from ember import _context
+    from ember import _messages as M
+
     ember.get([barrier.remote() for _ in range(4)], timeout=60)
+    rt = _context.require_runtime()
+    deadline = time.monotonic() + 60
+    while rt.request(M.REQUEST, "stats", None, timeout=30)["store_bytes"] > 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
     held = [ember.put(np.full(OBJ // 8, 3.0)) for _ in range(2)]
     assert all(ember.get(r, timeout=60)[-1] == 3.0 for r in held)
     growth = _disk_used() - disk_before
